@@ -1,0 +1,79 @@
+# Pulsing — two commands on a fresh machine: `make demo` and `make test`.
+# Both install what is missing (Debian packages, a project-local .venv, the package) and are
+# quick when nothing changed.
+
+SHELL      := /bin/bash
+PY         ?= python3
+VENV       := .venv
+VPY        := $(VENV)/bin/python
+JOBS       ?= $(shell nproc)
+APT_PKGS   := build-essential cmake pkg-config libuv1-dev libnghttp2-dev libssl-dev \
+              libmsgpack-dev libcjson-dev libcmocka-dev
+C_SOURCES  := $(shell find src include -name '*.[ch]' 2>/dev/null) CMakeLists.txt pyproject.toml
+
+.PHONY: all demo test test-c test-c-plain test-c-asan test-py bench deps venv install clean
+
+all: install
+
+# ---- set-up ---------------------------------------------------------------------------------
+deps: .deps.stamp
+.deps.stamp: Makefile
+	@missing=$$(for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | \
+	    grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages: $$missing"; \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	@touch $@
+
+venv: $(VENV)/.stamp
+$(VENV)/.stamp: pyproject.toml | .deps.stamp
+	@test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q "scikit-build-core>=0.9" cmake ninja \
+	    "pytest>=8" "pytest-asyncio>=0.23" "pytest-timeout>=2.3" "hypothesis>=6" numpy ruff
+	@touch $@
+
+install: $(VENV)/.installed
+$(VENV)/.installed: $(VENV)/.stamp $(C_SOURCES)
+	$(VPY) -m pip install -q --no-build-isolation --no-deps -e .
+	@touch $@
+
+# ---- demo ---------------------------------------------------------------------------------
+demo: install
+	$(VPY) examples/demo.py
+
+# ---- tests --------------------------------------------------------------------------------
+test: test-c test-py
+
+build/plain/.configured: CMakeLists.txt | .deps.stamp
+	cmake -S . -B build/plain -G "Unix Makefiles" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@touch $@
+build/asan/.configured: CMakeLists.txt | .deps.stamp
+	cmake -S . -B build/asan -G "Unix Makefiles" -DCMAKE_BUILD_TYPE=Debug \
+	    -DPULSING_SANITIZE=ON >/dev/null
+	@touch $@
+
+test-c-plain: build/plain/.configured
+	cmake --build build/plain -j $(JOBS)
+	cd build/plain && ctest --output-on-failure -j $(JOBS)
+
+test-c-asan: build/asan/.configured
+	cmake --build build/asan -j $(JOBS)
+	cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
+
+test-c: test-c-plain test-c-asan
+
+test-py: install
+	$(VPY) -m pytest -q -p no:cacheprovider tests/python
+
+# ---- benchmarks (figures, not pass/fail) ----------------------------------------------------
+bench: install build/plain/.configured
+	cmake --build build/plain -j $(JOBS)
+	$(VPY) bench/run.py
+
+clean:
+	rm -rf build .deps.stamp $(VENV)/.installed

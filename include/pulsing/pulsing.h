@@ -1,0 +1,307 @@
+/* pulsing.h — the public C API of libpulsing: systems, actors, messages, calls, streams. */
+#ifndef PULSING_PULSING_H
+#define PULSING_PULSING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(PUL_BUILDING_LIBRARY)
+#define PUL_EXTERN __attribute__((visibility("default")))
+#else
+#define PUL_EXTERN
+#endif
+
+/* ------------------------------------------------------------------------------------------ */
+/* Errors. Every function returns 0 or a negative PUL_E* code.                                */
+/* ------------------------------------------------------------------------------------------ */
+
+#define PUL_ERRNO_MAP(X)                                                                  \
+    X(EINVAL, -1, "invalid argument")                                                    \
+    X(ENOMEM, -2, "out of memory")                                                       \
+    X(ENOTFOUND, -3, "actor not found")                                                  \
+    X(EEXIST, -4, "name already registered")                                             \
+    X(ENAME, -5, "invalid actor name")                                                   \
+    X(ECLOSED, -6, "system or stream closed")                                            \
+    X(ESTOPPED, -7, "actor stopped")                                                     \
+    X(ETIMEDOUT, -8, "deadline exceeded")                                                \
+    X(ECANCELED, -9, "operation canceled")                                               \
+    X(EFULL, -10, "mailbox or stream window full")                                       \
+    X(EACTOR, -11, "actor replied with an error")                                        \
+    X(ETOOBIG, -12, "message larger than the configured maximum")                        \
+    X(EPROTO, -13, "protocol violation")                                                 \
+    X(EIO, -14, "i/o error")                                                             \
+    X(ESTATE, -15, "operation not valid in this state")                                  \
+    X(EOF, -16, "end of stream")                                                         \
+    X(EAGAIN, -17, "try again")                                                          \
+    X(EINTERNAL, -18, "internal error")
+
+typedef enum {
+    PUL_OK = 0,
+#define PUL__ERR_ENUM(name, val, str) PUL_##name = (val),
+    PUL_ERRNO_MAP(PUL__ERR_ENUM)
+#undef PUL__ERR_ENUM
+} pul_err_t;
+
+/* Static string naming any return code (never NULL; unknown codes give "unknown error"). */
+PUL_EXTERN const char *pul_strerror(int err);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Allocation hooks. All library allocations go through these counters.                      */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Number of live allocations made by the library (any thread). Tests assert it returns to 0. */
+PUL_EXTERN long pul_mem_live(void);
+/* Make the n-th allocation from now fail (n >= 1); 0 disables. Test-only fault injection. */
+PUL_EXTERN void pul_mem_fail_after(long n);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Identity. 128-bit random ids, unique cluster-wide.                                          */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    uint64_t hi;
+    uint64_t lo;
+} pul_id_t;
+
+/* A fresh random id (never all-zero). Thread-safe. */
+PUL_EXTERN pul_id_t pul_id_random(void);
+PUL_EXTERN int pul_id_eq(pul_id_t a, pul_id_t b);
+PUL_EXTERN int pul_id_is_zero(pul_id_t a);
+/* Format as 32 lowercase hex digits + NUL into buf (size >= 33). */
+PUL_EXTERN void pul_id_format(pul_id_t id, char buf[33]);
+/* Parse 1..32 hex digits (no prefix). Returns 0 or PUL_EINVAL. */
+PUL_EXTERN int pul_id_parse(const char *s, size_t len, pul_id_t *out);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Names. Paths of >= 2 segments of [A-Za-z0-9_-]; "x" means "actors/x"; "system/" reserved.   */
+/* ------------------------------------------------------------------------------------------ */
+
+#define PUL_NAME_MAX 255
+
+/* Validate `name` (len bytes) and write the normalized form ("x" -> "actors/x") NUL-terminated
+ * into out (size outsz). allow_system != 0 permits the reserved "system/" prefix.
+ * Returns 0, PUL_ENAME (bad syntax, empty segment, too long, reserved) or PUL_EINVAL. */
+PUL_EXTERN int pul_name_normalize(const char *name, size_t len, int allow_system, char *out,
+                                  size_t outsz);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Messages: a type string plus payload bytes, refcounted, with out-of-band segments.          */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct pul_msg_s pul_msg_t;
+
+/* Called once when the last reference to a segment's owner drops (any thread). */
+typedef void (*pul_free_fn)(void *opaque);
+
+/* A new message with a copy of `type` and of the `len` bytes at `data` (data may be NULL when
+ * len is 0). Refcount 1, owned by the caller. Returns NULL on allocation failure. */
+PUL_EXTERN pul_msg_t *pul_msg_new(const char *type, const void *data, size_t len);
+/* Append an out-of-band segment that is NOT copied: the bytes stay valid until free_fn(opaque)
+ * runs, which happens when the message is freed (free_fn may be NULL for static memory).
+ * On error the caller still owns `opaque`. Returns 0, PUL_ENOMEM, PUL_EINVAL. */
+PUL_EXTERN int pul_msg_add_segment(pul_msg_t *msg, const void *data, size_t len,
+                                   pul_free_fn free_fn, void *opaque);
+PUL_EXTERN pul_msg_t *pul_msg_ref(pul_msg_t *msg);
+/* Drop a reference; frees on the last one. Accepts NULL. Thread-safe (atomic refcount). */
+PUL_EXTERN void pul_msg_unref(pul_msg_t *msg);
+PUL_EXTERN const char *pul_msg_type(const pul_msg_t *msg);
+PUL_EXTERN const void *pul_msg_data(const pul_msg_t *msg, size_t *len);
+PUL_EXTERN size_t pul_msg_nsegments(const pul_msg_t *msg);
+PUL_EXTERN const void *pul_msg_segment(const pul_msg_t *msg, size_t i, size_t *len);
+/* Total size: payload plus all segments. */
+PUL_EXTERN size_t pul_msg_size(const pul_msg_t *msg);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Systems. Each owns one core thread running a libuv loop.                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct pul_system_s pul_system_t;
+
+typedef struct {
+    size_t mailbox_capacity; /* default 256 */
+    size_t max_message_size; /* default 64 MiB + 1 MiB */
+    size_t stream_window;    /* items a stream may buffer before the producer is held; 32 */
+    uint64_t default_deadline_ms; /* asks without a deadline get this one; 0 = none */
+} pul_system_config_t;
+
+PUL_EXTERN void pul_system_config_init(pul_system_config_t *cfg);
+
+/* Create a system and start its core thread. *out is owned by the caller until
+ * pul_system_shutdown. Any thread. Returns 0, PUL_ENOMEM, PUL_EIO (thread or loop failure). */
+PUL_EXTERN int pul_system_new(const pul_system_config_t *cfg, pul_system_t **out);
+/* Stop every actor (on_stop runs), fail every pending call with PUL_ECLOSED, join the core
+ * thread and free everything. Must not be called from the core thread. Accepts NULL. */
+PUL_EXTERN void pul_system_shutdown(pul_system_t *sys);
+PUL_EXTERN pul_id_t pul_system_node_id(const pul_system_t *sys);
+/* Nonzero when the calling thread is this system's core thread. */
+PUL_EXTERN int pul_system_on_core_thread(const pul_system_t *sys);
+
+/* Run fn(arg) on the core thread on a later loop turn (the one thread-safe door). Any thread.
+ * Returns 0 or PUL_ECLOSED (system shutting down; fn will not run) or PUL_ENOMEM. */
+PUL_EXTERN int pul_system_post(pul_system_t *sys, void (*fn)(void *arg), void *arg);
+
+/* Timers on the core thread. cb runs on the core thread. Core thread only. */
+typedef struct pul_timer_s pul_timer_t;
+PUL_EXTERN int pul_timer_start(pul_system_t *sys, uint64_t timeout_ms, uint64_t repeat_ms,
+                               void (*cb)(void *arg), void *arg, pul_timer_t **out);
+/* Stop and release a timer (memory freed after libuv closes it). Accepts NULL. Core thread. */
+PUL_EXTERN void pul_timer_stop(pul_timer_t *t);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Actors.                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct pul_ctx_s pul_ctx_t;       /* a message being handled; valid during receive */
+typedef struct pul_reply_s pul_reply_t;   /* a deferred reply; one per ask */
+typedef struct pul_stream_s pul_stream_t; /* the producing end of a streamed reply */
+
+/* Error detail carried by a failed reply: category + fields, structured. */
+typedef enum {
+    PUL_ERRKIND_NONE = 0,
+    PUL_ERRKIND_RUNTIME = 1,     /* framework: not found, transport, config */
+    PUL_ERRKIND_BUSINESS = 2,    /* code, message, details */
+    PUL_ERRKIND_SYSTEM = 3,      /* error, recoverable */
+    PUL_ERRKIND_TIMEOUT = 4,     /* operation, duration_ms */
+    PUL_ERRKIND_UNSUPPORTED = 5, /* operation */
+} pul_errkind_t;
+
+typedef struct {
+    pul_errkind_t kind;
+    int64_t code;          /* business code */
+    int recoverable;       /* system errors */
+    uint64_t duration_ms;  /* timeout errors */
+    const char *message;   /* message / error / operation text (UTF-8) */
+    const char *details;   /* business details, may be NULL */
+    const char *type_name; /* original exception type name, may be NULL */
+} pul_error_t;
+
+typedef struct {
+    /* Handle one message. Core thread. Reply with pul_ctx_reply/_error/_stream, or
+     * pul_ctx_defer to reply later; returning without replying to an ask replies with an empty
+     * message. A nonzero return is a failure of the actor (system-class error: supervision). */
+    int (*receive)(pul_ctx_t *ctx, pul_msg_t *msg, void *state);
+    /* Optional. Called on the core thread before the first message / after the last. */
+    int (*on_start)(pul_id_t self, void *state);
+    void (*on_stop)(void *state);
+    /* Optional. Releases state when the actor is gone for good (core thread). */
+    void (*free_state)(void *state);
+    /* Optional. For supervision: build fresh state (a restart re-runs it). Returns NULL on
+     * failure. When set, `state` passed to spawn is ignored and factory(factory_arg) is used. */
+    void *(*factory)(void *factory_arg);
+    void *factory_arg;
+} pul_actor_vtable_t;
+
+typedef enum {
+    PUL_RESTART_NEVER = 0,
+    PUL_RESTART_ON_FAILURE = 1,
+    PUL_RESTART_ALWAYS = 2,
+} pul_restart_policy_t;
+
+typedef struct {
+    const char *name;         /* NULL = anonymous; else validated and normalized */
+    size_t mailbox_capacity;  /* 0 = the system default */
+    pul_restart_policy_t restart_policy;
+    uint32_t max_restarts;    /* within restart_window_ms; default 3 */
+    uint64_t restart_window_ms; /* default 60000 */
+    double min_backoff_s;     /* default 0.1 */
+    double max_backoff_s;     /* default 30.0 */
+    int allow_system_name;    /* permit the reserved "system/" prefix */
+} pul_spawn_opts_t;
+
+PUL_EXTERN void pul_spawn_opts_init(pul_spawn_opts_t *opts);
+
+/* Spawn an actor. The vtable is copied. `state` ownership passes to the actor on success
+ * (free_state releases it); on error the caller keeps it. Any thread (blocks briefly on the
+ * core thread's table lock). Returns 0, PUL_ENAME, PUL_EEXIST, PUL_ENOMEM, PUL_ECLOSED. */
+PUL_EXTERN int pul_spawn(pul_system_t *sys, const pul_actor_vtable_t *vt, void *state,
+                         const pul_spawn_opts_t *opts, pul_id_t *out_id);
+
+/* Stop an actor: queued asks fail with PUL_ESTOPPED, on_stop runs, the name is released.
+ * Any thread. Returns 0 or PUL_ENOTFOUND. */
+PUL_EXTERN int pul_stop(pul_system_t *sys, pul_id_t id);
+/* Look up a name (normalized by the call). Any thread. Returns 0, PUL_ENOTFOUND, PUL_ENAME. */
+PUL_EXTERN int pul_lookup(pul_system_t *sys, const char *name, pul_id_t *out_id);
+
+/* Enumerate live actors: cb(id, name-or-NULL, arg) for each, under the table lock (cb must not
+ * call back into the system). Any thread. */
+PUL_EXTERN void pul_actors_foreach(pul_system_t *sys,
+                                   void (*cb)(pul_id_t id, const char *name, void *arg),
+                                   void *arg);
+
+/* ---- Calls ---- */
+
+typedef struct pul_call_s pul_call_t;
+
+/* Completion of an ask: status 0 with a reply message (callee owns nothing; the callback
+ * borrows `reply` and must pul_msg_ref it to keep it), or an error code with `err` detail
+ * (err non-NULL when status == PUL_EACTOR). Runs on the core thread, never inside the call that
+ * started the ask. */
+typedef void (*pul_ask_cb)(int status, pul_msg_t *reply, const pul_error_t *err, void *arg);
+
+/* Streamed replies: cb(0, item, NULL, arg) per item; then exactly one final call with
+ * status PUL_EOF (clean end), PUL_EACTOR (err set), or another error code. Core thread. */
+typedef pul_ask_cb pul_stream_cb;
+
+/* Send `msg` and get one reply. Takes ownership of msg on success. deadline_ms 0 = the system
+ * default. *out_call (may be NULL) lets the caller cancel. Any thread. When the target mailbox
+ * is full the message waits (the ask is held, not dropped) until there is room or the deadline.
+ * Returns 0 (cb will run exactly once), PUL_ECLOSED, PUL_ENOMEM, PUL_EINVAL. */
+PUL_EXTERN int pul_ask(pul_system_t *sys, pul_id_t target, pul_msg_t *msg, uint64_t deadline_ms,
+                       pul_ask_cb cb, void *arg, pul_call_t **out_call);
+/* Like pul_ask but the reply is a stream (a plain reply arrives as one item then EOF). */
+PUL_EXTERN int pul_ask_stream(pul_system_t *sys, pul_id_t target, pul_msg_t *msg,
+                              uint64_t deadline_ms, pul_stream_cb cb, void *arg,
+                              pul_call_t **out_call);
+/* Fire and forget. Takes ownership of msg on success. Returns 0, PUL_ENOTFOUND (known at once),
+ * PUL_EFULL (mailbox full: tell never blocks and never drops silently), PUL_ECLOSED. Any thread. */
+PUL_EXTERN int pul_tell(pul_system_t *sys, pul_id_t target, pul_msg_t *msg);
+/* Cancel a call: its callback runs once more with PUL_ECANCELED (unless it already completed),
+ * a streaming producer sees its stream closed. The pul_call_t is released by this call or by
+ * completion, whichever is later; call it at most once, before or inside the callback never.
+ * Any thread. */
+PUL_EXTERN void pul_call_cancel(pul_system_t *sys, pul_call_t *call);
+/* Release a call handle obtained through out_call without cancelling. Any thread. */
+PUL_EXTERN void pul_call_release(pul_system_t *sys, pul_call_t *call);
+
+/* ---- Inside receive (core thread) ---- */
+
+PUL_EXTERN pul_id_t pul_ctx_self(const pul_ctx_t *ctx);
+PUL_EXTERN pul_system_t *pul_ctx_system(const pul_ctx_t *ctx);
+/* Nonzero when the sender expects a reply (ask), zero for tell. */
+PUL_EXTERN int pul_ctx_is_ask(const pul_ctx_t *ctx);
+/* Reply now. Takes ownership of msg on success. */
+PUL_EXTERN int pul_ctx_reply(pul_ctx_t *ctx, pul_msg_t *msg);
+/* Reply with a structured error (copied). */
+PUL_EXTERN int pul_ctx_reply_error(pul_ctx_t *ctx, const pul_error_t *err);
+/* Detach the reply to answer later from any thread (pul_reply_*). NULL for tells. */
+PUL_EXTERN pul_reply_t *pul_ctx_defer(pul_ctx_t *ctx);
+/* Answer with a stream. The stream is owned by the actor until pul_stream_end/_error. */
+PUL_EXTERN pul_stream_t *pul_ctx_stream(pul_ctx_t *ctx);
+
+/* ---- Deferred replies (any thread; each consumes the reply handle) ---- */
+
+PUL_EXTERN int pul_reply_send(pul_reply_t *r, pul_msg_t *msg);
+PUL_EXTERN int pul_reply_error(pul_reply_t *r, const pul_error_t *err);
+PUL_EXTERN pul_stream_t *pul_reply_stream(pul_reply_t *r);
+/* Drop a deferred reply unanswered: the caller gets PUL_ESTOPPED. */
+PUL_EXTERN void pul_reply_abandon(pul_reply_t *r);
+
+/* ---- Streams (producer side; any thread) ---- */
+
+/* Push one item (ownership moves on success). Returns 0, PUL_EFULL (window full: wait for the
+ * writable callback), PUL_ECANCELED (consumer went away: stop producing), PUL_ESTATE. */
+PUL_EXTERN int pul_stream_push(pul_stream_t *s, pul_msg_t *item);
+/* Called (core thread) when a full window has room again or when the consumer cancels. */
+PUL_EXTERN void pul_stream_on_writable(pul_stream_t *s, void (*cb)(void *arg), void *arg);
+/* End cleanly / with an error; both release the stream handle. */
+PUL_EXTERN int pul_stream_end(pul_stream_t *s);
+PUL_EXTERN int pul_stream_error(pul_stream_t *s, const pul_error_t *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PULSING_PULSING_H */

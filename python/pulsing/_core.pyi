@@ -1,0 +1,161 @@
+"""Type stub for pulsing._core, the CPython extension over libpulsing.
+
+Glue only: the extension owns the bridge between a system's core thread and its home asyncio
+loop, and exposes the C core's identity, naming and actor table. Policy (what a call means,
+errors as exception classes, supervision of Python actors) lives in the Python package.
+
+Threading: every function here is called on the home loop's thread with the GIL held. The core
+thread never touches a PyObject: it pushes completions onto the system's completion queue and
+writes the eventfd only when the queue goes from empty to non-empty; `CoreSystem.drain()` (the
+`loop.add_reader` callback) empties the whole queue in one pass.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+# ---- error codes (mirror PUL_E* of include/pulsing/pulsing.h) ---------------------------------
+EINVAL: int
+ENOMEM: int
+ENOTFOUND: int
+EEXIST: int
+ENAME: int
+ECLOSED: int
+ESTOPPED: int
+ETIMEDOUT: int
+ECANCELED: int
+EFULL: int
+EACTOR: int
+ETOOBIG: int
+EOF: int
+
+# error kinds (pul_errkind_t)
+ERRKIND_RUNTIME: int
+ERRKIND_BUSINESS: int
+ERRKIND_SYSTEM: int
+ERRKIND_TIMEOUT: int
+ERRKIND_UNSUPPORTED: int
+
+class CoreError(Exception):
+    """A failed core operation. args[0] is a human-readable message.
+
+    code: the PUL_E* code. When code == EACTOR the remaining fields carry the structured error
+    the actor replied with (kind and its fields); otherwise kind == ERRKIND_RUNTIME.
+    """
+
+    code: int
+    kind: int
+    message: str
+    biz_code: int
+    details: str | None
+    recoverable: bool
+    duration_ms: int
+    type_name: str | None
+
+def strerror(code: int) -> str: ...
+def normalize_name(name: str, allow_system: bool = False) -> str:
+    """'x' -> 'actors/x'; validates segments. Raises ValueError naming the rule broken."""
+
+def random_id() -> int:
+    """A fresh random 128-bit id (never 0), from the C core."""
+
+def mem_live() -> int:
+    """Live allocations inside libpulsing (leak checks in tests)."""
+
+def copy_value(obj: Any) -> Any:
+    """Copy semantics for in-process messages: returns obj itself when it is immutable (None,
+    bool, int, float, complex, str, bytes, and tuples/frozensets of those, recursively);
+    otherwise a copy made by a pickle protocol-5 round trip (out-of-band buffers copied once).
+    Raises TypeError naming the offending type when the value cannot be pickled."""
+
+class Reply:
+    """The deferred reply to a message delivered by the core to a Python actor. Each of send,
+    error, stream and abandon consumes it; a second use raises RuntimeError. Dropped without
+    an answer it is abandoned (the caller gets ESTOPPED), never leaked."""
+
+    is_ask: bool
+    def send(self, msg_type: str, payload: bytes | memoryview | Any) -> None: ...
+    def error(
+        self,
+        kind: int,
+        message: str,
+        *,
+        code: int = 0,
+        details: str | None = None,
+        recoverable: bool = True,
+        duration_ms: int = 0,
+        type_name: str | None = None,
+    ) -> None: ...
+    def stream(self) -> StreamWriter: ...
+    def abandon(self) -> None: ...
+
+class StreamWriter:
+    """Producing end of a streamed reply to a core caller."""
+
+    def push(self, msg_type: str, payload: bytes | memoryview | Any) -> bool:
+        """True when accepted; False when the window is full (call on_writable and retry).
+        Raises CoreError(ECANCELED) when the consumer went away."""
+    def on_writable(self, callback: Callable[[], None]) -> None:
+        """callback() runs on the home loop once there is room again (or on cancel)."""
+    def end(self) -> None: ...
+    def error(self, kind: int, message: str, **fields: Any) -> None: ...
+
+class CoreSystem:
+    """One libpulsing system: its core thread and its bridge to the home loop.
+
+    Create on the home loop thread, then `loop.add_reader(sys.fileno(), sys.drain)`.
+    close() fails every pending call, joins the core thread and frees everything; it is
+    idempotent. Remove the reader before close()."""
+
+    node_id: int
+    def __init__(self, *, mailbox_capacity: int = 256, max_message_size: int = ...) -> None: ...
+    def fileno(self) -> int: ...
+    def drain(self) -> None:
+        """Run every queued completion: resolve futures, call handlers and stream callbacks."""
+    def close(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+
+    # ---- table and names ----
+    def register(
+        self,
+        name: str | None,
+        handler: Callable[[str, memoryview, Reply | None], None],
+        *,
+        mailbox_capacity: int = 0,
+        allow_system: bool = False,
+    ) -> int:
+        """Register a foreign (Python) actor in the C table and return its new actor id.
+        name is normalized; ValueError for a bad name, KeyError-like CoreError(EEXIST) when taken.
+        Messages routed to it through the core are delivered on the home loop as
+        handler(msg_type, payload, reply) with reply None for a tell."""
+    def unregister(self, actor_id: int) -> None:
+        """Remove it; asks still queued for it in the core fail with ESTOPPED. Idempotent."""
+    def lookup(self, name: str) -> int | None: ...
+    def actors(self) -> list[tuple[int, str | None]]: ...
+
+    # ---- C actors (built into the extension for tests, benches and examples) ----
+    def spawn_builtin(self, kind: str, name: str | None = None) -> int:
+        """kind: 'echo' (replies with the message), 'counter' (payload = 8-byte little-endian
+        increment, replies with the running total), 'streamer' (payload = 4-byte count n,
+        streams n items then ends), 'failer' (replies with a system error)."""
+    def stop(self, actor_id: int) -> None: ...
+
+    # ---- calls through the core ----
+    def ask(
+        self, target: int, msg_type: str, payload: bytes | memoryview | Any, future: Any,
+        deadline_ms: int = 0,
+    ) -> None:
+        """Send through the core; future.set_result((msg_type, bytes)) or
+        future.set_exception(CoreError) on the home loop. Cancelling the future cancels the
+        call."""
+    def tell(self, target: int, msg_type: str, payload: bytes | memoryview | Any) -> None: ...
+    def ask_stream(
+        self, target: int, msg_type: str, payload: bytes | memoryview | Any,
+        on_item: Callable[[str | None, bytes | None, CoreError | None], None],
+        deadline_ms: int = 0,
+    ) -> StreamCall:
+        """on_item(msg_type, payload, None) per item; on_item(None, None, None) at the clean
+        end; on_item(None, None, err) on error. Runs on the home loop."""
+
+class StreamCall:
+    def cancel(self) -> None: ...
