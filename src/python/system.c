@@ -1,0 +1,1010 @@
+/* system.c — CoreSystem: one libpulsing system, its bridge, foreign actors, asks and close. */
+#include "pulpy.h"
+
+#include <errno.h>
+#include <structmember.h>
+#include <stdlib.h>
+#include <string.h>
+
+static pulpy_state *
+sys_state(CoreSystemObject *self)
+{
+    return pulpy_state_of_type(Py_TYPE(self));
+}
+
+int
+pulpy_system_check(CoreSystemObject *self)
+{
+    if (self->closed || self->closing || self->sys == NULL) {
+        pulpy_raise(sys_state(self), PUL_ECLOSED, "system closed");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+raise_code(CoreSystemObject *self, int rc, const char *context)
+{
+    if (rc == PUL_ENOMEM) {
+        return PyErr_NoMemory();
+    }
+    return pulpy_raise(sys_state(self), rc, context);
+}
+
+/* ---- foreign (Python) actors: the vtable runs on the core thread ---------------------------- */
+
+static int
+foreign_receive(pul_ctx_t *ctx, pul_msg_t *msg, void *state)
+{
+    pulpy_foreign_t *fa = state;
+    pul_reply_t *r = pul_ctx_is_ask(ctx) ? pul_ctx_defer(ctx) : NULL;
+    pulpy_entry_t e = {
+        .kind = PULPY_E_DELIVER, .obj = fa, .msg = pul_msg_ref(msg), .reply = r};
+    if (pulpy_bridge_push(fa->bridge, &e) != 0) {
+        pul_msg_unref(msg);
+        if (r != NULL) {
+            pul_reply_abandon(r);
+        }
+        return PUL_ENOMEM;
+    }
+    return 0;
+}
+
+static void
+foreign_free_state(void *state)
+{
+    pulpy_foreign_t *fa = state;
+    pulpy_entry_t e = {.kind = PULPY_E_FOREIGN_FREE, .obj = fa};
+    /* FIFO with the deliveries pushed before it (same core thread), so every message of this
+     * actor has been handed to the handler when the handler's reference is dropped. On OOM the
+     * struct stays in sys->foreigns and close() releases it. */
+    (void)pulpy_bridge_push(fa->bridge, &e);
+}
+
+static void
+foreign_release(pulpy_foreign_t *fa)
+{
+    pulpy_list_del(&fa->link);
+    Py_CLEAR(fa->handler);
+    PyMem_RawFree(fa);
+}
+
+/* ---- Ask: a pending call, and the done callback of its future ------------------------------- */
+
+static void
+ask_core_cb(int status, pul_msg_t *reply, const pul_error_t *err, void *arg)
+{
+    /* Core thread: no PyObject API is used and no refcount touched; `arg` only travels back to
+     * the home thread. a->bridge is immutable while the core holds its reference. */
+    AskObject *a = arg;
+    pulpy_entry_t e = {.kind = PULPY_E_ASK_DONE, .status = status, .obj = a};
+    if (status == 0 && reply != NULL) {
+        e.msg = pul_msg_ref(reply);
+    } else if (err != NULL) {
+        e.err = pulpy_err_copy(err);
+    }
+    if (pulpy_bridge_push(a->bridge, &e) != 0) {
+        /* Leave it pending: close() fails what never completed. */
+        pul_msg_unref(e.msg);
+        free(e.err);
+    }
+}
+
+/* future.add_done_callback(ask): a cancelled future cancels the core call. Home thread. */
+static PyObject *
+ask_call(PyObject *self, PyObject *args, PyObject *kw)
+{
+    AskObject *a = (AskObject *)self;
+    if (!a->completed && a->call != NULL && a->sys->sys != NULL && !a->sys->closed) {
+        pul_call_t *c = a->call;
+        a->call = NULL;
+        pul_call_cancel(a->sys->sys, c);
+    }
+    Py_RETURN_NONE;
+}
+
+static int
+ask_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    AskObject *a = (AskObject *)self;
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(a->sys);
+    Py_VISIT(a->future);
+    return 0;
+}
+
+static int
+ask_clear(PyObject *self)
+{
+    AskObject *a = (AskObject *)self;
+    Py_CLEAR(a->future);
+    return 0;
+}
+
+static void
+ask_dealloc(PyObject *self)
+{
+    AskObject *a = (AskObject *)self;
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(a->future);
+    Py_CLEAR(a->sys);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot ask_slots[] = {
+    {Py_tp_call, ask_call},
+    {Py_tp_traverse, ask_traverse},
+    {Py_tp_clear, ask_clear},
+    {Py_tp_dealloc, ask_dealloc},
+    {0, NULL},
+};
+
+PyType_Spec pulpy_ask_spec = {
+    .name = "pulsing._core._Ask",
+    .basicsize = sizeof(AskObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = ask_slots,
+};
+
+/* Resolve an ask's future (unless already done, e.g. cancelled) and drop the core's reference.
+ * Steals e->msg and e->err. Returns -1 when set_result/set_exception raised. */
+static int
+ask_finish(pulpy_state *st, AskObject *a, pulpy_entry_t *e)
+{
+    CoreSystemObject *self = a->sys;
+    int ret = 0;
+    pulpy_list_del(&a->link);
+    a->completed = 1;
+    if (a->call != NULL) {
+        pul_call_t *c = a->call;
+        a->call = NULL;
+        if (self->sys != NULL) {
+            pul_call_release(self->sys, c);
+        }
+    }
+    PyObject *fut = a->future;
+    a->future = NULL;
+    if (fut != NULL) {
+        PyObject *done = PyObject_CallMethodNoArgs(fut, st->str_done);
+        int is_done = done == NULL ? -1 : PyObject_IsTrue(done);
+        Py_XDECREF(done);
+        PyObject *r = NULL;
+        if (is_done == 0) {
+            if (e->status == 0) {
+                PyObject *t = pulpy_msg_type(e->msg);
+                PyObject *b = t ? pulpy_msg_bytes(e->msg) : NULL;
+                PyObject *tup = b ? PyTuple_Pack(2, t, b) : NULL;
+                Py_XDECREF(t);
+                Py_XDECREF(b);
+                if (tup != NULL) {
+                    r = PyObject_CallMethodOneArg(fut, st->str_set_result, tup);
+                    Py_DECREF(tup);
+                }
+            } else {
+                PyObject *exc = pulpy_error_new(st, e->status, e->err ? &e->err->e : NULL, NULL);
+                if (exc != NULL) {
+                    r = PyObject_CallMethodOneArg(fut, st->str_set_exception, exc);
+                    Py_DECREF(exc);
+                }
+            }
+            if (r == NULL) {
+                ret = -1;
+            }
+            Py_XDECREF(r);
+        } else if (is_done < 0) {
+            ret = -1;
+        }
+        Py_DECREF(fut);
+    }
+    pul_msg_unref(e->msg);
+    e->msg = NULL;
+    free(e->err);
+    e->err = NULL;
+    Py_DECREF(a); /* the core's reference */
+    return ret;
+}
+
+/* ---- drain ------------------------------------------------------------------------------------ */
+
+static int
+deliver(pulpy_state *st, CoreSystemObject *self, pulpy_entry_t *e)
+{
+    pulpy_foreign_t *fa = e->obj;
+    int ret = 0;
+    PyObject *reply = NULL;
+    if (e->reply != NULL) {
+        reply = pulpy_reply_new(self, e->reply);
+        if (reply == NULL) {
+            /* pulpy_reply_new abandoned it */
+            pul_msg_unref(e->msg);
+            return -1;
+        }
+    }
+    if (fa->handler == NULL) {
+        Py_XDECREF(reply); /* abandons */
+        pul_msg_unref(e->msg);
+        return 0;
+    }
+    PyObject *t = pulpy_msg_type(e->msg);
+    PyObject *mv = t ? pulpy_msg_memoryview(st, e->msg) : NULL;
+    if (mv != NULL) {
+        PyObject *args[3] = {t, mv, reply ? reply : Py_None};
+        PyObject *r = PyObject_Vectorcall(fa->handler, args, 3, NULL);
+        if (r == NULL) {
+            ret = -1;
+        }
+        Py_XDECREF(r);
+    } else {
+        ret = -1;
+    }
+    Py_XDECREF(t);
+    Py_XDECREF(mv);
+    Py_XDECREF(reply);
+    pul_msg_unref(e->msg);
+    return ret;
+}
+
+static int
+run_entry(pulpy_state *st, CoreSystemObject *self, pulpy_entry_t *e)
+{
+    switch (e->kind) {
+    case PULPY_E_ASK_DONE:
+        return ask_finish(st, (AskObject *)e->obj, e);
+    case PULPY_E_STREAM:
+        return pulpy_streamcall_entry(st, e);
+    case PULPY_E_DELIVER:
+        return deliver(st, self, e);
+    case PULPY_E_FOREIGN_FREE:
+        foreign_release(e->obj);
+        return 0;
+    case PULPY_E_WRITABLE:
+        return pulpy_wstate_entry(st, e);
+    case PULPY_E_BUF_RELEASE:
+        pulpy_segment_entry(e);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+int
+pulpy_system_drain(CoreSystemObject *self)
+{
+    pulpy_bridge_t *b = self->bridge;
+    if (b == NULL) {
+        return 0;
+    }
+    pulpy_state *st = sys_state(self);
+    PyObject *first_type = NULL, *first_val = NULL, *first_tb = NULL;
+    pulpy_bridge_ack(b);
+    pulpy_bridge_take(b);
+    /* b->pos is shared: a callback that re-enters drain (or close) continues this batch. */
+    while (b->pos < b->cur.n) {
+        pulpy_entry_t e = b->cur.v[b->pos++];
+        if (run_entry(st, self, &e) < 0) {
+            if (first_type == NULL) {
+                PyErr_Fetch(&first_type, &first_val, &first_tb);
+            } else {
+                PyErr_WriteUnraisable((PyObject *)self);
+            }
+        }
+    }
+    if (first_type != NULL) {
+        PyErr_Restore(first_type, first_val, first_tb);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- close -------------------------------------------------------------------------------- */
+
+static void
+system_close(CoreSystemObject *self)
+{
+    if (self->closed || self->closing) {
+        return;
+    }
+    self->closing = 1;
+    pulpy_state *st = sys_state(self);
+    PyObject *et, *ev, *etb;
+    PyErr_Fetch(&et, &ev, &etb);
+
+    /* Nothing Python-side may keep a core handle across the shutdown: answer deferred replies
+     * (callers get ESTOPPED), end writers, and release our call handles (the calls themselves
+     * stay pending and the shutdown fails them with ECLOSED through their callbacks). */
+    pulpy_reply_close_all(self);
+    for (pulpy_link_t *l = self->asks.next; l != &self->asks; l = l->next) {
+        AskObject *a = PULPY_CONTAINER(l, AskObject, link);
+        if (a->call != NULL) {
+            pul_call_t *c = a->call;
+            a->call = NULL;
+            pul_call_release(self->sys, c);
+        }
+    }
+    for (pulpy_link_t *l = self->streams.next; l != &self->streams; l = l->next) {
+        StreamCallObject *s = PULPY_CONTAINER(l, StreamCallObject, link);
+        if (s->call != NULL) {
+            pul_call_t *c = s->call;
+            s->call = NULL;
+            pul_call_release(self->sys, c);
+        }
+    }
+
+    pul_system_t *sys = self->sys;
+    Py_BEGIN_ALLOW_THREADS
+    pul_system_shutdown(sys);
+    Py_END_ALLOW_THREADS
+    self->sys = NULL;
+
+    /* The core thread is joined: run whatever it queued, until nothing is left. */
+    while (pulpy_bridge_take(self->bridge) > 0) {
+        if (pulpy_system_drain(self) < 0) {
+            PyErr_WriteUnraisable((PyObject *)self);
+        }
+    }
+    /* Calls the core never completed (it should have): fail them here. */
+    while (self->asks.next != &self->asks) {
+        AskObject *a = PULPY_CONTAINER(self->asks.next, AskObject, link);
+        pulpy_entry_t e = {.kind = PULPY_E_ASK_DONE, .status = PUL_ECLOSED, .obj = a};
+        if (ask_finish(st, a, &e) < 0) {
+            PyErr_Clear(); /* e.g. the future's loop is already closed */
+        }
+    }
+    pulpy_streams_after_shutdown(self);
+    pulpy_writers_after_shutdown(self);
+    while (self->foreigns.next != &self->foreigns) {
+        foreign_release(PULPY_CONTAINER(self->foreigns.next, pulpy_foreign_t, link));
+    }
+    pulpy_bridge_close(self->bridge);
+    self->bridge = NULL;
+    self->closed = 1;
+    self->closing = 0;
+    PyErr_Restore(et, ev, etb);
+}
+
+/* ---- type slots ------------------------------------------------------------------------------ */
+
+static PyObject *
+sys_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"mailbox_capacity", "max_message_size", "stream_window",
+                             "default_deadline_ms", NULL};
+    pul_system_config_t cfg;
+    pul_system_config_init(&cfg);
+    Py_ssize_t mailbox = (Py_ssize_t)cfg.mailbox_capacity;
+    Py_ssize_t maxmsg = (Py_ssize_t)cfg.max_message_size;
+    Py_ssize_t window = (Py_ssize_t)cfg.stream_window;
+    unsigned long long deadline = cfg.default_deadline_ms;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|$nnnK:CoreSystem", kwlist, &mailbox, &maxmsg,
+                                     &window, &deadline)) {
+        return NULL;
+    }
+    if (mailbox <= 0 || maxmsg <= 0 || window <= 0) {
+        PyErr_SetString(PyExc_ValueError,
+                        "mailbox_capacity, max_message_size and stream_window must be > 0");
+        return NULL;
+    }
+    cfg.mailbox_capacity = (size_t)mailbox;
+    cfg.max_message_size = (size_t)maxmsg;
+    cfg.stream_window = (size_t)window;
+    cfg.default_deadline_ms = deadline;
+
+    CoreSystemObject *self = (CoreSystemObject *)tp->tp_alloc(tp, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    pulpy_list_init(&self->asks);
+    pulpy_list_init(&self->streams);
+    pulpy_list_init(&self->replies);
+    pulpy_list_init(&self->writers);
+    pulpy_list_init(&self->foreigns);
+    self->closed = 1; /* until fully built */
+    self->bridge = pulpy_bridge_new();
+    if (self->bridge == NULL) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        Py_DECREF(self);
+        return NULL;
+    }
+    int rc;
+    pul_system_t *sys = NULL;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pul_system_new(&cfg, &sys);
+    Py_END_ALLOW_THREADS
+    if (rc != 0) {
+        Py_DECREF(self);
+        return pulpy_raise(pulpy_state_of_type(tp), rc, "cannot create the system");
+    }
+    self->sys = sys;
+    self->closed = 0;
+    self->node_id = pulpy_id_to_py(pul_system_node_id(sys));
+    if (self->node_id == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static int
+sys_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    CoreSystemObject *self = (CoreSystemObject *)op;
+    Py_VISIT(Py_TYPE(op));
+    /* Handlers are owned by the system (released at unregister-drain or close). Pending asks,
+     * streams and replies are not visited: the core holds them, they are not garbage. */
+    for (pulpy_link_t *l = self->foreigns.next; l != NULL && l != &self->foreigns; l = l->next) {
+        Py_VISIT(PULPY_CONTAINER(l, pulpy_foreign_t, link)->handler);
+    }
+    return 0;
+}
+
+static void
+sys_finalize(PyObject *op)
+{
+    system_close((CoreSystemObject *)op);
+}
+
+static int
+sys_clear(PyObject *op)
+{
+    CoreSystemObject *self = (CoreSystemObject *)op;
+    system_close(self);
+    return 0;
+}
+
+static void
+sys_dealloc(PyObject *op)
+{
+    CoreSystemObject *self = (CoreSystemObject *)op;
+    PyTypeObject *tp = Py_TYPE(op);
+    if (PyObject_CallFinalizerFromDealloc(op) < 0) {
+        return; /* resurrected */
+    }
+    PyObject_GC_UnTrack(op);
+    if (self->weakreflist != NULL) {
+        PyObject_ClearWeakRefs(op);
+    }
+    if (self->bridge != NULL) {
+        /* Only a half-built system gets here with a bridge. */
+        pulpy_bridge_close(self->bridge);
+        self->bridge = NULL;
+    }
+    Py_CLEAR(self->node_id);
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+/* ---- methods ------------------------------------------------------------------------------- */
+
+static PyObject *
+sys_fileno(PyObject *op, PyObject *unused)
+{
+    CoreSystemObject *self = (CoreSystemObject *)op;
+    if (pulpy_system_check(self) < 0) {
+        return NULL;
+    }
+    return PyLong_FromLong(self->bridge->efd);
+}
+
+static PyObject *
+sys_drain(PyObject *op, PyObject *unused)
+{
+    CoreSystemObject *self = (CoreSystemObject *)op;
+    if (self->closed) {
+        Py_RETURN_NONE; /* a reader left registered after close: nothing to do */
+    }
+    if (pulpy_system_drain(self) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+sys_close(PyObject *op, PyObject *unused)
+{
+    system_close((CoreSystemObject *)op);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+sys_get_closed(PyObject *op, void *unused)
+{
+    CoreSystemObject *self = (CoreSystemObject *)op;
+    return PyBool_FromLong(self->closed || self->closing);
+}
+
+static PyObject *
+sys_get_node_id(PyObject *op, void *unused)
+{
+    CoreSystemObject *self = (CoreSystemObject *)op;
+    if (self->node_id == NULL) {
+        Py_RETURN_NONE;
+    }
+    return Py_NewRef(self->node_id);
+}
+
+static PyObject *
+sys_bridge_stats(PyObject *op, PyObject *unused)
+{
+    CoreSystemObject *self = (CoreSystemObject *)op;
+    if (pulpy_system_check(self) < 0) {
+        return NULL;
+    }
+    return Py_BuildValue(
+        "{sKsK}", "pushes",
+        (unsigned long long)atomic_load_explicit(&self->bridge->pushes, memory_order_relaxed),
+        "wakeups",
+        (unsigned long long)atomic_load_explicit(&self->bridge->wakeups, memory_order_relaxed));
+}
+
+static PyObject *
+sys_register(PyObject *op, PyObject *args, PyObject *kw)
+{
+    CoreSystemObject *self = (CoreSystemObject *)op;
+    static char *kwlist[] = {"name", "handler", "mailbox_capacity", "allow_system", NULL};
+    PyObject *name, *handler;
+    Py_ssize_t mailbox = 0;
+    int allow_system = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$np:register", kwlist, &name, &handler,
+                                     &mailbox, &allow_system)) {
+        return NULL;
+    }
+    if (pulpy_system_check(self) < 0) {
+        return NULL;
+    }
+    if (!PyCallable_Check(handler)) {
+        PyErr_SetString(PyExc_TypeError, "handler must be callable");
+        return NULL;
+    }
+    if (mailbox < 0) {
+        PyErr_SetString(PyExc_ValueError, "mailbox_capacity must be >= 0");
+        return NULL;
+    }
+    char norm[PUL_NAME_MAX + 1];
+    pul_spawn_opts_t opts;
+    pul_spawn_opts_init(&opts);
+    if (name != Py_None) {
+        if (pulpy_normalize_name(name, allow_system, norm, sizeof(norm)) < 0) {
+            return NULL;
+        }
+        opts.name = norm;
+    }
+    opts.mailbox_capacity = (size_t)mailbox;
+    opts.allow_system_name = allow_system;
+
+    pulpy_foreign_t *fa = PyMem_RawCalloc(1, sizeof(*fa));
+    if (fa == NULL) {
+        return PyErr_NoMemory();
+    }
+    fa->owner = self;
+    fa->bridge = self->bridge;
+    fa->handler = Py_NewRef(handler);
+    pul_actor_vtable_t vt = {
+        .receive = foreign_receive,
+        .free_state = foreign_free_state,
+    };
+    /* Linked before spawn: once spawned, free_state may queue its release at any moment. */
+    pulpy_list_add(&self->foreigns, &fa->link);
+    pul_id_t id;
+    int rc;
+    pul_system_t *sys = self->sys;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pul_spawn(sys, &vt, fa, &opts, &id);
+    Py_END_ALLOW_THREADS
+    if (rc != 0) {
+        foreign_release(fa);
+        if (rc == PUL_EEXIST) {
+            return pulpy_raise(sys_state(self), rc, norm);
+        }
+        return raise_code(self, rc, "register");
+    }
+    fa->id = id;
+    return pulpy_id_to_py(id);
+}
+
+static PyObject *
+sys_stop(PyObject *op, PyObject *arg)
+{
+    CoreSystemObject *self = (CoreSystemObject *)op;
+    pul_id_t id;
+    if (pulpy_system_check(self) < 0 || pulpy_id_from_py(arg, &id) < 0) {
+        return NULL;
+    }
+    int rc;
+    pul_system_t *sys = self->sys;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pul_stop(sys, id);
+    Py_END_ALLOW_THREADS
+    if (rc != 0 && rc != PUL_ENOTFOUND) {
+        return raise_code(self, rc, "stop");
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+sys_lookup(PyObject *op, PyObject *name)
+{
+    CoreSystemObject *self = (CoreSystemObject *)op;
+    if (pulpy_system_check(self) < 0) {
+        return NULL;
+    }
+    char norm[PUL_NAME_MAX + 1];
+    if (pulpy_normalize_name(name, 1, norm, sizeof(norm)) < 0) {
+        return NULL;
+    }
+    pul_id_t id;
+    int rc;
+    pul_system_t *sys = self->sys;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pul_lookup(sys, norm, &id);
+    Py_END_ALLOW_THREADS
+    if (rc == PUL_ENOTFOUND) {
+        Py_RETURN_NONE;
+    }
+    if (rc != 0) {
+        return raise_code(self, rc, "lookup");
+    }
+    return pulpy_id_to_py(id);
+}
+
+typedef struct {
+    pul_id_t id;
+    char *name;
+} actor_row_t;
+
+typedef struct {
+    actor_row_t *v;
+    size_t n, cap;
+    int oom;
+} actor_rows_t;
+
+static void
+actors_cb(pul_id_t id, const char *name, void *arg)
+{
+    actor_rows_t *rows = arg;
+    if (rows->oom) {
+        return;
+    }
+    if (rows->n == rows->cap) {
+        size_t cap = rows->cap ? rows->cap * 2 : 32;
+        actor_row_t *nv = realloc(rows->v, cap * sizeof(*nv));
+        if (nv == NULL) {
+            rows->oom = 1;
+            return;
+        }
+        rows->v = nv;
+        rows->cap = cap;
+    }
+    char *copy = NULL;
+    if (name != NULL && (copy = strdup(name)) == NULL) {
+        rows->oom = 1;
+        return;
+    }
+    rows->v[rows->n].id = id;
+    rows->v[rows->n].name = copy;
+    rows->n++;
+}
+
+static PyObject *
+sys_actors(PyObject *op, PyObject *unused)
+{
+    CoreSystemObject *self = (CoreSystemObject *)op;
+    if (pulpy_system_check(self) < 0) {
+        return NULL;
+    }
+    actor_rows_t rows = {0};
+    pul_system_t *sys = self->sys;
+    Py_BEGIN_ALLOW_THREADS
+    pul_actors_foreach(sys, actors_cb, &rows);
+    Py_END_ALLOW_THREADS
+    PyObject *list = NULL;
+    if (rows.oom) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    list = PyList_New((Py_ssize_t)rows.n);
+    for (size_t i = 0; list != NULL && i < rows.n; i++) {
+        PyObject *id = pulpy_id_to_py(rows.v[i].id);
+        PyObject *nm = rows.v[i].name ? PyUnicode_FromString(rows.v[i].name) : Py_NewRef(Py_None);
+        PyObject *t = (id && nm) ? PyTuple_Pack(2, id, nm) : NULL;
+        Py_XDECREF(id);
+        Py_XDECREF(nm);
+        if (t == NULL) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, t);
+    }
+done:
+    for (size_t i = 0; i < rows.n; i++) {
+        free(rows.v[i].name);
+    }
+    free(rows.v);
+    return list;
+}
+
+static PyObject *
+sys_spawn_builtin(PyObject *op, PyObject *args, PyObject *kw)
+{
+    CoreSystemObject *self = (CoreSystemObject *)op;
+    static char *kwlist[] = {"kind", "name", NULL};
+    const char *kind;
+    PyObject *name = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "s|O:spawn_builtin", kwlist, &kind, &name)) {
+        return NULL;
+    }
+    if (pulpy_system_check(self) < 0) {
+        return NULL;
+    }
+    char norm[PUL_NAME_MAX + 1];
+    const char *nm = NULL;
+    if (name != Py_None) {
+        if (pulpy_normalize_name(name, 0, norm, sizeof(norm)) < 0) {
+            return NULL;
+        }
+        nm = norm;
+    }
+    pul_id_t id;
+    int rc;
+    pul_system_t *sys = self->sys;
+    Py_BEGIN_ALLOW_THREADS
+    rc = pulpy_builtin_spawn(sys, kind, nm, &id);
+    Py_END_ALLOW_THREADS
+    if (rc == PUL_EINVAL) {
+        PyErr_Format(PyExc_ValueError,
+                     "unknown builtin actor kind %s (echo, counter, streamer, failer, forwarder)",
+                     kind);
+        return NULL;
+    }
+    if (rc != 0) {
+        return raise_code(self, rc, "spawn_builtin");
+    }
+    return pulpy_id_to_py(id);
+}
+
+/* ask(target, msg_type, payload, future, deadline_ms=0) */
+static PyObject *
+sys_ask(PyObject *op, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    CoreSystemObject *self = (CoreSystemObject *)op;
+    pulpy_state *st = sys_state(self);
+    static const char *names[] = {"target", "msg_type", "payload", "future", "deadline_ms"};
+    PyObject *argv[5] = {NULL, NULL, NULL, NULL, NULL};
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs > 5) {
+        PyErr_SetString(PyExc_TypeError, "ask() takes at most 5 arguments");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        argv[i] = args[i];
+    }
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        PyObject *kn = PyTuple_GET_ITEM(kwnames, k);
+        int found = 0;
+        for (int i = 0; i < 5; i++) {
+            if (PyUnicode_CompareWithASCIIString(kn, names[i]) == 0) {
+                if (argv[i] != NULL) {
+                    PyErr_Format(PyExc_TypeError, "ask() got multiple values for %s", names[i]);
+                    return NULL;
+                }
+                argv[i] = args[nargs + k];
+                found = 1;
+                break;
+            }
+        }
+        if (!found) {
+            PyErr_Format(PyExc_TypeError, "ask() got an unexpected keyword argument %R", kn);
+            return NULL;
+        }
+    }
+    for (int i = 0; i < 4; i++) {
+        if (argv[i] == NULL) {
+            PyErr_Format(PyExc_TypeError, "ask() missing required argument %s", names[i]);
+            return NULL;
+        }
+    }
+    unsigned long long deadline = 0;
+    if (argv[4] != NULL) {
+        deadline = PyLong_AsUnsignedLongLong(argv[4]);
+        if (deadline == (unsigned long long)-1 && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    if (pulpy_system_check(self) < 0) {
+        return NULL;
+    }
+    pul_id_t target;
+    if (pulpy_id_from_py(argv[0], &target) < 0) {
+        return NULL;
+    }
+    pul_msg_t *msg = pulpy_msg_from_py(st, self->bridge, argv[1], argv[2]);
+    if (msg == NULL) {
+        return NULL;
+    }
+    AskObject *a = PyObject_GC_New(AskObject, st->AskType);
+    if (a == NULL) {
+        pul_msg_unref(msg);
+        return NULL;
+    }
+    a->link.next = a->link.prev = NULL;
+    a->sys = (CoreSystemObject *)Py_NewRef(op);
+    a->bridge = self->bridge;
+    a->future = Py_NewRef(argv[3]);
+    a->call = NULL;
+    a->completed = 0;
+    PyObject_GC_Track(a);
+    /* The callback may be registered first: nothing completes before we return to the loop. */
+    PyObject *r = PyObject_CallMethodOneArg(argv[3], st->str_add_done_callback, (PyObject *)a);
+    if (r == NULL) {
+        pul_msg_unref(msg);
+        Py_DECREF(a);
+        return NULL;
+    }
+    Py_DECREF(r);
+    /* The reference we hold becomes the core's: released when its completion drains. */
+    pulpy_list_add(&self->asks, &a->link);
+    int rc = pul_ask(self->sys, target, msg, deadline, ask_core_cb, a, &a->call);
+    if (rc != 0) {
+        pulpy_list_del(&a->link);
+        a->call = NULL;
+        a->completed = 1;
+        pul_msg_unref(msg);
+        Py_DECREF(a);
+        return raise_code(self, rc, "ask");
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+sys_tell(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
+{
+    CoreSystemObject *self = (CoreSystemObject *)op;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "tell(target, msg_type, payload)");
+        return NULL;
+    }
+    if (pulpy_system_check(self) < 0) {
+        return NULL;
+    }
+    pul_id_t target;
+    if (pulpy_id_from_py(args[0], &target) < 0) {
+        return NULL;
+    }
+    pul_msg_t *msg = pulpy_msg_from_py(sys_state(self), self->bridge, args[1], args[2]);
+    if (msg == NULL) {
+        return NULL;
+    }
+    int rc = pul_tell(self->sys, target, msg);
+    if (rc != 0) {
+        pul_msg_unref(msg);
+        return raise_code(self, rc, "tell");
+    }
+    Py_RETURN_NONE;
+}
+
+static void
+stream_core_cb(int status, pul_msg_t *item, const pul_error_t *err, void *arg)
+{
+    /* Core thread: only the opaque pointer travels. */
+    StreamCallObject *s = arg;
+    pulpy_entry_t e = {.kind = PULPY_E_STREAM, .status = status, .obj = s};
+    if (status == 0 && item != NULL) {
+        e.msg = pul_msg_ref(item);
+    } else if (err != NULL) {
+        e.err = pulpy_err_copy(err);
+    }
+    if (pulpy_bridge_push(s->bridge, &e) != 0) {
+        pul_msg_unref(e.msg);
+        free(e.err);
+    }
+}
+
+static PyObject *
+sys_ask_stream(PyObject *op, PyObject *args, PyObject *kw)
+{
+    CoreSystemObject *self = (CoreSystemObject *)op;
+    static char *kwlist[] = {"target", "msg_type", "payload", "on_item", "deadline_ms", NULL};
+    PyObject *target_o, *type, *payload, *on_item;
+    unsigned long long deadline = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOO|K:ask_stream", kwlist, &target_o, &type,
+                                     &payload, &on_item, &deadline)) {
+        return NULL;
+    }
+    if (pulpy_system_check(self) < 0) {
+        return NULL;
+    }
+    if (!PyCallable_Check(on_item)) {
+        PyErr_SetString(PyExc_TypeError, "on_item must be callable");
+        return NULL;
+    }
+    pul_id_t target;
+    if (pulpy_id_from_py(target_o, &target) < 0) {
+        return NULL;
+    }
+    pul_msg_t *msg = pulpy_msg_from_py(sys_state(self), self->bridge, type, payload);
+    if (msg == NULL) {
+        return NULL;
+    }
+    StreamCallObject *s = (StreamCallObject *)pulpy_streamcall_new(self, on_item);
+    if (s == NULL) {
+        pul_msg_unref(msg);
+        return NULL;
+    }
+    Py_INCREF(s); /* the core's reference */
+    s->bridge = self->bridge;
+    s->core_ref = 1;
+    pulpy_list_add(&self->streams, &s->link);
+    int rc = pul_ask_stream(self->sys, target, msg, deadline, stream_core_cb, s, &s->call);
+    if (rc != 0) {
+        pulpy_list_del(&s->link);
+        s->core_ref = 0;
+        s->call = NULL;
+        s->finished = 1;
+        Py_CLEAR(s->on_item);
+        pul_msg_unref(msg);
+        Py_DECREF(s);
+        Py_DECREF(s);
+        return raise_code(self, rc, "ask_stream");
+    }
+    return (PyObject *)s;
+}
+
+static PyMethodDef sys_methods[] = {
+    {"fileno", sys_fileno, METH_NOARGS, "The bridge's eventfd (for loop.add_reader)."},
+    {"drain", sys_drain, METH_NOARGS, "Run every queued completion (the add_reader callback)."},
+    {"close", sys_close, METH_NOARGS,
+     "Fail pending calls, shut the core down, release everything. Idempotent."},
+    {"bridge_stats", sys_bridge_stats, METH_NOARGS,
+     "{'pushes': n, 'wakeups': n}: entries queued by the core and eventfd writes."},
+    {"register", (PyCFunction)(void (*)(void))sys_register, METH_VARARGS | METH_KEYWORDS,
+     "register(name, handler, *, mailbox_capacity=0, allow_system=False) -> actor id"},
+    {"unregister", sys_stop, METH_O, "unregister(actor_id): stop a registered actor."},
+    {"stop", sys_stop, METH_O, "stop(actor_id): stop an actor. Idempotent."},
+    {"lookup", sys_lookup, METH_O, "lookup(name) -> actor id or None"},
+    {"actors", sys_actors, METH_NOARGS, "actors() -> [(actor id, name or None)]"},
+    {"spawn_builtin", (PyCFunction)(void (*)(void))sys_spawn_builtin,
+     METH_VARARGS | METH_KEYWORDS, "spawn_builtin(kind, name=None) -> actor id"},
+    {"ask", (PyCFunction)(void (*)(void))sys_ask, METH_FASTCALL | METH_KEYWORDS,
+     "ask(target, msg_type, payload, future, deadline_ms=0)"},
+    {"tell", (PyCFunction)(void (*)(void))sys_tell, METH_FASTCALL,
+     "tell(target, msg_type, payload)"},
+    {"ask_stream", (PyCFunction)(void (*)(void))sys_ask_stream, METH_VARARGS | METH_KEYWORDS,
+     "ask_stream(target, msg_type, payload, on_item, deadline_ms=0) -> StreamCall"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef sys_getset[] = {
+    {"closed", sys_get_closed, NULL, "True once close() ran.", NULL},
+    {"node_id", sys_get_node_id, NULL, "This system's 128-bit node id.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMemberDef sys_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(CoreSystemObject, weakreflist), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot sys_slots[] = {
+    {Py_tp_doc, "CoreSystem(*, mailbox_capacity=256, max_message_size=..., stream_window=32, "
+                "default_deadline_ms=0): one libpulsing system and its bridge to the home loop."},
+    {Py_tp_new, sys_new},
+    {Py_tp_dealloc, sys_dealloc},
+    {Py_tp_finalize, sys_finalize},
+    {Py_tp_traverse, sys_traverse},
+    {Py_tp_clear, sys_clear},
+    {Py_tp_methods, sys_methods},
+    {Py_tp_getset, sys_getset},
+    {Py_tp_members, sys_members},
+    {0, NULL},
+};
+
+PyType_Spec pulpy_coresystem_spec = {
+    .name = "pulsing._core.CoreSystem",
+    .basicsize = sizeof(CoreSystemObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = sys_slots,
+};
