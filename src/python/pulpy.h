@@ -234,6 +234,8 @@ int pulpy_wstate_entry(pulpy_state *st, pulpy_entry_t *e);
 /* At close: abandon live replies and end live writers (before pul_system_shutdown), then once
  * the core is gone, finish stream calls that never got their end. GIL held. */
 void pulpy_reply_close_all(CoreSystemObject *sys);
+/* At close, before the shutdown: end every stream call with ECLOSED and release its handle. */
+void pulpy_streams_fail_all(CoreSystemObject *sys);
 void pulpy_streams_after_shutdown(CoreSystemObject *sys);
 void pulpy_writers_after_shutdown(CoreSystemObject *sys);
 

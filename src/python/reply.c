@@ -586,6 +586,23 @@ pulpy_streamcall_entry(pulpy_state *st, pulpy_entry_t *e)
 }
 
 void
+pulpy_streams_fail_all(CoreSystemObject *sys)
+{
+    pulpy_state *st = pulpy_state_of_type(Py_TYPE(sys));
+    for (pulpy_link_t *l = sys->streams.next; l != &sys->streams; l = l->next) {
+        StreamCallObject *s = PULPY_CONTAINER(l, StreamCallObject, link);
+        if (streamcall_deliver_end(st, s, PUL_ECLOSED, NULL) < 0) {
+            PyErr_WriteUnraisable((PyObject *)s);
+        }
+        if (s->call != NULL) {
+            pul_call_t *c = s->call;
+            s->call = NULL;
+            pul_call_release(sys->sys, c);
+        }
+    }
+}
+
+void
 pulpy_streams_after_shutdown(CoreSystemObject *sys)
 {
     pulpy_state *st = pulpy_state_of_type(Py_TYPE(sys));

@@ -148,13 +148,56 @@ PyType_Spec pulpy_ask_spec = {
     .slots = ask_slots,
 };
 
-/* Resolve an ask's future (unless already done, e.g. cancelled) and drop the core's reference.
- * Steals e->msg and e->err. Returns -1 when set_result/set_exception raised. */
+/* Resolve an ask's future (unless already resolved or done, e.g. cancelled). Returns -1 when
+ * set_result/set_exception raised. GIL held. */
+static int
+ask_resolve(pulpy_state *st, AskObject *a, int status, pul_msg_t *msg, const pul_error_t *err)
+{
+    PyObject *fut = a->future;
+    if (fut == NULL) {
+        return 0;
+    }
+    a->future = NULL;
+    int ret = 0;
+    PyObject *done = PyObject_CallMethodNoArgs(fut, st->str_done);
+    int is_done = done == NULL ? -1 : PyObject_IsTrue(done);
+    Py_XDECREF(done);
+    PyObject *r = NULL;
+    if (is_done == 0) {
+        if (status == 0) {
+            PyObject *t = pulpy_msg_type(msg);
+            PyObject *b = t ? pulpy_msg_bytes(msg) : NULL;
+            PyObject *tup = b ? PyTuple_Pack(2, t, b) : NULL;
+            Py_XDECREF(t);
+            Py_XDECREF(b);
+            if (tup != NULL) {
+                r = PyObject_CallMethodOneArg(fut, st->str_set_result, tup);
+                Py_DECREF(tup);
+            }
+        } else {
+            PyObject *exc = pulpy_error_new(st, status, err, NULL);
+            if (exc != NULL) {
+                r = PyObject_CallMethodOneArg(fut, st->str_set_exception, exc);
+                Py_DECREF(exc);
+            }
+        }
+        if (r == NULL) {
+            ret = -1;
+        }
+        Py_XDECREF(r);
+    } else if (is_done < 0) {
+        ret = -1;
+    }
+    Py_DECREF(fut);
+    return ret;
+}
+
+/* The core's completion of an ask drained: resolve the future and drop the core's reference.
+ * Consumes e->msg and e->err. */
 static int
 ask_finish(pulpy_state *st, AskObject *a, pulpy_entry_t *e)
 {
     CoreSystemObject *self = a->sys;
-    int ret = 0;
     pulpy_list_del(&a->link);
     a->completed = 1;
     if (a->call != NULL) {
@@ -164,40 +207,7 @@ ask_finish(pulpy_state *st, AskObject *a, pulpy_entry_t *e)
             pul_call_release(self->sys, c);
         }
     }
-    PyObject *fut = a->future;
-    a->future = NULL;
-    if (fut != NULL) {
-        PyObject *done = PyObject_CallMethodNoArgs(fut, st->str_done);
-        int is_done = done == NULL ? -1 : PyObject_IsTrue(done);
-        Py_XDECREF(done);
-        PyObject *r = NULL;
-        if (is_done == 0) {
-            if (e->status == 0) {
-                PyObject *t = pulpy_msg_type(e->msg);
-                PyObject *b = t ? pulpy_msg_bytes(e->msg) : NULL;
-                PyObject *tup = b ? PyTuple_Pack(2, t, b) : NULL;
-                Py_XDECREF(t);
-                Py_XDECREF(b);
-                if (tup != NULL) {
-                    r = PyObject_CallMethodOneArg(fut, st->str_set_result, tup);
-                    Py_DECREF(tup);
-                }
-            } else {
-                PyObject *exc = pulpy_error_new(st, e->status, e->err ? &e->err->e : NULL, NULL);
-                if (exc != NULL) {
-                    r = PyObject_CallMethodOneArg(fut, st->str_set_exception, exc);
-                    Py_DECREF(exc);
-                }
-            }
-            if (r == NULL) {
-                ret = -1;
-            }
-            Py_XDECREF(r);
-        } else if (is_done < 0) {
-            ret = -1;
-        }
-        Py_DECREF(fut);
-    }
+    int ret = ask_resolve(st, a, e->status, e->msg, e->err ? &e->err->e : NULL);
     pul_msg_unref(e->msg);
     e->msg = NULL;
     free(e->err);
@@ -234,6 +244,15 @@ deliver(pulpy_state *st, CoreSystemObject *self, pulpy_entry_t *e)
         PyObject *r = PyObject_Vectorcall(fa->handler, args, 3, NULL);
         if (r == NULL) {
             ret = -1;
+            /* The traceback would keep the Reply alive: a handler that raised without
+             * answering abandons the ask now (the caller gets ESTOPPED). */
+            ReplyObject *ro = (ReplyObject *)reply;
+            if (ro != NULL && ro->reply != NULL) {
+                pul_reply_t *pr = ro->reply;
+                ro->reply = NULL;
+                pulpy_list_del(&ro->link);
+                pul_reply_abandon(pr);
+            }
         }
         Py_XDECREF(r);
     } else {
@@ -281,7 +300,8 @@ pulpy_system_drain(CoreSystemObject *self)
     pulpy_bridge_ack(b);
     pulpy_bridge_take(b);
     /* b->pos is shared: a callback that re-enters drain (or close) continues this batch. */
-    while (b->pos < b->cur.n) {
+    while (self->bridge == b && b->pos < b->cur.n) {
+        /* a callback that closes the system runs the rest of the batch and frees b */
         pulpy_entry_t e = b->cur.v[b->pos++];
         if (run_entry(st, self, &e) < 0) {
             if (first_type == NULL) {
@@ -311,27 +331,22 @@ system_close(CoreSystemObject *self)
     PyObject *et, *ev, *etb;
     PyErr_Fetch(&et, &ev, &etb);
 
-    /* Nothing Python-side may keep a core handle across the shutdown: answer deferred replies
-     * (callers get ESTOPPED), end writers, and release our call handles (the calls themselves
-     * stay pending and the shutdown fails them with ECLOSED through their callbacks). */
-    pulpy_reply_close_all(self);
+    /* Pending asks fail now with ECLOSED (their completions, queued or still to come from the
+     * shutdown, find the future already resolved), and no core handle survives the shutdown:
+     * call handles are released, deferred replies abandoned, writers ended. */
     for (pulpy_link_t *l = self->asks.next; l != &self->asks; l = l->next) {
         AskObject *a = PULPY_CONTAINER(l, AskObject, link);
+        if (ask_resolve(st, a, PUL_ECLOSED, NULL, NULL) < 0) {
+            PyErr_Clear(); /* e.g. the future's loop is already closed */
+        }
         if (a->call != NULL) {
             pul_call_t *c = a->call;
             a->call = NULL;
             pul_call_release(self->sys, c);
         }
     }
-    for (pulpy_link_t *l = self->streams.next; l != &self->streams; l = l->next) {
-        StreamCallObject *s = PULPY_CONTAINER(l, StreamCallObject, link);
-        if (s->call != NULL) {
-            pul_call_t *c = s->call;
-            s->call = NULL;
-            pul_call_release(self->sys, c);
-        }
-    }
-
+    pulpy_streams_fail_all(self);
+    pulpy_reply_close_all(self);
     pul_system_t *sys = self->sys;
     Py_BEGIN_ALLOW_THREADS
     pul_system_shutdown(sys);
