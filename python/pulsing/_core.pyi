@@ -26,9 +26,15 @@ ECANCELED: int
 EFULL: int
 EACTOR: int
 ETOOBIG: int
+EPROTO: int
+EIO: int
+ESTATE: int
 EOF: int
+EAGAIN: int
+EINTERNAL: int
 
 # error kinds (pul_errkind_t)
+ERRKIND_NONE: int
 ERRKIND_RUNTIME: int
 ERRKIND_BUSINESS: int
 ERRKIND_SYSTEM: int
@@ -67,12 +73,24 @@ def copy_value(obj: Any) -> Any:
     otherwise a copy made by a pickle protocol-5 round trip (out-of-band buffers copied once).
     Raises TypeError naming the offending type when the value cannot be pickled."""
 
+# Payloads (every `payload` argument below): bytes, bytearray, memoryview or any contiguous
+# buffer; None for an empty payload; or a list/tuple [head, *buffers]: head is copied as the
+# message payload and each further buffer is attached as an out-of-band segment (buffers of
+# 16 KiB or more without a copy: the buffer is held until the core frees the message, then
+# released on the home thread). Payloads received from the core (ask replies, stream items)
+# are bytes: the payload followed by its segments, concatenated.
+
 class Reply:
     """The deferred reply to a message delivered by the core to a Python actor. Each of send,
     error, stream and abandon consumes it; a second use raises RuntimeError. Dropped without
-    an answer it is abandoned (the caller gets ESTOPPED), never leaked."""
+    an answer it is abandoned (the caller gets ESTOPPED), never leaked; so is the reply of a
+    handler that raised without answering. After the system's close every method raises
+    CoreError(ECLOSED)."""
 
-    is_ask: bool
+    is_ask: bool  # always True: a tell is delivered with reply=None
+    @property
+    def used(self) -> bool:
+        """True once send/error/stream/abandon consumed it."""
     def send(self, msg_type: str, payload: bytes | memoryview | Any) -> None: ...
     def error(
         self,
@@ -96,24 +114,55 @@ class StreamWriter:
         Raises CoreError(ECANCELED) when the consumer went away."""
     def on_writable(self, callback: Callable[[], None]) -> None:
         """callback() runs on the home loop once there is room again (or on cancel)."""
-    def end(self) -> None: ...
-    def error(self, kind: int, message: str, **fields: Any) -> None: ...
+    def end(self) -> None:
+        """End cleanly. A second end()/error() raises RuntimeError. A writer dropped without
+        end() ends the stream with a system error."""
+    def error(
+        self,
+        kind: int,
+        message: str,
+        *,
+        code: int = 0,
+        details: str | None = None,
+        recoverable: bool = True,
+        duration_ms: int = 0,
+        type_name: str | None = None,
+    ) -> None: ...
 
 class CoreSystem:
     """One libpulsing system: its core thread and its bridge to the home loop.
 
     Create on the home loop thread, then `loop.add_reader(sys.fileno(), sys.drain)`.
     close() fails every pending call, joins the core thread and frees everything; it is
-    idempotent. Remove the reader before close()."""
+    idempotent. Remove the reader before close(). After close every method raises
+    CoreError(ECLOSED), except close() and drain() (no-ops) and the `closed` property.
+    A CoreSystem garbage-collected unclosed is closed then."""
 
     node_id: int
-    def __init__(self, *, mailbox_capacity: int = 256, max_message_size: int = ...) -> None: ...
+    def __init__(
+        self,
+        *,
+        mailbox_capacity: int = 256,
+        max_message_size: int = ...,
+        stream_window: int = 32,
+        default_deadline_ms: int = 0,
+    ) -> None: ...
     def fileno(self) -> int: ...
     def drain(self) -> None:
-        """Run every queued completion: resolve futures, call handlers and stream callbacks."""
-    def close(self) -> None: ...
+        """Run every queued completion: resolve futures, call handlers and stream callbacks.
+        A callback that raises does not stop the pass: the first exception is re-raised at
+        the end (asyncio's exception handler reports it), later ones go to
+        sys.unraisablehook."""
+    def close(self) -> None:
+        """Pending ask futures get CoreError(ECLOSED) at once (set_exception, skipped when
+        already done), stream calls get on_item(None, None, CoreError(ECLOSED)), deferred
+        replies are abandoned and writers ended; then the core shuts down (GIL released),
+        what it queued is drained, the eventfd is closed and every Python reference dropped.
+        May be called from inside a callback run by drain()."""
     @property
     def closed(self) -> bool: ...
+    def bridge_stats(self) -> dict[str, int]:
+        """{'pushes': entries queued by the core, 'wakeups': eventfd writes} since creation."""
 
     # ---- table and names ----
     def register(
@@ -127,30 +176,50 @@ class CoreSystem:
         """Register a foreign (Python) actor in the C table and return its new actor id.
         name is normalized; ValueError for a bad name, KeyError-like CoreError(EEXIST) when taken.
         Messages routed to it through the core are delivered on the home loop as
-        handler(msg_type, payload, reply) with reply None for a tell."""
+        handler(msg_type, payload, reply) with reply None for a tell; payload is a read-only
+        memoryview over the core's message (valid as long as you keep it). The handler is
+        held (strong reference) until the actor is unregistered and its last message drained."""
     def unregister(self, actor_id: int) -> None:
         """Remove it; asks still queued for it in the core fail with ESTOPPED. Idempotent."""
-    def lookup(self, name: str) -> int | None: ...
+    def lookup(self, name: str) -> int | None:
+        """The id registered under name (normalized; 'system/...' names are allowed here),
+        or None. ValueError for a bad name."""
     def actors(self) -> list[tuple[int, str | None]]: ...
 
     # ---- C actors (built into the extension for tests, benches and examples) ----
     def spawn_builtin(self, kind: str, name: str | None = None) -> int:
         """kind: 'echo' (replies with the message), 'counter' (payload = 8-byte little-endian
-        increment, replies with the running total), 'streamer' (payload = 4-byte count n,
-        streams n items then ends), 'failer' (replies with a system error)."""
-    def stop(self, actor_id: int) -> None: ...
+        signed increment, default 1; replies ('i64', running total as 8-byte LE)),
+        'streamer' (payload = 4-byte LE count n [+ 4-byte LE delay_ms between items]; streams
+        n items ('item', 4-byte LE index) then ends), 'failer' (replies with a structured
+        error: kind = payload[0] if given else ERRKIND_SYSTEM, message 'induced failure',
+        biz_code 418, details 'failer details', recoverable, duration_ms 1500, type_name
+        'RuntimeError'), 'forwarder' (payload = 16-byte big-endian target id + body; forwards
+        (msg_type, body) to the target through the core and relays its reply or error; a tell
+        is forwarded as a tell). ValueError for an unknown kind."""
+    def stop(self, actor_id: int) -> None:
+        """Stop any actor (C or registered Python one). Idempotent."""
 
     # ---- calls through the core ----
     def ask(
-        self, target: int, msg_type: str, payload: bytes | memoryview | Any, future: Any,
+        self,
+        target: int,
+        msg_type: str,
+        payload: bytes | memoryview | Any,
+        future: Any,
         deadline_ms: int = 0,
     ) -> None:
         """Send through the core; future.set_result((msg_type, bytes)) or
-        future.set_exception(CoreError) on the home loop. Cancelling the future cancels the
-        call."""
+        future.set_exception(CoreError) on the home loop (skipped if the future is already
+        done). Cancelling the future cancels the call (through a done callback).
+        Errors known at once (bad id/payload, closed system) raise here and leave the
+        future untouched; ENOTFOUND for an unknown target arrives through the future."""
     def tell(self, target: int, msg_type: str, payload: bytes | memoryview | Any) -> None: ...
     def ask_stream(
-        self, target: int, msg_type: str, payload: bytes | memoryview | Any,
+        self,
+        target: int,
+        msg_type: str,
+        payload: bytes | memoryview | Any,
         on_item: Callable[[str | None, bytes | None, CoreError | None], None],
         deadline_ms: int = 0,
     ) -> StreamCall:
@@ -158,4 +227,9 @@ class CoreSystem:
         end; on_item(None, None, err) on error. Runs on the home loop."""
 
 class StreamCall:
-    def cancel(self) -> None: ...
+    def cancel(self) -> None:
+        """Cancel: the producer sees its stream cancelled; on_item is not called again (not
+        even for the end). Idempotent; harmless after the end."""
+    @property
+    def done(self) -> bool:
+        """True once the end was delivered or cancel() ran."""

@@ -13,7 +13,6 @@ import struct
 import threading
 
 import pytest
-
 from pulsing import _core
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -93,8 +92,13 @@ def test_codes_and_strerror():
     assert _core.strerror(_core.ENOTFOUND) == "actor not found"
     assert _core.strerror(_core.ECLOSED) == "system or stream closed"
     assert _core.strerror(12345)  # unknown codes still give a string
-    assert {_core.ERRKIND_RUNTIME, _core.ERRKIND_BUSINESS, _core.ERRKIND_SYSTEM,
-            _core.ERRKIND_TIMEOUT, _core.ERRKIND_UNSUPPORTED} == {1, 2, 3, 4, 5}
+    assert {
+        _core.ERRKIND_RUNTIME,
+        _core.ERRKIND_BUSINESS,
+        _core.ERRKIND_SYSTEM,
+        _core.ERRKIND_TIMEOUT,
+        _core.ERRKIND_UNSUPPORTED,
+    } == {1, 2, 3, 4, 5}
 
 
 @pytest.mark.parametrize(
@@ -153,8 +157,24 @@ def test_mem_live_is_int():
 
 @pytest.mark.parametrize(
     "value",
-    [None, True, False, 0, -5, 2**200, 1.5, 2j, "", "text", b"bytes", (), (1, "a", None),
-     ((1, 2), (b"x", (3.0,))), frozenset({1, 2}), (frozenset({(1, 2)}), "x")],
+    [
+        None,
+        True,
+        False,
+        0,
+        -5,
+        2**200,
+        1.5,
+        2j,
+        "",
+        "text",
+        b"bytes",
+        (),
+        (1, "a", None),
+        ((1, 2), (b"x", (3.0,))),
+        frozenset({1, 2}),
+        (frozenset({(1, 2)}), "x"),
+    ],
 )
 def test_copy_value_identity_for_immutables(value):
     assert _core.copy_value(value) is value
@@ -174,8 +194,17 @@ class _MyInt(int):
 
 @pytest.mark.parametrize(
     "value",
-    [[1, 2], {"a": [1]}, {1, 2}, bytearray(b"abc"), (1, [2]), _Point(1, [2]), _MyInt(3),
-     frozenset({_MyInt(1)}), (("x", {"y": 1}),)],
+    [
+        [1, 2],
+        {"a": [1]},
+        {1, 2},
+        bytearray(b"abc"),
+        (1, [2]),
+        _Point(1, [2]),
+        _MyInt(3),
+        frozenset({_MyInt(1)}),
+        (("x", {"y": 1}),),
+    ],
 )
 def test_copy_value_copies_mutables(value):
     out = _core.copy_value(value)
@@ -290,7 +319,8 @@ def test_cycle_through_handler_is_collected():
 
     rt = Runtime()
     rt.sys = _core.CoreSystem()
-    rt.sys.register("py", lambda t, p, r: rt)  # handler -> rt -> sys -> handler
+    rt.handler = lambda t, p, r, rt=rt: rt  # handler -> rt -> sys -> handler
+    rt.sys.register("py", rt.handler)
     del rt
     gc.collect()
     assert _fds() == fds0
@@ -332,7 +362,10 @@ def test_config_validation():
 
 async def test_register_lookup_duplicate_actors(core):
     s = core.sys
-    h = lambda t, p, r: None  # noqa: E731
+
+    def h(t, p, r):
+        return None
+
     a = s.register("svc/one", h)
     b = s.register("two", h)
     anon = s.register(None, h)
@@ -408,7 +441,7 @@ async def test_zero_copy_segment_released_after_reply(core):
     np = pytest.importorskip("numpy")
     e = core.sys.spawn_builtin("echo")
     arr = np.arange(50_000, dtype=np.int64)
-    t, b = await core.ask(e, "t", [b"", arr])
+    _, b = await core.ask(e, "t", [b"", arr])
     assert b == arr.tobytes()
     for _ in range(50):  # the view is released at a later drain (off the GIL on the core)
         try:
@@ -462,8 +495,13 @@ async def test_ask_stopped_actor(core):
 
 @pytest.mark.parametrize(
     "kind",
-    [_core.ERRKIND_SYSTEM, _core.ERRKIND_BUSINESS, _core.ERRKIND_TIMEOUT,
-     _core.ERRKIND_UNSUPPORTED, _core.ERRKIND_RUNTIME],
+    [
+        _core.ERRKIND_SYSTEM,
+        _core.ERRKIND_BUSINESS,
+        _core.ERRKIND_TIMEOUT,
+        _core.ERRKIND_UNSUPPORTED,
+        _core.ERRKIND_RUNTIME,
+    ],
 )
 async def test_failer_error_fields(core, kind):
     f = core.sys.spawn_builtin("failer")
@@ -503,21 +541,21 @@ async def test_stream_items_then_end(core):
 
 async def test_stream_empty(core):
     st = core.sys.spawn_builtin("streamer")
-    call, items, end = core.stream(st, "s", u32(0))
+    _call, items, end = core.stream(st, "s", u32(0))
     assert await asyncio.wait_for(end, 10) is None
     assert items == []
 
 
 async def test_stream_plain_reply_is_one_item(core):
     e = core.sys.spawn_builtin("echo")
-    call, items, end = core.stream(e, "t", b"once")
+    _call, items, end = core.stream(e, "t", b"once")
     assert await asyncio.wait_for(end, 10) is None
     assert items == [("t", b"once")]
 
 
 async def test_stream_error(core):
     f = core.sys.spawn_builtin("failer")
-    call, items, end = core.stream(f, "t", b"")
+    _call, _items, end = core.stream(f, "t", b"")
     err = await asyncio.wait_for(end, 10)
     assert isinstance(err, _core.CoreError) and err.code == _core.EACTOR
     assert err.kind == _core.ERRKIND_SYSTEM
@@ -544,7 +582,7 @@ async def test_stream_cancel_mid_stream(core):
 
 
 async def test_stream_to_unknown_actor(core):
-    call, items, end = core.stream(_core.random_id(), "t", b"")
+    _call, _items, end = core.stream(_core.random_id(), "t", b"")
     err = await asyncio.wait_for(end, 5)
     assert err.code == _core.ENOTFOUND
 
@@ -627,8 +665,9 @@ async def test_python_actor_direct_ask_and_error(core):
         if msg_type == "ok":
             reply.send("r", [b"a", bytearray(b"b" * 20000)])
         elif msg_type == "err":
-            reply.error(_core.ERRKIND_BUSINESS, "bad input", code=400, details="d",
-                        type_name="ValueError")
+            reply.error(
+                _core.ERRKIND_BUSINESS, "bad input", code=400, details="d", type_name="ValueError"
+            )
         elif msg_type == "drop":
             pass  # dropped without an answer: abandoned
         elif msg_type == "abandon":
@@ -644,7 +683,13 @@ async def test_python_actor_direct_ask_and_error(core):
         await core.ask(py, "err", b"")
     e = ei.value
     assert (e.code, e.kind, e.biz_code, e.details, e.type_name, e.message) == (
-        _core.EACTOR, _core.ERRKIND_BUSINESS, 400, "d", "ValueError", "bad input")
+        _core.EACTOR,
+        _core.ERRKIND_BUSINESS,
+        400,
+        "d",
+        "ValueError",
+        "bad input",
+    )
     for t in ("drop", "abandon"):
         with pytest.raises(_core.CoreError) as ei:
             await asyncio.wait_for(core.ask(py, t, b""), 5)
@@ -692,7 +737,7 @@ async def test_python_actor_streams_to_core_caller(core):
         pump()
 
     py = core.sys.register("py-stream", handler)
-    call, items, end = core.stream(py, "s", b"200")
+    _call, items, end = core.stream(py, "s", b"200")
     assert await asyncio.wait_for(end, 10) is None
     assert [int(b) for _, b in items] == list(range(200))
 
@@ -704,7 +749,7 @@ async def test_python_writer_error_mid_stream(core):
         w.error(_core.ERRKIND_SYSTEM, "went wrong", recoverable=False, type_name="OSError")
 
     py = core.sys.register("py-stream-err", handler)
-    call, items, end = core.stream(py, "s", b"")
+    _call, items, end = core.stream(py, "s", b"")
     err = await asyncio.wait_for(end, 10)
     assert items == [("item", b"1")]  # items before the error are delivered first
     assert err.code == _core.EACTOR and err.kind == _core.ERRKIND_SYSTEM
@@ -744,7 +789,7 @@ async def test_close_with_calls_in_flight(core):
         f = core.loop.create_future()
         core.sys.ask(py, "t", b"", f)
         futs.append(f)
-    call, items, end = core.stream(st, "s", u32(100000) + u32(5))
+    _call, _items, end = core.stream(st, "s", u32(100000) + u32(5))
     await asyncio.sleep(0.02)
     core.close()
     res = await asyncio.wait_for(asyncio.gather(*futs, return_exceptions=True), 5)
