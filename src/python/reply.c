@@ -93,7 +93,7 @@ pulpy_wstate_entry(pulpy_state *st, pulpy_entry_t *e)
     ws->callback = NULL;
     int ret = 0;
     if (cb != NULL) {
-        if (ws->writer != NULL) {
+        if (ws->writer != NULL && ws->stream != NULL && !ws->writer->sys->closing) {
             PyObject *r = PyObject_CallNoArgs(cb);
             if (r == NULL) {
                 ret = -1;

@@ -232,8 +232,8 @@ deliver(pulpy_state *st, CoreSystemObject *self, pulpy_entry_t *e)
             return -1;
         }
     }
-    if (fa->handler == NULL) {
-        Py_XDECREF(reply); /* abandons */
+    if (fa->handler == NULL || self->closing) {
+        Py_XDECREF(reply); /* abandons: a closing system delivers nothing */
         pul_msg_unref(e->msg);
         return 0;
     }
@@ -346,6 +346,11 @@ system_close(CoreSystemObject *self)
         }
     }
     pulpy_streams_fail_all(self);
+    /* What is queued now is run while every core handle is still valid: deliveries are
+     * abandoned (no handler runs in a closing system), completions find their futures done. */
+    if (pulpy_system_drain(self) < 0) {
+        PyErr_WriteUnraisable((PyObject *)self);
+    }
     pulpy_reply_close_all(self);
     pul_system_t *sys = self->sys;
     Py_BEGIN_ALLOW_THREADS

@@ -1,0 +1,150 @@
+"""The core -> Python bridge alone: pulsing._core with the built-in C actors, no package code.
+
+    .venv/bin/python bench/bench_bridge.py [--n N] [--window W] [--runs R]
+
+Prints one line per figure (median of R runs, min-max) and a JSON object last:
+- ask_pipelined: asks to the C echo actor with W in flight, completions/s end to end
+  (Python builds the message, core thread answers, bridge resolves the future, task wakes);
+- ask_batch: N asks issued at once then awaited together (the bridge's best case: few
+  wake-ups, one drain per large batch);
+- stream_items: items/s of one stream from the C 'streamer' (one on_item call per item, no
+  per-item future);
+- ask_seq: round-trip latency of one ask at a time (p50/p99, microseconds);
+- wakeups/push: eventfd writes per queued completion in the pipelined run (coalescing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import struct
+import sys
+import time
+
+from pulsing import _core
+
+
+class Bridge:
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.sys = _core.CoreSystem()
+        self.fd = self.sys.fileno()
+        self.loop.add_reader(self.fd, self.sys.drain)
+        self.echo = self.sys.spawn_builtin("echo")
+        self.streamer = self.sys.spawn_builtin("streamer")
+
+    def close(self) -> None:
+        self.loop.remove_reader(self.fd)
+        self.sys.close()
+
+    def ask(self) -> asyncio.Future:
+        fut = self.loop.create_future()
+        self.sys.ask(self.echo, "bench", b"x", fut)
+        return fut
+
+
+async def ask_pipelined(b: Bridge, n: int, window: int) -> dict:
+    sem = asyncio.Semaphore(window)
+    done = 0
+    finished = b.loop.create_future()
+
+    def on_done(_f: asyncio.Future) -> None:
+        nonlocal done
+        sem.release()
+        done += 1
+        if done == n:
+            finished.set_result(None)
+
+    s0 = b.sys.bridge_stats()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        await sem.acquire()
+        b.ask().add_done_callback(on_done)
+    await finished
+    dt = time.perf_counter() - t0
+    s1 = b.sys.bridge_stats()
+    pushes = s1["pushes"] - s0["pushes"]
+    wakeups = s1["wakeups"] - s0["wakeups"]
+    return {"ops_per_s": n / dt, "wakeups_per_push": wakeups / max(pushes, 1)}
+
+
+async def ask_batch(b: Bridge, n: int) -> dict:
+    t0 = time.perf_counter()
+    futs = [b.ask() for _ in range(n)]
+    await asyncio.gather(*futs)
+    return {"ops_per_s": n / (time.perf_counter() - t0)}
+
+
+async def stream_items(b: Bridge, n: int) -> dict:
+    end = b.loop.create_future()
+    count = 0
+
+    def on_item(t, payload, err):
+        nonlocal count
+        if t is not None:
+            count += 1
+        elif not end.done():
+            end.set_result(err)
+
+    t0 = time.perf_counter()
+    b.sys.ask_stream(b.streamer, "s", struct.pack("<I", n), on_item)
+    err = await end
+    dt = time.perf_counter() - t0
+    if err is not None or count != n:
+        raise SystemExit(f"stream failed: {err!r} after {count} items")
+    return {"items_per_s": n / dt}
+
+
+async def ask_seq(b: Bridge, n: int) -> dict:
+    lat = []
+    for _ in range(200):  # warm-up
+        await b.ask()
+    for _ in range(n):
+        t0 = time.perf_counter()
+        await b.ask()
+        lat.append(time.perf_counter() - t0)
+    lat.sort()
+    return {
+        "p50_us": lat[len(lat) // 2] * 1e6,
+        "p99_us": lat[int(len(lat) * 0.99)] * 1e6,
+    }
+
+
+async def one_run(n: int, window: int) -> dict:
+    b = Bridge()
+    try:
+        r: dict = {}
+        p = await ask_pipelined(b, n, window)
+        r["ask_pipelined_ops_per_s"] = p["ops_per_s"]
+        r["wakeups_per_push"] = p["wakeups_per_push"]
+        r["ask_batch_ops_per_s"] = (await ask_batch(b, n))["ops_per_s"]
+        r["stream_items_per_s"] = (await stream_items(b, n * 5))["items_per_s"]
+        s = await ask_seq(b, n // 10)
+        r["ask_seq_p50_us"] = s["p50_us"]
+        r["ask_seq_p99_us"] = s["p99_us"]
+        return r
+    finally:
+        b.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=200_000)
+    ap.add_argument("--window", type=int, default=1000)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    runs = [asyncio.run(one_run(args.n, args.window)) for _ in range(args.runs)]
+    out = {}
+    for key in runs[0]:
+        vals = [r[key] for r in runs]
+        med = statistics.median(vals)
+        out[key] = med
+        print(f"{key:28s} {med:14,.2f}   (min {min(vals):,.2f}, max {max(vals):,.2f})")
+    out.update({"n": args.n, "window": args.window, "runs": args.runs, "python": sys.version})
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
