@@ -364,6 +364,7 @@ mod_exec(PyObject *m)
     INTERN(str_set_result, "set_result");
     INTERN(str_set_exception, "set_exception");
     INTERN(str_add_done_callback, "add_done_callback");
+    INTERN(str_remove_done_callback, "remove_done_callback");
     INTERN(str_protocol, "protocol");
     INTERN(str_buffer_callback, "buffer_callback");
     INTERN(str_buffers, "buffers");
@@ -411,6 +412,7 @@ mod_clear(PyObject *m)
     Py_CLEAR(st->str_set_result);
     Py_CLEAR(st->str_set_exception);
     Py_CLEAR(st->str_add_done_callback);
+    Py_CLEAR(st->str_remove_done_callback);
     Py_CLEAR(st->str_protocol);
     Py_CLEAR(st->str_buffer_callback);
     Py_CLEAR(st->str_buffers);

@@ -27,6 +27,7 @@ typedef struct {
     PyObject *str_set_result;
     PyObject *str_set_exception;
     PyObject *str_add_done_callback;
+    PyObject *str_remove_done_callback;
     PyObject *str_protocol;
     PyObject *str_buffer_callback;
     PyObject *str_buffers;

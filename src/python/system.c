@@ -164,6 +164,13 @@ ask_resolve(pulpy_state *st, AskObject *a, int status, pul_msg_t *msg, const pul
     Py_XDECREF(done);
     PyObject *r = NULL;
     if (is_done == 0) {
+        /* Our done callback has nothing left to do: unhooking it is cheaper than letting the
+         * loop schedule and run it. */
+        PyObject *rm = PyObject_CallMethodOneArg(fut, st->str_remove_done_callback, (PyObject *)a);
+        if (rm == NULL) {
+            PyErr_Clear();
+        }
+        Py_XDECREF(rm);
         if (status == 0) {
             PyObject *t = pulpy_msg_type(msg);
             PyObject *b = t ? pulpy_msg_bytes(msg) : NULL;
