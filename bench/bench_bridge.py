@@ -10,6 +10,8 @@ Prints one line per figure (median of R runs, min-max) and a JSON object last:
 - stream_items: items/s of one stream from the C 'streamer' (one on_item call per item, no
   per-item future);
 - ask_seq: round-trip latency of one ask at a time (p50/p99, microseconds);
+- fwd_seq: one ask to the C 'forwarder', which asks a Python actor registered with the core
+  and relays its reply: core -> Python delivery and the Reply path, two bridge crossings;
 - wakeups/push: eventfd writes per queued completion in the pipelined run (coalescing).
 """
 
@@ -34,6 +36,9 @@ class Bridge:
         self.loop.add_reader(self.fd, self.sys.drain)
         self.echo = self.sys.spawn_builtin("echo")
         self.streamer = self.sys.spawn_builtin("streamer")
+        self.py = self.sys.register(None, lambda t, p, r: r.send(t, p))
+        self.fwd = self.sys.spawn_builtin("forwarder")
+        self.fwd_payload = self.py.to_bytes(16, "big") + b"x"
 
     def close(self) -> None:
         self.loop.remove_reader(self.fd)
@@ -42,6 +47,11 @@ class Bridge:
     def ask(self) -> asyncio.Future:
         fut = self.loop.create_future()
         self.sys.ask(self.echo, "bench", b"x", fut)
+        return fut
+
+    def ask_fwd(self) -> asyncio.Future:
+        fut = self.loop.create_future()
+        self.sys.ask(self.fwd, "bench", self.fwd_payload, fut)
         return fut
 
 
@@ -97,13 +107,14 @@ async def stream_items(b: Bridge, n: int) -> dict:
     return {"items_per_s": n / dt}
 
 
-async def ask_seq(b: Bridge, n: int) -> dict:
+async def ask_seq(b: Bridge, n: int, call=None) -> dict:
+    call = call or b.ask
     lat = []
     for _ in range(200):  # warm-up
-        await b.ask()
+        await call()
     for _ in range(n):
         t0 = time.perf_counter()
-        await b.ask()
+        await call()
         lat.append(time.perf_counter() - t0)
     lat.sort()
     return {
@@ -124,6 +135,9 @@ async def one_run(n: int, window: int) -> dict:
         s = await ask_seq(b, n // 10)
         r["ask_seq_p50_us"] = s["p50_us"]
         r["ask_seq_p99_us"] = s["p99_us"]
+        s = await ask_seq(b, n // 10, b.ask_fwd)
+        r["fwd_seq_p50_us"] = s["p50_us"]
+        r["fwd_seq_p99_us"] = s["p99_us"]
         return r
     finally:
         b.close()
@@ -141,7 +155,7 @@ def main() -> None:
         vals = [r[key] for r in runs]
         med = statistics.median(vals)
         out[key] = med
-        print(f"{key:28s} {med:14,.2f}   (min {min(vals):,.2f}, max {max(vals):,.2f})")
+        print(f"{key:28s} {med:14,.3f}   (min {min(vals):,.3f}, max {max(vals):,.3f})")
     out.update({"n": args.n, "window": args.window, "runs": args.runs, "python": sys.version})
     print(json.dumps(out))
 
