@@ -252,7 +252,7 @@ forwarder_receive(pul_ctx_t *ctx, pul_msg_t *msg, void *state)
     return 0;
 }
 
-/* ---- spawn ------------------------------------------------------------------------------------ */
+/* ---- spawn ----------------------------------------------------------------------------------*/
 
 int
 pulpy_builtin_spawn(pul_system_t *sys, const char *kind, const char *name, pul_id_t *out)

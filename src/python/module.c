@@ -47,7 +47,12 @@ pulpy_id_from_py(PyObject *obj, pul_id_t *out)
         return -1;
     }
     unsigned char buf[16];
-    if (_PyLong_AsByteArray((PyLongObject *)obj, buf, sizeof(buf), 1, 0) < 0) {
+#if PY_VERSION_HEX >= 0x030D0000
+    int conv = _PyLong_AsByteArray((PyLongObject *)obj, buf, sizeof(buf), 1, 0, 1);
+#else
+    int conv = _PyLong_AsByteArray((PyLongObject *)obj, buf, sizeof(buf), 1, 0);
+#endif
+    if (conv < 0) {
         PyErr_Clear();
         PyErr_SetString(PyExc_ValueError, "actor id must be a positive 128-bit int");
         return -1;

@@ -1,4 +1,4 @@
-/* reply.c — Reply and StreamWriter (answering core callers) and StreamCall (consuming streams). */
+/* reply.c — Reply and StreamWriter (answering core callers), StreamCall (consuming streams). */
 #include "pulpy.h"
 
 #include <stdlib.h>

@@ -223,7 +223,7 @@ ask_finish(pulpy_state *st, AskObject *a, pulpy_entry_t *e)
     return ret;
 }
 
-/* ---- drain ------------------------------------------------------------------------------------ */
+/* ---- drain ----------------------------------------------------------------------------------*/
 
 static int
 deliver(pulpy_state *st, CoreSystemObject *self, pulpy_entry_t *e)
