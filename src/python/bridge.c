@@ -65,8 +65,10 @@ pulpy_bridge_push(pulpy_bridge_t *b, const pulpy_entry_t *e)
         pthread_mutex_unlock(&b->mu);
         return PUL_ENOMEM;
     }
-    int was_empty = b->q.n == 0;
-    b->q.v[b->q.n++] = *e;
+    size_t n = b->q.n;
+    int was_empty = n == 0;
+    b->q.v[n] = *e;
+    __atomic_store_n(&b->q.n, n + 1, __ATOMIC_RELEASE); /* read unlocked by spin() */
     pthread_mutex_unlock(&b->mu);
     atomic_fetch_add_explicit(&b->pushes, 1, memory_order_relaxed);
     if (was_empty) {
@@ -98,8 +100,9 @@ pulpy_bridge_take(pulpy_bridge_t *b)
     pthread_mutex_lock(&b->mu);
     pulpy_vec_t tmp = b->cur;
     b->cur = b->q;
-    tmp.n = 0;
-    b->q = tmp;
+    b->q.v = tmp.v;
+    b->q.cap = tmp.cap;
+    __atomic_store_n(&b->q.n, 0, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&b->mu);
     b->pos = 0;
     return b->cur.n;

@@ -108,6 +108,12 @@ pulpy_bridge_t *pulpy_bridge_new(void);
 /* Push one entry (any thread, no GIL needed; never touches a PyObject). Writes the eventfd
  * when the queue was empty. Returns 0 or PUL_ENOMEM (entry not queued: caller cleans up). */
 int pulpy_bridge_push(pulpy_bridge_t *b, const pulpy_entry_t *e);
+/* Nonzero when entries are queued (a racy hint, any thread). */
+static inline int
+pulpy_bridge_nonempty(pulpy_bridge_t *b)
+{
+    return __atomic_load_n(&b->q.n, __ATOMIC_ACQUIRE) != 0;
+}
 /* Consume the eventfd's counter (home thread). */
 void pulpy_bridge_ack(pulpy_bridge_t *b);
 /* Make the queued entries the current batch when the current batch is exhausted. Returns the

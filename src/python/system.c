@@ -5,6 +5,7 @@
 #include <structmember.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static pulpy_state *
 sys_state(CoreSystemObject *self)
@@ -568,6 +569,53 @@ sys_bridge_stats(PyObject *op, PyObject *unused)
         (unsigned long long)atomic_load_explicit(&self->bridge->wakeups, memory_order_relaxed));
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+#define PULPY_CPU_RELAX() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define PULPY_CPU_RELAX() __asm__ __volatile__("yield")
+#else
+#define PULPY_CPU_RELAX() ((void)0)
+#endif
+
+static double
+mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+/* spin(max_us) -> bool: busy-wait (GIL released) up to max_us for a completion to be queued.
+ * A waiter that spins instead of sleeping in epoll_wait saves the ~30 us a wake-up of a halted
+ * vCPU costs here (docs/design/threads.md); the runtime decides when that is worth a core. */
+static PyObject *
+sys_spin(PyObject *op, PyObject *arg)
+{
+    CoreSystemObject *self = (CoreSystemObject *)op;
+    double max_us = PyFloat_AsDouble(arg);
+    if (max_us == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (pulpy_system_check(self) < 0) {
+        return NULL;
+    }
+    pulpy_bridge_t *b = self->bridge;
+    if (pulpy_bridge_nonempty(b)) {
+        Py_RETURN_TRUE;
+    }
+    int got = 0;
+    Py_BEGIN_ALLOW_THREADS
+    double until = mono_us() + max_us;
+    do {
+        for (int i = 0; i < 64 && !got; i++) {
+            got = pulpy_bridge_nonempty(b);
+            PULPY_CPU_RELAX();
+        }
+    } while (!got && mono_us() < until);
+    Py_END_ALLOW_THREADS
+    return PyBool_FromLong(got);
+}
+
 static PyObject *
 sys_register(PyObject *op, PyObject *args, PyObject *kw)
 {
@@ -985,6 +1033,8 @@ static PyMethodDef sys_methods[] = {
     {"drain", sys_drain, METH_NOARGS, "Run every queued completion (the add_reader callback)."},
     {"close", sys_close, METH_NOARGS,
      "Fail pending calls, shut the core down, release everything. Idempotent."},
+    {"spin", sys_spin, METH_O,
+     "spin(max_us) -> bool: busy-wait (GIL released) up to max_us for a queued completion."},
     {"bridge_stats", sys_bridge_stats, METH_NOARGS,
      "{'pushes': n, 'wakeups': n}: entries queued by the core and eventfd writes."},
     {"register", (PyCFunction)(void (*)(void))sys_register, METH_VARARGS | METH_KEYWORDS,
