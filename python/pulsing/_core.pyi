@@ -161,6 +161,11 @@ class CoreSystem:
         May be called from inside a callback run by drain()."""
     @property
     def closed(self) -> bool: ...
+    def spin(self, max_us: float) -> bool:
+        """Busy-wait, with the GIL released, up to max_us microseconds for a completion to be
+        queued; True when one is (then drain() has work). A home loop that spins a little
+        before sleeping in epoll_wait saves the ~30 us wake-up of an idle vCPU
+        (docs/design/threads.md); when to spend a core on that is the runtime's call."""
     def bridge_stats(self) -> dict[str, int]:
         """{'pushes': entries queued by the core, 'wakeups': eventfd writes} since creation."""
 

@@ -468,6 +468,17 @@ async def test_counter_many_in_flight(core):
     assert stats["wakeups"] <= stats["pushes"]
 
 
+async def test_spin(core):
+    assert core.sys.spin(0) is False
+    assert core.sys.spin(1000) is False  # nothing in flight: gives up after ~1 ms
+    e = core.sys.spawn_builtin("echo")
+    fut = core.loop.create_future()
+    core.sys.ask(e, "t", b"", fut)
+    assert core.sys.spin(5_000_000)  # returns as soon as the completion is queued
+    core.sys.drain()
+    assert fut.done() and fut.result() == ("t", b"")
+
+
 async def test_tell(core):
     c = core.sys.spawn_builtin("counter")
     for _ in range(10):
