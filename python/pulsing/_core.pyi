@@ -177,13 +177,17 @@ class CoreSystem:
         *,
         mailbox_capacity: int = 0,
         allow_system: bool = False,
+        on_stop: Callable[[int], None] | None = None,
     ) -> int:
         """Register a foreign (Python) actor in the C table and return its new actor id.
         name is normalized; ValueError for a bad name, KeyError-like CoreError(EEXIST) when taken.
         Messages routed to it through the core are delivered on the home loop as
         handler(msg_type, payload, reply) with reply None for a tell; payload is a read-only
         memoryview over the core's message (valid as long as you keep it). The handler is
-        held (strong reference) until the actor is unregistered and its last message drained."""
+        held (strong reference) until the actor is unregistered and its last message drained.
+        on_stop(actor_id), if given, runs on the home loop once the core is done with the
+        actor (after unregister/stop from anywhere, and after its last message was handed
+        to handler); it is not called by close()."""
     def unregister(self, actor_id: int) -> None:
         """Remove it; asks still queued for it in the core fail with ESTOPPED. Idempotent."""
     def lookup(self, name: str) -> int | None:

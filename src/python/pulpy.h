@@ -164,6 +164,7 @@ typedef struct {
     CoreSystemObject *owner; /* borrowed; valid until the FOREIGN_FREE entry drains */
     pulpy_bridge_t *bridge;
     PyObject *handler;
+    PyObject *on_stop; /* optional: called on the home loop once the actor is gone */
     pul_id_t id;
 } pulpy_foreign_t;
 

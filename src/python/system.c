@@ -67,7 +67,30 @@ foreign_release(pulpy_foreign_t *fa)
 {
     pulpy_list_del(&fa->link);
     Py_CLEAR(fa->handler);
+    Py_CLEAR(fa->on_stop);
     PyMem_RawFree(fa);
+}
+
+/* The core is done with a foreign actor: tell Python (on_stop) unless the system is closing,
+ * then drop the references. */
+static int
+foreign_gone(CoreSystemObject *self, pulpy_foreign_t *fa)
+{
+    int ret = 0;
+    PyObject *cb = fa->on_stop;
+    fa->on_stop = NULL;
+    if (cb != NULL && !self->closing) {
+        PyObject *id = pulpy_id_to_py(fa->id);
+        PyObject *r = id ? PyObject_CallOneArg(cb, id) : NULL;
+        if (r == NULL) {
+            ret = -1;
+        }
+        Py_XDECREF(r);
+        Py_XDECREF(id);
+    }
+    Py_XDECREF(cb);
+    foreign_release(fa);
+    return ret;
 }
 
 /* ---- Ask: a pending call, and the done callback of its future ------------------------------- */
@@ -284,8 +307,7 @@ run_entry(pulpy_state *st, CoreSystemObject *self, pulpy_entry_t *e)
     case PULPY_E_DELIVER:
         return deliver(st, self, e);
     case PULPY_E_FOREIGN_FREE:
-        foreign_release(e->obj);
-        return 0;
+        return foreign_gone(self, e->obj);
     case PULPY_E_WRITABLE:
         return pulpy_wstate_entry(st, e);
     case PULPY_E_BUF_RELEASE:
@@ -463,6 +485,7 @@ sys_traverse(PyObject *op, visitproc visit, void *arg)
      * streams and replies are not visited: the core holds them, they are not garbage. */
     for (pulpy_link_t *l = self->foreigns.next; l != NULL && l != &self->foreigns; l = l->next) {
         Py_VISIT(PULPY_CONTAINER(l, pulpy_foreign_t, link)->handler);
+        Py_VISIT(PULPY_CONTAINER(l, pulpy_foreign_t, link)->on_stop);
     }
     return 0;
 }
@@ -620,12 +643,17 @@ static PyObject *
 sys_register(PyObject *op, PyObject *args, PyObject *kw)
 {
     CoreSystemObject *self = (CoreSystemObject *)op;
-    static char *kwlist[] = {"name", "handler", "mailbox_capacity", "allow_system", NULL};
-    PyObject *name, *handler;
+    static char *kwlist[] = {"name", "handler", "mailbox_capacity", "allow_system", "on_stop",
+                             NULL};
+    PyObject *name, *handler, *on_stop = Py_None;
     Py_ssize_t mailbox = 0;
     int allow_system = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$np:register", kwlist, &name, &handler,
-                                     &mailbox, &allow_system)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$npO:register", kwlist, &name, &handler,
+                                     &mailbox, &allow_system, &on_stop)) {
+        return NULL;
+    }
+    if (on_stop != Py_None && !PyCallable_Check(on_stop)) {
+        PyErr_SetString(PyExc_TypeError, "on_stop must be callable or None");
         return NULL;
     }
     if (pulpy_system_check(self) < 0) {
@@ -658,6 +686,7 @@ sys_register(PyObject *op, PyObject *args, PyObject *kw)
     fa->owner = self;
     fa->bridge = self->bridge;
     fa->handler = Py_NewRef(handler);
+    fa->on_stop = on_stop == Py_None ? NULL : Py_NewRef(on_stop);
     pul_actor_vtable_t vt = {
         .receive = foreign_receive,
         .free_state = foreign_free_state,
@@ -1038,7 +1067,8 @@ static PyMethodDef sys_methods[] = {
     {"bridge_stats", sys_bridge_stats, METH_NOARGS,
      "{'pushes': n, 'wakeups': n}: entries queued by the core and eventfd writes."},
     {"register", (PyCFunction)(void (*)(void))sys_register, METH_VARARGS | METH_KEYWORDS,
-     "register(name, handler, *, mailbox_capacity=0, allow_system=False) -> actor id"},
+     "register(name, handler, *, mailbox_capacity=0, allow_system=False, on_stop=None) -> "
+     "actor id"},
     {"unregister", sys_stop, METH_O, "unregister(actor_id): stop a registered actor."},
     {"stop", sys_stop, METH_O, "stop(actor_id): stop an actor. Idempotent."},
     {"lookup", sys_lookup, METH_O, "lookup(name) -> actor id or None"},

@@ -776,7 +776,8 @@ async def test_unregister_releases_handler(core):
 
     h = H()
     ref = weakref.ref(h)
-    py = core.sys.register("gone", h)
+    stopped = []
+    py = core.sys.register("gone", h, on_stop=stopped.append)
     del h
     assert ref() is not None  # the system holds it while registered
     core.sys.unregister(py)
@@ -786,6 +787,7 @@ async def test_unregister_releases_handler(core):
             break
         await asyncio.sleep(0.002)
     assert ref() is None
+    assert stopped == [py]
 
 
 # ---- close with work in flight -------------------------------------------------------------------
