@@ -1,0 +1,578 @@
+"""@remote classes and the proxies that call them.
+
+`@pulsing.remote` turns a class into an `ActorClass`: `await Cls.spawn(...)` creates an actor
+running an instance of it and returns a typed `ActorProxy`. On a proxy, a plain `def` method
+returns a `CallFuture` (already complete when the actor was idle); an `async def` method, a
+generator or any call on an untyped proxy returns an `AsyncCall`, which can be awaited for the
+final value or iterated with `async for` for the items of a stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+import uuid
+from typing import Any, Generic, TypeVar
+
+from pulsing.core import system as _sys
+from pulsing.core.system import (
+    SYNC,
+    ActorRef,
+    ActorSystem,
+    _done_future,
+    _Policy,
+)
+from pulsing.exceptions import PulsingRuntimeError, PulsingUnsupportedError
+
+logger = logging.getLogger("pulsing")
+
+T = TypeVar("T")
+
+__all__ = [
+    "ActorClass",
+    "ActorProxy",
+    "AsyncCall",
+    "as_any",
+    "mount",
+    "proxy_for",
+    "remote",
+    "resolve",
+    "unmount",
+]
+
+_actor_class_registry: dict[str, type] = {}
+
+
+def _public_methods(cls: type) -> tuple[list[str], set[str]]:
+    methods: list[str] = []
+    async_methods: set[str] = set()
+    for name, member in inspect.getmembers(cls):
+        if name.startswith("_"):
+            continue
+        raw = inspect.getattr_static(cls, name, None)
+        func = raw.__func__ if isinstance(raw, (staticmethod, classmethod)) else raw
+        if not (inspect.isfunction(func) or inspect.ismethoddescriptor(func)):
+            continue
+        if not callable(member):
+            continue
+        methods.append(name)
+        if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
+            async_methods.add(name)
+    return methods, async_methods
+
+
+# ---------------------------------------------------------------------------------------------
+# Calls
+# ---------------------------------------------------------------------------------------------
+
+
+class AsyncCall:
+    """A call whose kind is a stream, an `async def` method, or unknown (untyped proxy).
+
+    `await call` gives the final value (a stream is consumed: its generator's return value);
+    `async for item in call` gives the items as they are produced (a plain value is one item).
+    It is also a coroutine-like object, so `asyncio.create_task(call)` works."""
+
+    __slots__ = ("_args", "_coro", "_kwargs", "_name", "_ref")
+
+    def __init__(self, ref: ActorRef, name: str, args: tuple, kwargs: dict) -> None:
+        self._ref = ref
+        self._name = name
+        self._args = args
+        self._kwargs = kwargs
+        self._coro = None
+
+    async def _result(self) -> Any:
+        ref = self._ref
+        cell = ref._cell
+        if cell is not None:
+            if cell.stopped:
+                raise cell._stopped_error()
+            return await cell.call_async(self._name, self._args, self._kwargs)
+        return await ref._system._core_call(ref._id, self._name, self._args, self._kwargs)
+
+    def __await__(self):
+        if self._coro is None:
+            self._coro = self._result()
+        return self._coro.__await__()
+
+    def send(self, value: Any) -> Any:
+        if self._coro is None:
+            self._coro = self._result()
+        return self._coro.send(value)
+
+    def throw(self, *exc: Any) -> Any:
+        if self._coro is None:
+            self._coro = self._result()
+        return self._coro.throw(*exc)
+
+    def close(self) -> None:
+        if self._coro is not None:
+            self._coro.close()
+
+    def __aiter__(self) -> _StreamIter:
+        return _StreamIter(self)
+
+    def __repr__(self) -> str:
+        return f"<AsyncCall {self._name} on {self._ref!r}>"
+
+
+class _StreamIter:
+    """Iterates the items of an AsyncCall; dropping it (break) closes the producer."""
+
+    __slots__ = ("__weakref__", "_call", "_src")
+
+    def __init__(self, call: AsyncCall) -> None:
+        self._call = call
+        self._src = None
+
+    def __aiter__(self) -> _StreamIter:
+        return self
+
+    async def __anext__(self) -> Any:
+        src = self._src
+        if src is None:
+            call = self._call
+            ref = call._ref
+            cell = ref._cell
+            if cell is None:
+                raise PulsingUnsupportedError(
+                    f"streaming call '{call._name}' to a non-Python actor"
+                )
+            if cell.stopped:
+                raise cell._stopped_error()
+            src = self._src = await cell.open_stream(call._name, call._args, call._kwargs)
+        try:
+            return await src.__anext__()
+        except asyncio.CancelledError:
+            src.close()
+            raise
+
+    async def aclose(self) -> None:
+        if self._src is not None:
+            self._src.close()
+
+    def __del__(self) -> None:
+        src = self._src
+        if src is not None and not src.done:
+            src.close()
+
+
+class _Method:
+    """`proxy.name`: call it, or `await` it to read a plain attribute."""
+
+    __slots__ = ("_name", "_ref")
+
+    def __init__(self, ref: ActorRef, name: str) -> None:
+        self._ref = ref
+        self._name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        ref = self._ref
+        cell = ref._cell
+        if cell is not None:
+            if cell.stopped:
+                return _done_future(cell.loop, cell._stopped_error())
+            if cell.kind(self._name) == SYNC:
+                return cell.call_sync(self._name, args, kwargs)
+        return AsyncCall(ref, self._name, args, kwargs)
+
+    def __await__(self):
+        return AsyncCall(self._ref, self._name, (), {}).__await__()
+
+    def __repr__(self) -> str:
+        return f"<method {self._name} of {self._ref!r}>"
+
+
+# ---------------------------------------------------------------------------------------------
+# Proxies
+# ---------------------------------------------------------------------------------------------
+
+
+class ActorProxy:
+    """Calls methods of an actor: `await proxy.method(...)`, `async for x in proxy.stream()`.
+
+    Typed (built from a class: only its public methods) or untyped (`method_names=None`: any
+    name is forwarded, `await proxy.attr` reads a plain attribute)."""
+
+    def __init__(
+        self,
+        actor_ref: ActorRef,
+        method_names: list[str] | None = None,
+        async_methods: set[str] | None = None,
+    ) -> None:
+        self._ref = actor_ref
+        self._method_names = set(method_names) if method_names is not None else None
+        self._async_methods = set(async_methods) if async_methods is not None else None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(f"Cannot access private attribute: {name}")
+        names = self.__dict__.get("_method_names")
+        if names is not None and name not in names:
+            raise AttributeError(f"No method '{name}'")
+        method = _Method(self.__dict__["_ref"], name)
+        self.__dict__[name] = method  # later lookups skip __getattr__
+        return method
+
+    @property
+    def ref(self) -> ActorRef:
+        """The underlying ActorRef."""
+        return self._ref
+
+    def as_any(self) -> ActorProxy:
+        """An untyped proxy on the same actor."""
+        return ActorProxy(self._ref)
+
+    def as_type(self, cls: Any) -> ActorProxy:
+        """A typed proxy on the same actor."""
+        return proxy_for(self._ref, cls)
+
+    @classmethod
+    def from_ref(
+        cls,
+        actor_ref: ActorRef,
+        methods: list[str] | None = None,
+        async_methods: set[str] | None = None,
+    ) -> ActorProxy:
+        return cls(actor_ref, methods, async_methods)
+
+    def __repr__(self) -> str:
+        kind = "typed" if self._method_names is not None else "any"
+        return f"ActorProxy({self._ref!r}, {kind})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorProxy) and other._ref == self._ref
+
+    def __hash__(self) -> int:
+        return hash(self._ref)
+
+    def __reduce__(self):
+        methods = sorted(self._method_names) if self._method_names is not None else None
+        return (ActorProxy, (self._ref, methods, self._async_methods))
+
+
+class _ResolvedProxy(ActorProxy):
+    """What `pulsing.resolve(name)` returns: an untyped proxy that also answers the ActorRef
+    API (`ask`, `tell`, `actor_id`, `as_type`), as the original's resolve returned a ref."""
+
+    @property
+    def actor_id(self):
+        return self._ref.actor_id
+
+    def ask(self, msg: Any) -> Any:
+        return self._ref.ask(msg)
+
+    def tell(self, msg: Any) -> Any:
+        return self._ref.tell(msg)
+
+
+def proxy_for(ref: ActorRef, cls: Any) -> ActorProxy:
+    """A typed proxy on `ref` for the public methods of `cls` (a class or an ActorClass)."""
+    if isinstance(cls, ActorClass):
+        return ActorProxy(ref, cls._methods, cls._async_methods)
+    if not isinstance(cls, type):
+        raise TypeError(f"as_type expects a class, not {type(cls).__name__}")
+    methods, async_methods = _public_methods(cls)
+    return ActorProxy(ref, methods, async_methods)
+
+
+def as_any(ref: ActorRef) -> ActorProxy:
+    """An untyped proxy on `ref` that forwards any method call."""
+    return ActorProxy(getattr(ref, "ref", ref))
+
+
+# ---------------------------------------------------------------------------------------------
+# delayed()
+# ---------------------------------------------------------------------------------------------
+
+
+class _DelayedCallProxy:
+    """`self.delayed(seconds).method(*args)`: an asyncio.Task that sends the call to the actor
+    itself after the delay (cancel the task to cancel the call)."""
+
+    __slots__ = ("_delay", "_ref")
+
+    def __init__(self, ref: ActorRef, delay: float) -> None:
+        self._ref = ref
+        self._delay = max(0.0, float(delay))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        def caller(*args: Any, **kwargs: Any) -> asyncio.Task:
+            return asyncio.ensure_future(self._send(name, args, kwargs))
+
+        return caller
+
+    async def _send(self, name: str, args: tuple, kwargs: dict) -> None:
+        await asyncio.sleep(self._delay)
+        cell = self._ref._cell
+        if cell is None or cell.stopped:
+            return
+        await cell._enqueue((_sys._CALL, name, args, kwargs, None, _sys._VALUE))
+
+
+def inject_delayed(instance: Any, ref: ActorRef) -> None:
+    try:
+        instance.delayed = lambda seconds: _DelayedCallProxy(ref, seconds)
+    except (AttributeError, TypeError):
+        logger.debug("cannot add delayed() to %s", type(instance).__name__)
+
+
+# ---------------------------------------------------------------------------------------------
+# @remote
+# ---------------------------------------------------------------------------------------------
+
+
+def _system_or_global(system: ActorSystem | None) -> ActorSystem:
+    if system is not None:
+        return system
+    from pulsing.core import get_system
+
+    return get_system()
+
+
+class ActorClass(Generic[T]):
+    """A class decorated with @remote: `spawn`, `resolve`, `local`, `proxy`; calling it builds a
+    plain local instance."""
+
+    def __init__(
+        self,
+        cls: type,
+        restart_policy: str = "never",
+        max_restarts: int = 3,
+        min_backoff: float = 0.1,
+        max_backoff: float = 30.0,
+    ) -> None:
+        if not isinstance(cls, type):
+            raise TypeError(f"@remote decorates classes, not {type(cls).__name__}")
+        self._cls = cls
+        self._policy = _Policy(restart_policy, max_restarts, min_backoff, max_backoff)
+        self._restart_policy = self._policy.policy
+        self._max_restarts = max_restarts
+        self._min_backoff = min_backoff
+        self._max_backoff = max_backoff
+        self._class_name = f"{cls.__module__}.{cls.__qualname__}"
+        self._methods, self._async_methods = _public_methods(cls)
+        self.__name__ = cls.__name__
+        self.__qualname__ = cls.__qualname__
+        self.__module__ = cls.__module__
+        self.__doc__ = cls.__doc__
+        self.__wrapped__ = cls
+        _actor_class_registry[self._class_name] = cls
+
+    def __call__(self, *args: Any, **kwargs: Any) -> T:
+        """A plain local instance (not an actor)."""
+        return self._cls(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<ActorClass {self._class_name}>"
+
+    async def spawn(
+        self,
+        *args: Any,
+        system: ActorSystem | None = None,
+        name: str | None = None,
+        public: bool | None = None,
+        placement: Any = None,
+        **kwargs: Any,
+    ) -> ActorProxy:
+        """Create an actor running `cls(*args, **kwargs)` and return a typed proxy.
+
+        `name` makes it resolvable (a short name means "actors/<name>"); without one a name is
+        generated. Constructor arguments are passed by reference (not copied). `placement`:
+        None/"local" here; "remote" or a node id places it on another node of the cluster."""
+        system = _system_or_global(system)
+        if placement not in (None, "local"):
+            return await self._spawn_placed(system, placement, args, kwargs, name)
+        return await self.local(system, *args, name=name, public=public, **kwargs)
+
+    async def _spawn_placed(
+        self, system: ActorSystem, placement: Any, args: tuple, kwargs: dict, name: str | None
+    ) -> ActorProxy:
+        from pulsing.core.ids import NodeId
+
+        members = await system.members()
+        others = [m for m in members if m["node_id"] != str(system.node_id.id)]
+        if placement == "remote":
+            if not others:
+                logger.warning("spawn(placement='remote'): no remote nodes, spawning locally")
+                return await self.local(system, *args, name=name, **kwargs)
+        else:
+            try:
+                target = NodeId(placement)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"placement must be None, 'local', 'remote' or a node id, not {placement!r}"
+                ) from None
+            if target == system.node_id:
+                return await self.local(system, *args, name=name, **kwargs)
+            if not any(m["node_id"] == str(target.id) for m in others):
+                raise PulsingRuntimeError(f"placement: node {target} is not a member")
+        raise PulsingRuntimeError("placement on another node needs the cluster transport")
+
+    async def local(
+        self,
+        system: ActorSystem,
+        *args: Any,
+        name: str | None = None,
+        public: bool | None = None,
+        **kwargs: Any,
+    ) -> ActorProxy:
+        """Create the actor on `system` (this node)."""
+        cell = self._spawn_cell(system, args, kwargs, name)
+        await system._await_start(cell)
+        return ActorProxy(cell.ref, self._methods, self._async_methods)
+
+    def _spawn_cell(self, system: ActorSystem, args: tuple, kwargs: dict, name: str | None):
+        system._check_open()
+        if name is None:
+            name = f"actors/{self._cls.__name__}_{uuid.uuid4().hex[:8]}"
+        cls = self._cls
+        instance = cls(*args, **kwargs)
+        factory = None
+        if self._policy.policy != "never":
+
+            def factory() -> Any:
+                return cls(*args, **kwargs)
+
+        return system._spawn_cell(instance, factory, True, name, self._policy)
+
+    async def remote(
+        self,
+        system: ActorSystem,
+        *args: Any,
+        name: str | None = None,
+        public: bool | None = None,
+        **kwargs: Any,
+    ) -> ActorProxy:
+        """Create the actor on another node of the cluster (this node when it is alone)."""
+        return await self._spawn_placed(system, "remote", args, kwargs, name)
+
+    def proxy(self, actor_ref: ActorRef) -> ActorProxy:
+        """A typed proxy on an existing ActorRef."""
+        return ActorProxy(actor_ref, self._methods, self._async_methods)
+
+    async def resolve(
+        self,
+        name: str,
+        *,
+        system: ActorSystem | None = None,
+        node_id: Any = None,
+        timeout: float | None = None,
+    ) -> ActorProxy:
+        """The actor named `name` as a typed proxy, waiting up to `timeout` seconds for it."""
+        system = _system_or_global(system)
+        ref = await system.resolve(name, node_id=node_id, timeout=timeout)
+        return ActorProxy(ref, self._methods, self._async_methods)
+
+
+def remote(
+    cls: type | None = None,
+    *,
+    restart_policy: str = "never",
+    max_restarts: int = 3,
+    min_backoff: float = 0.1,
+    max_backoff: float = 30.0,
+) -> Any:
+    """Make a class an actor class: `@remote` or `@remote(restart_policy="on_failure", ...)`.
+
+    restart_policy: "never" (default), "on_failure" (or "on-failure"), "always"; a system-class
+    failure restarts the actor (constructor re-run) after a backoff doubling from min_backoff up
+    to max_backoff, at most max_restarts times within a minute."""
+
+    def wrap(c: type) -> ActorClass:
+        return ActorClass(c, restart_policy, max_restarts, min_backoff, max_backoff)
+
+    if cls is None:
+        return wrap
+    return wrap(cls)
+
+
+# ---------------------------------------------------------------------------------------------
+# resolve, mount
+# ---------------------------------------------------------------------------------------------
+
+
+async def resolve(
+    name: str,
+    *,
+    cls: Any = None,
+    node_id: Any = None,
+    timeout: float | None = None,
+) -> ActorProxy:
+    """The actor named `name` on the global system: an untyped proxy (which also has `ask`,
+    `tell` and `actor_id`), or a typed one when `cls` is given."""
+    from pulsing.core import get_system
+
+    ref = await get_system().resolve(name, node_id=node_id, timeout=timeout)
+    if cls is not None:
+        return proxy_for(ref, cls)
+    return _ResolvedProxy(ref)
+
+
+def _run_on_home(system: ActorSystem, fn: Any) -> Any:
+    """Run fn() on the system's home loop thread and return its result (blocking if needed)."""
+    loop = system._loop
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if (
+        running is loop
+        or not loop.is_running()
+        or getattr(loop, "_thread_id", None) == threading.get_ident()
+    ):
+        return fn()
+    done = threading.Event()
+    box: list = []
+
+    def call() -> None:
+        try:
+            box.append((True, fn()))
+        except BaseException as e:  # noqa: BLE001
+            box.append((False, e))
+        done.set()
+
+    loop.call_soon_threadsafe(call)
+    if not done.wait(30):
+        raise PulsingRuntimeError("mount: the Pulsing loop did not answer within 30 s")
+    ok, value = box[0]
+    if not ok:
+        raise value
+    return value
+
+
+def mount(instance: Any, *, name: str, public: bool = True) -> None:
+    """Attach an existing object to the global system as an actor named `name` (synchronous,
+    callable from `__init__`); its public methods become callable through proxies."""
+    from pulsing.core import _global_system
+
+    system = _global_system()
+    if system is None:
+        raise PulsingRuntimeError(
+            "Pulsing not initialized. Please call await pul.init() before mount()."
+        )
+    _run_on_home(system, lambda: system._spawn_cell(instance, None, True, name))
+
+
+def unmount(name: str) -> None:
+    """Detach an object mounted with `mount` (its name can be used again)."""
+    from pulsing.core import _global_system
+
+    system = _global_system()
+    if system is None:
+        return
+
+    def do() -> None:
+        cell = system._find_cell(name)
+        if cell is not None:
+            r = system._stop_cell_now(cell, "unmounted")
+            if r is not None:
+                system._loop.create_task(r)
+
+    _run_on_home(system, do)

@@ -1,0 +1,1414 @@
+"""Actor systems: the actors of one node, their mailboxes, and the paths a call takes.
+
+A system is one `_core.CoreSystem` (the C core: its thread, the actor table, names, the bridge)
+plus its home loop and a cell per Python actor. A call from the home loop to a Python actor of the
+same system never enters the core (the local fast path): when the actor is idle a plain `def`
+method runs on the caller's stack and the call returns a completed future. Otherwise the call
+waits in the actor's bounded mailbox, which `_Cell._drain` empties in order on a later loop turn.
+See docs/design/python-runtime.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import pickle
+import random
+import time
+from collections import deque
+from typing import Any
+
+from pulsing import _core
+from pulsing.core import errors as _errors
+from pulsing.core import zerocopy as _zc
+from pulsing.core.ids import ActorId, NodeId
+from pulsing.core.messaging import Message
+from pulsing.exceptions import PulsingError, PulsingRuntimeError
+
+logger = logging.getLogger("pulsing")
+
+_get_running_loop = asyncio.events._get_running_loop
+
+# Kinds of a method of an actor's instance.
+SYNC, ASYNC, GEN, AGEN, ATTR, MISSING = range(6)
+# Envelopes in a mailbox: (op, name, args, kwargs, fut, mode).
+_CALL, _MSG = 0, 1
+# What the caller wants from a call: the value, or a stream source.
+_VALUE, _STREAM = 0, 1
+
+PICKLE_TYPE = "pulsing/pickle"  # msg_type of a pickled Python payload through the core
+_CALL_TAG = "__pulsing_call__"
+
+_BUDGET = 64  # direct calls on the caller's stack before the loop gets a turn
+_RESTART_WINDOW_S = 60.0
+
+_IMMUTABLE = frozenset({int, float, str, bytes, bool, type(None), complex, ActorId, NodeId})
+_live_systems: set = set()  # every system not yet shut down (tests assert it empties)
+
+
+# ---------------------------------------------------------------------------------------------
+# Call futures
+# ---------------------------------------------------------------------------------------------
+
+
+class CallFuture(asyncio.Future):
+    """The result of an ask: an asyncio future that is also a coroutine-like object.
+
+    Being a Future, `asyncio.gather`/`wait_for` take it as is (no task per call); implementing
+    `send`/`throw`/`close` makes it a `collections.abc.Coroutine`, so `asyncio.create_task`
+    accepts it too. `async for` over it yields the single value."""
+
+    def send(self, value: Any) -> Any:
+        if self.done():
+            raise StopIteration(self.result())
+        self._asyncio_future_blocking = True
+        return self
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        if val is None:
+            val = typ if isinstance(typ, BaseException) else typ()
+        if isinstance(val, asyncio.CancelledError):
+            self.cancel()
+        raise val
+
+    def close(self) -> None:
+        pass
+
+    def __aiter__(self):
+        return _single(self)
+
+
+async def _single(awaitable):
+    yield await awaitable
+
+
+def _done_future(loop: asyncio.AbstractEventLoop, exc: BaseException) -> CallFuture:
+    fut = CallFuture(loop=loop)
+    fut.set_exception(exc)
+    return fut
+
+
+# ---------------------------------------------------------------------------------------------
+# Copy semantics
+# ---------------------------------------------------------------------------------------------
+
+
+def copy_one(value: Any, what: str = "value") -> Any:
+    """What the receiver gets for `value`: itself when immutable, else a copy (pickle
+    protocol 5 round trip); a `__zerocopy__` object travels as its descriptor."""
+    t = type(value)
+    if t in _IMMUTABLE or t is Message:
+        return value
+    m = _zc.mode()
+    if m != "off" or t is _zc.ZeroCopyDescriptor:
+        if t is _zc.ZeroCopyDescriptor:
+            return _zc.transfer(value)
+        if m == "force" and t in (list, dict, tuple, set, frozenset):
+            pass  # containers are framing, not payload objects
+        else:
+            desc = _zc.prepare(value, m)
+            if desc is not None:
+                return _zc.transfer(desc)
+    try:
+        return _core.copy_value(value)
+    except TypeError as e:
+        raise _errors.serialization_error(value, e, what) from e
+    except (pickle.PicklingError, AttributeError, RecursionError) as e:
+        raise _errors.serialization_error(value, e, what) from e
+
+
+def copy_args(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    for a in args:
+        if type(a) not in _IMMUTABLE:
+            args = tuple([copy_one(x, "argument") for x in args])
+            break
+    if kwargs:
+        kwargs = {k: copy_one(v, "argument") for k, v in kwargs.items()}
+    return args, kwargs
+
+
+# ---------------------------------------------------------------------------------------------
+# Cells: one per Python actor
+# ---------------------------------------------------------------------------------------------
+
+
+def _method_kind(instance: Any, name: str) -> int:
+    attr = inspect.getattr_static(type(instance), name, None)
+    if attr is None:
+        try:
+            value = getattr(instance, name)
+        except AttributeError:
+            return MISSING
+        return SYNC if callable(value) else ATTR
+    func = attr
+    if isinstance(attr, (staticmethod, classmethod)):
+        func = attr.__func__
+    elif isinstance(attr, property):
+        return ATTR
+    if inspect.isasyncgenfunction(func):
+        return AGEN
+    if inspect.iscoroutinefunction(func):
+        return ASYNC
+    if inspect.isgeneratorfunction(func):
+        return GEN
+    if callable(func):
+        return SYNC
+    return ATTR
+
+
+class _Policy:
+    __slots__ = ("max_backoff", "max_restarts", "min_backoff", "policy")
+
+    def __init__(self, policy: str, max_restarts: int, min_backoff: float, max_backoff: float):
+        p = (policy or "never").replace("-", "_").lower()
+        if p not in ("never", "on_failure", "always"):
+            raise ValueError(
+                f"restart_policy must be 'never', 'on_failure' or 'always', not {policy!r}"
+            )
+        if max_restarts < 0:
+            raise ValueError("max_restarts must be >= 0")
+        if min_backoff < 0 or max_backoff < 0:
+            raise ValueError("backoff must be >= 0")
+        self.policy = p
+        self.max_restarts = int(max_restarts)
+        self.min_backoff = float(min_backoff)
+        self.max_backoff = max(float(max_backoff), float(min_backoff))
+
+
+_NEVER = _Policy("never", 0, 0.1, 30.0)
+
+
+class _Cell:
+    """A Python actor: its instance, its mailbox and its state."""
+
+    __slots__ = (
+        "__weakref__",
+        "aid",
+        "blocked",
+        "capacity",
+        "factory",
+        "id",
+        "instance",
+        "kinds",
+        "loop",
+        "name",
+        "overflow",
+        "policy",
+        "queue",
+        "receive",
+        "receive_async",
+        "ref",
+        "restart_times",
+        "scheduled",
+        "stopped",
+        "system",
+        "tasks",
+        "wrapped",
+    )
+
+    def __init__(
+        self,
+        system: ActorSystem,
+        instance: Any,
+        factory: Any,
+        wrapped: bool,
+        policy: _Policy,
+        capacity: int,
+    ) -> None:
+        self.system = system
+        self.loop = system._loop
+        self.id = 0
+        self.aid: ActorId | None = None
+        self.name: str | None = None
+        self.factory = factory
+        self.wrapped = wrapped
+        self.kinds: dict[str, int] = {}
+        self.queue: deque = deque()
+        self.overflow: deque = deque()
+        self.capacity = capacity
+        self.blocked = 0  # > 0 while starting, restarting or awaiting a serial receive
+        self.scheduled = False
+        self.stopped: str | None = None  # the reason once stopped
+        self.policy = policy
+        self.restart_times: deque = deque()
+        self.tasks: set = set()
+        self.ref: ActorRef | None = None
+        self._set_instance(instance)
+
+    def _set_instance(self, instance: Any) -> None:
+        self.instance = instance
+        self.kinds = {}
+        recv = getattr(instance, "receive", None)
+        self.receive = recv if callable(recv) else None
+        self.receive_async = self.receive is not None and (
+            inspect.iscoroutinefunction(recv) or inspect.isasyncgenfunction(recv)
+        )
+
+    # ---- kinds ----
+
+    def kind(self, name: str) -> int:
+        k = self.kinds.get(name)
+        if k is None:
+            if name.startswith("_"):
+                return MISSING
+            k = _method_kind(self.instance, name)
+            if k in (ATTR, MISSING):
+                return k  # instance attributes may change; don't cache
+            self.kinds[name] = k
+        return k
+
+    # ---- the fast path ----
+
+    def call_sync(self, name: str, args: tuple, kwargs: dict) -> CallFuture:
+        """Call a plain `def` method; runs at once when the actor is idle."""
+        loop = self.loop
+        fut = CallFuture(loop=loop)
+        if self.queue or self.blocked or self.stopped or _get_running_loop() is not loop:
+            self._enqueue((_CALL, name, args, kwargs, fut, _VALUE))
+            return fut
+        system = self.system
+        if system._budget <= 0:
+            self._enqueue((_CALL, name, args, kwargs, fut, _VALUE))
+            return fut
+        system._budget -= 1
+        if system._budget == 0:
+            loop.call_soon(system._refill)
+        try:
+            args, kwargs = copy_args(args, kwargs)
+            method = getattr(self.instance, name)
+        except BaseException as e:  # noqa: BLE001
+            fut.set_exception(e if isinstance(e, PulsingError) else self._classify(e, name))
+            return fut
+        try:
+            result = method(*args, **kwargs)
+        except BaseException as e:  # noqa: BLE001 - every failure goes to the caller
+            self._fail(fut, e, name)
+            return fut
+        try:
+            fut.set_result(copy_one(result, "result"))
+        except PulsingError as e:
+            fut.set_exception(e)
+        return fut
+
+    async def call_async(self, name: str, args: tuple, kwargs: dict) -> Any:
+        """Await an `async def` method (or anything else) for its value."""
+        if self.queue or self.blocked or self.stopped or _get_running_loop() is not self.loop:
+            fut = CallFuture(loop=self.loop)
+            self._enqueue((_CALL, name, args, kwargs, fut, _VALUE))
+            return await fut
+        args, kwargs = copy_args(args, kwargs)
+        kind = self.kind(name)
+        if kind in (GEN, AGEN):
+            src = self._open_stream(name, args, kwargs, kind)
+            return await src.consume()
+        try:
+            value = self._lookup(name, kind)
+            if kind == ATTR:
+                return copy_one(value, "result")
+            result = value(*args, **kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+            elif inspect.isgenerator(result) or inspect.isasyncgen(result):
+                return await _Source(self, name, result).consume()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:  # noqa: BLE001
+            raise self._failure(e, name) from None
+        return copy_one(result, "result")
+
+    async def open_stream(self, name: str, args: tuple, kwargs: dict) -> _Source:
+        """Start a call whose items the caller will pull."""
+        if self.queue or self.blocked or self.stopped or _get_running_loop() is not self.loop:
+            fut = CallFuture(loop=self.loop)
+            self._enqueue((_CALL, name, args, kwargs, fut, _STREAM))
+            return await fut
+        args, kwargs = copy_args(args, kwargs)
+        return self._open_stream(name, args, kwargs, self.kind(name))
+
+    def _open_stream(self, name: str, args: tuple, kwargs: dict, kind: int) -> _Source:
+        try:
+            value = self._lookup(name, kind)
+            if kind == ATTR:
+                return _Source(self, name, None, single=copy_one(value, "result"))
+            result = value(*args, **kwargs)
+        except BaseException as e:  # noqa: BLE001
+            raise self._failure(e, name) from None
+        if inspect.isgenerator(result) or inspect.isasyncgen(result):
+            return _Source(self, name, result)
+        return _Source(self, name, None, pending=result)
+
+    def _lookup(self, name: str, kind: int) -> Any:
+        if kind == MISSING or name.startswith("_"):
+            raise AttributeError(f"No method '{name}' on actor {self.name or self.aid}")
+        return getattr(self.instance, name)
+
+    def ask_msg(self, msg: Any) -> CallFuture:
+        """A low-level ask: the message goes to `receive` (copied unless immutable)."""
+        loop = self.loop
+        fut = CallFuture(loop=loop)
+        try:
+            msg = copy_one(msg, "message")
+        except PulsingError as e:
+            fut.set_exception(e)
+            return fut
+        self._enqueue((_MSG, None, msg, None, fut, _VALUE))
+        return fut
+
+    def tell_msg(self, msg: Any) -> Any:
+        msg = copy_one(msg, "message")
+        return self._enqueue((_MSG, None, msg, None, None, _VALUE))
+
+    # ---- the mailbox ----
+
+    def _enqueue(self, env: tuple) -> Any:
+        """Queue an envelope; returns an awaitable that completes once it is admitted."""
+        if self.stopped:
+            fut = env[4]
+            err = self._stopped_error()
+            if fut is not None and not fut.done():
+                fut.set_exception(err)
+                return _ADMITTED
+            raise err
+        if len(self.queue) < self.capacity and not self.overflow:
+            self.queue.append(env)
+            admitted = _ADMITTED
+        else:
+            # Full: the sender waits for room (its call or tell is held, never dropped).
+            admitted = self.loop.create_future()
+            self.overflow.append((env, admitted))
+        if not self.scheduled and not self.blocked:
+            self.scheduled = True
+            if _get_running_loop() is self.loop:
+                self.loop.call_soon(self._drain)
+            else:
+                self.loop.call_soon_threadsafe(self._drain)
+        return admitted
+
+    def _admit(self) -> None:
+        while self.overflow and len(self.queue) < self.capacity:
+            env, admitted = self.overflow.popleft()
+            self.queue.append(env)
+            if not admitted.done():
+                admitted.set_result(None)
+
+    def _kick(self) -> None:
+        if (self.queue or self.overflow) and not self.scheduled and not self.blocked:
+            self.scheduled = True
+            self.loop.call_soon(self._drain)
+
+    def _drain(self) -> None:
+        """Deliver queued messages in order until one needs awaiting (serial receive)."""
+        self.scheduled = False
+        queue = self.queue
+        while queue and not self.blocked and not self.stopped:
+            env = queue.popleft()
+            if self.overflow:
+                self._admit()
+            op, name, args, kwargs, fut, mode = env
+            if fut is not None and fut.done():
+                continue  # the caller went away
+            if op == _CALL:
+                self._deliver_call(name, args, kwargs, fut, mode)
+            else:
+                self._deliver_msg(args, fut)
+        if self.overflow and not self.blocked:
+            self._admit()
+            self._kick()
+
+    def _deliver_call(self, name: str, args: tuple, kwargs: dict, fut: Any, mode: int) -> None:
+        kind = self.kind(name)
+        if mode == _STREAM:
+            try:
+                src = self._open_stream(name, *copy_args(args, kwargs), kind)
+            except BaseException as e:  # noqa: BLE001
+                _set_exc(fut, e)
+                return
+            _set_res(fut, src)
+            return
+        if kind == SYNC:
+            try:
+                args, kwargs = copy_args(args, kwargs)
+                method = self._lookup(name, kind)
+            except BaseException as e:  # noqa: BLE001
+                _set_exc(fut, e if isinstance(e, PulsingError) else self._classify(e, name))
+                return
+            try:
+                result = method(*args, **kwargs)
+            except BaseException as e:  # noqa: BLE001
+                self._fail(fut, e, name)
+                return
+            if inspect.isawaitable(result):
+                self._spawn_task(self._finish_awaitable(result, fut, name), fut)
+                return
+            try:
+                _set_res(fut, copy_one(result, "result"))
+            except PulsingError as e:
+                _set_exc(fut, e)
+            return
+        # async methods, generators consumed for their final value, attributes: as a task,
+        # so the mailbox is free at once.
+        self._spawn_task(self._run_value(name, args, kwargs, fut), fut)
+
+    async def _run_value(self, name: str, args: tuple, kwargs: dict, fut: Any) -> None:
+        try:
+            args, kwargs = copy_args(args, kwargs)
+            kind = self.kind(name)
+            if kind in (GEN, AGEN):
+                result = await self._open_stream(name, args, kwargs, kind).consume()
+            else:
+                value = self._lookup(name, kind)
+                if kind == ATTR:
+                    result = value
+                else:
+                    result = value(*args, **kwargs)
+                    if inspect.isawaitable(result):
+                        result = await result
+            _set_res(fut, copy_one(result, "result"))
+        except asyncio.CancelledError:
+            if not fut.done():
+                fut.cancel()
+        except BaseException as e:  # noqa: BLE001
+            self._fail(fut, e, name)
+
+    async def _finish_awaitable(self, aw: Any, fut: Any, name: str) -> None:
+        try:
+            result = await aw
+            _set_res(fut, copy_one(result, "result"))
+        except asyncio.CancelledError:
+            if not fut.done():
+                fut.cancel()
+        except BaseException as e:  # noqa: BLE001
+            self._fail(fut, e, name)
+
+    def _deliver_msg(self, msg: Any, fut: Any) -> None:
+        if self.receive is None:
+            dispatched = self._dispatch_wire_call(msg, fut)
+            if not dispatched:
+                _set_exc(
+                    fut,
+                    PulsingRuntimeError(
+                        f"actor {self.name or self.aid} has no receive(); call its methods "
+                        "through a proxy"
+                    ),
+                )
+            return
+        try:
+            result = self.receive(msg)
+        except BaseException as e:  # noqa: BLE001
+            self._fail(fut, e, "receive")
+            return
+        if inspect.isawaitable(result):
+            # receive is serial: the next message waits until this one is done.
+            self.blocked += 1
+            self._spawn_task(self._finish_serial(result, fut), fut)
+            return
+        try:
+            _set_res(fut, copy_one(result, "result"))
+        except PulsingError as e:
+            _set_exc(fut, e)
+
+    def _dispatch_wire_call(self, msg: Any, fut: Any) -> bool:
+        # The original Pulsing's call dict, for programs that built it by hand.
+        if isinstance(msg, dict) and isinstance(msg.get("__pulsing__"), dict):
+            call = msg["__pulsing__"].get("call")
+            data = msg.get("user_data") or {}
+            if isinstance(call, str):
+                self._deliver_call(
+                    call, tuple(data.get("args", ())), dict(data.get("kwargs", {})), fut, _VALUE
+                )
+                return True
+        return False
+
+    async def _finish_serial(self, aw: Any, fut: Any) -> None:
+        try:
+            result = await aw
+            _set_res(fut, copy_one(result, "result"))
+        except asyncio.CancelledError:
+            if fut is not None and not fut.done():
+                fut.cancel()
+        except BaseException as e:  # noqa: BLE001
+            self._fail(fut, e, "receive")
+        finally:
+            self.blocked -= 1
+            self._kick()
+
+    def _spawn_task(self, coro: Any, fut: Any) -> None:
+        task = self.loop.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        if fut is not None:
+            # A caller that goes away cancels the work.
+            fut.add_done_callback(lambda f, t=task: t.cancel() if f.cancelled() else None)
+
+    # ---- failures and supervision ----
+
+    def _classify(self, e: BaseException, name: str) -> PulsingError:
+        return _errors.classify(e, name, self.name)
+
+    def _failure(self, e: BaseException, name: str) -> BaseException:
+        """Classify a failure of user code and start supervision; returns what to raise."""
+        if isinstance(e, asyncio.CancelledError):
+            return e
+        if getattr(e, "_pulsing_failure", False):
+            return e
+        err = self._classify(e, name)
+        if err is not e:
+            err.__cause__ = e
+        try:
+            err._pulsing_failure = True
+        except AttributeError:
+            pass
+        if self.policy.policy != "never" and _errors.triggers_restart(err):
+            self._restart(err)
+        return err
+
+    def _fail(self, fut: Any, e: BaseException, name: str) -> None:
+        _set_exc(fut, self._failure(e, name))
+
+    def _restart(self, err: BaseException) -> None:
+        if self.stopped or self.blocked >= 1 << 20:
+            return
+        now = time.monotonic()
+        times = self.restart_times
+        while times and now - times[0] > _RESTART_WINDOW_S:
+            times.popleft()
+        pol = self.policy
+        if len(times) >= pol.max_restarts:
+            logger.warning(
+                "actor %s: giving up after %d restarts (%s)", self.name or self.aid, len(times), err
+            )
+            self.loop.create_task(
+                self.system._stop_cell(
+                    self, f"stopped after too many restarts ({pol.max_restarts}): {err}"
+                )
+            )
+            return
+        times.append(now)
+        backoff = min(pol.max_backoff, pol.min_backoff * (2 ** (len(times) - 1)))
+        backoff *= random.uniform(0.75, 1.25)
+        self.blocked += 1 << 20  # restarting: the mailbox holds its mail
+        logger.info("actor %s: restarting in %.3fs after: %s", self.name or self.aid, backoff, err)
+        handle = self.loop.call_later(backoff, self._do_restart)
+        self.tasks.add(handle)
+
+    def _do_restart(self) -> None:
+        self.tasks = {t for t in self.tasks if not isinstance(t, asyncio.TimerHandle)}
+        if self.stopped:
+            return
+        old = self.instance
+        try:
+            if self.factory is not None:
+                instance = self.factory()
+                if getattr(instance, "receive", None) is None and not self.wrapped:
+                    raise TypeError("the factory did not return an actor")
+            else:
+                instance = old
+        except BaseException as e:  # noqa: BLE001
+            self.blocked -= 1 << 20
+            self._restart(self._classify(e, "__init__"))
+            return
+        if instance is not old:
+            try:
+                on_stop = getattr(old, "on_stop", None)
+                if callable(on_stop):
+                    r = on_stop()
+                    if inspect.isawaitable(r):
+                        self.loop.create_task(_log_errors(r, "on_stop"))
+            except Exception:
+                logger.exception("on_stop of the failed instance raised")
+        self._set_instance(instance)
+        self.system._inject(self)
+        self.blocked -= 1 << 20
+        self._start()
+
+    def _start(self) -> None:
+        """Run on_start before the first message (sync inline; async blocks the mailbox)."""
+        on_start = getattr(self.instance, "on_start", None)
+        if callable(on_start):
+            try:
+                r = on_start(self.aid)
+            except Exception:
+                logger.exception("on_start of actor %s raised", self.name or self.aid)
+                r = None
+            if inspect.isawaitable(r):
+                self.blocked += 1
+                task = self.loop.create_task(self._finish_start(r))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+                return
+        self._kick()
+
+    async def _finish_start(self, aw: Any) -> None:
+        try:
+            await aw
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("on_start of actor %s raised", self.name or self.aid)
+        finally:
+            self.blocked -= 1
+            self._kick()
+
+    def _stopped_error(self) -> PulsingRuntimeError:
+        return PulsingRuntimeError(f"Actor {self.name or self.aid} {self.stopped or 'stopped'}")
+
+    def fail_pending(self, err: BaseException) -> None:
+        for env in self.queue:
+            _set_exc(env[4], err)
+        self.queue.clear()
+        for env, admitted in self.overflow:
+            _set_exc(env[4], err)
+            if not admitted.done():
+                admitted.set_exception(err)
+                admitted.exception()  # a tell nobody awaits must not warn
+        self.overflow.clear()
+
+    # ---- messages through the core (C actors, other systems, later the network) ----
+
+    def handle_core(self, msg_type: str, payload: memoryview, reply: Any) -> None:
+        try:
+            if msg_type == PICKLE_TYPE:
+                obj = pickle.loads(payload)
+            else:
+                obj = Message(msg_type, payload)
+        except Exception as e:  # noqa: BLE001
+            if reply is not None:
+                reply.error(_errors.RUNTIME, f"cannot decode message: {e}")
+            return
+        if reply is None:
+            try:
+                if isinstance(obj, tuple) and len(obj) == 5 and obj[0] == _CALL_TAG:
+                    self._enqueue((_CALL, obj[1], obj[2], obj[3], None, _VALUE))
+                else:
+                    self._enqueue((_MSG, None, obj, None, None, _VALUE))
+            except PulsingError:
+                pass
+            return
+        fut = CallFuture(loop=self.loop)
+        if isinstance(obj, tuple) and len(obj) == 5 and obj[0] == _CALL_TAG:
+            _, name, args, kwargs, mode = obj
+            if mode == _STREAM:
+                self._spawn_task(_stream_to_core(self, name, args, kwargs, reply), None)
+                return
+            self._enqueue((_CALL, name, args, kwargs, fut, _VALUE))
+        else:
+            self._enqueue((_MSG, None, obj, None, fut, _VALUE))
+        fut.add_done_callback(lambda f: _reply_from_future(f, reply))
+
+
+class _Admitted:
+    """The awaitable a tell returns when its message is in the mailbox already."""
+
+    __slots__ = ()
+
+    def __await__(self):
+        return None
+        yield  # pragma: no cover
+
+
+_ADMITTED = _Admitted()
+
+
+def _set_res(fut: Any, value: Any) -> None:
+    if fut is not None and not fut.done():
+        fut.set_result(value)
+
+
+def _set_exc(fut: Any, exc: BaseException) -> None:
+    if fut is not None and not fut.done():
+        fut.set_exception(exc)
+
+
+async def _log_errors(aw: Any, what: str) -> None:
+    try:
+        await aw
+    except Exception:
+        logger.exception("%s raised", what)
+
+
+def _encode(value: Any) -> tuple[str, Any]:
+    if type(value) is _RawPickled:
+        value = value.value
+    elif isinstance(value, Message) and not value.is_stream:
+        return value.msg_type, value.payload
+    try:
+        return PICKLE_TYPE, pickle.dumps(value, protocol=5)
+    except Exception as e:
+        raise _errors.serialization_error(value, e, "value") from e
+
+
+def _decode(msg_type: str, payload: bytes) -> Any:
+    if msg_type == PICKLE_TYPE:
+        return pickle.loads(payload)
+    return Message(msg_type, payload)
+
+
+def _reply_from_future(fut: asyncio.Future, reply: Any) -> None:
+    try:
+        if fut.cancelled():
+            reply.abandon()
+            return
+        exc = fut.exception()
+        if exc is None:
+            try:
+                reply.send(*_encode(fut.result()))
+                return
+            except PulsingError as e:
+                exc = e
+        err = exc if isinstance(exc, PulsingError) else _errors.classify(exc, "ask", None)
+        kind, message, code, details, recoverable, duration_ms, type_name = _errors.to_fields(err)
+        reply.error(
+            kind,
+            message,
+            code=code,
+            details=details,
+            recoverable=recoverable,
+            duration_ms=duration_ms,
+            type_name=type_name,
+        )
+    except _core.CoreError:
+        pass  # the system closed or the caller went away
+
+
+async def _stream_to_core(cell: _Cell, name: str, args: tuple, kwargs: dict, reply: Any) -> None:
+    writer = None
+    try:
+        src = await cell.open_stream(name, args, kwargs)
+        writer = reply.stream()
+        async for item in src:
+            mt, payload = _encode(item)
+            while not writer.push(mt, payload):
+                room = cell.loop.create_future()
+                writer.on_writable(lambda r=room: r.done() or r.set_result(None))
+                await room
+        writer.end()
+    except _core.CoreError:
+        return  # the consumer went away
+    except BaseException as e:
+        err = e if isinstance(e, PulsingError) else _errors.classify(e, name, cell.name)
+        kind, message, code, details, recoverable, duration_ms, type_name = _errors.to_fields(err)
+        try:
+            if writer is None:
+                reply.error(
+                    kind,
+                    message,
+                    code=code,
+                    details=details,
+                    recoverable=recoverable,
+                    duration_ms=duration_ms,
+                    type_name=type_name,
+                )
+            else:
+                writer.error(
+                    kind,
+                    message,
+                    code=code,
+                    details=details,
+                    recoverable=recoverable,
+                    duration_ms=duration_ms,
+                    type_name=type_name,
+                )
+        except (_core.CoreError, RuntimeError):
+            pass
+        if isinstance(e, asyncio.CancelledError):
+            raise
+
+
+# ---------------------------------------------------------------------------------------------
+# Stream sources: what a caller pulls items from
+# ---------------------------------------------------------------------------------------------
+
+
+class _Source:
+    """The producing side of a stream call, pulled by the caller: a sync or async generator
+    (each item copied), or a single value / awaitable that arrives as one item."""
+
+    __slots__ = ("cell", "done", "final", "gen", "is_async", "name", "pending", "single")
+
+    _NOTHING = object()
+
+    def __init__(
+        self, cell: _Cell, name: str, gen: Any, single: Any = _NOTHING, pending: Any = _NOTHING
+    ) -> None:
+        self.cell = cell
+        self.name = name
+        self.gen = gen
+        self.is_async = inspect.isasyncgen(gen)
+        self.single = single
+        self.pending = pending
+        self.done = False
+        self.final = None
+
+    def __aiter__(self) -> _Source:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self.done:
+            raise StopAsyncIteration
+        gen = self.gen
+        if gen is None:
+            self.done = True
+            if self.pending is not _Source._NOTHING:
+                value = self.pending
+                self.pending = _Source._NOTHING
+                try:
+                    if inspect.isawaitable(value):
+                        value = await value
+                except asyncio.CancelledError:
+                    raise
+                except BaseException as e:  # noqa: BLE001
+                    raise self.cell._failure(e, self.name) from None
+                self.final = value = copy_one(value, "result")
+                return value
+            if self.single is not _Source._NOTHING:
+                self.final = self.single
+                return self.single
+            raise StopAsyncIteration
+        try:
+            if self.is_async:
+                item = await gen.__anext__()
+            else:
+                item = next(gen)
+        except StopIteration as stop:
+            self.done = True
+            self.final = copy_one(stop.value, "result")
+            raise StopAsyncIteration from None
+        except StopAsyncIteration:
+            self.done = True
+            raise
+        except asyncio.CancelledError:
+            self.done = True
+            raise
+        except BaseException as e:  # noqa: BLE001
+            self.done = True
+            raise self.cell._failure(e, self.name) from None
+        return copy_one(item, "stream item")
+
+    async def consume(self) -> Any:
+        """Run to the end; the final value (a generator's return value, or the single value)."""
+        last = None
+        async for last in self:
+            pass
+        if self.gen is None:
+            return last
+        return self.final
+
+    def close(self) -> None:
+        """Stop the producer (the caller went away or broke out of its loop)."""
+        if self.done:
+            return
+        self.done = True
+        gen = self.gen
+        if gen is None:
+            p = self.pending
+            if inspect.iscoroutine(p):
+                p.close()
+            return
+        try:
+            if self.is_async:
+                loop = self.cell.loop
+                if not loop.is_closed():
+                    loop.create_task(_aclose(gen))
+            else:
+                gen.close()
+        except Exception:
+            logger.debug("closing stream %s failed", self.name, exc_info=True)
+
+
+async def _aclose(gen: Any) -> None:
+    try:
+        await gen.aclose()
+    except Exception:
+        logger.debug("aclose of a stream failed", exc_info=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# References
+# ---------------------------------------------------------------------------------------------
+
+
+class ActorRef:
+    """A reference to an actor, local or not: `ask`, `tell`, `as_any`, `as_type`."""
+
+    __slots__ = ("_cell", "_id", "_system")
+
+    def __init__(self, system: ActorSystem, actor_id: int, cell: _Cell | None) -> None:
+        self._system = system
+        self._id = actor_id
+        self._cell = cell
+
+    @property
+    def actor_id(self) -> ActorId:
+        return ActorId(self._id)
+
+    @property
+    def system(self) -> ActorSystem:
+        return self._system
+
+    def is_local(self) -> bool:
+        return True
+
+    def ask(self, msg: Any) -> CallFuture:
+        """Send `msg` and await the reply (cancellable: a cancelled ask cancels the work)."""
+        cell = self._cell
+        if cell is not None:
+            if cell.stopped:
+                return _done_future(cell.loop, cell._stopped_error())
+            return cell.ask_msg(msg)
+        return self._system._core_ask(self._id, msg)
+
+    def tell(self, msg: Any) -> Any:
+        """Send `msg` without waiting for a reply; awaiting it waits until it is queued."""
+        cell = self._cell
+        if cell is not None:
+            if cell.stopped:
+                return _done_future(cell.loop, cell._stopped_error())
+            try:
+                return cell.tell_msg(msg)
+            except PulsingError as e:
+                return _done_future(cell.loop, e)
+        return self._system._core_tell(self._id, msg)
+
+    def as_any(self):
+        """An untyped proxy that forwards any method call."""
+        from pulsing.core.remote import ActorProxy
+
+        return ActorProxy(self)
+
+    def as_type(self, cls: Any):
+        """A typed proxy for the methods of `cls` (a class or an @remote class)."""
+        from pulsing.core.remote import proxy_for
+
+        return proxy_for(self, cls)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorRef) and other._id == self._id
+
+    def __hash__(self) -> int:
+        return hash(self._id)
+
+    def __repr__(self) -> str:
+        name = self._cell.name if self._cell is not None else None
+        return f"ActorRef({ActorId(self._id)}{', ' + name if name else ''})"
+
+    def __reduce__(self):
+        return (_unpickle_ref, (self._id,))
+
+
+def _unpickle_ref(actor_id: int) -> ActorRef:
+    from pulsing.core import _global_system, _systems_for_loop
+
+    for system in _systems_for_loop():
+        cell = system._cells.get(actor_id)
+        if cell is not None:
+            return ActorRef(system, actor_id, cell)
+    system = _global_system()
+    if system is None:
+        raise PulsingRuntimeError("cannot rebuild an ActorRef: no actor system")
+    return ActorRef(system, actor_id, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# The system
+# ---------------------------------------------------------------------------------------------
+
+
+class ActorSystem:
+    """An actor system: the actors of one node and the way to reach the others."""
+
+    def __init__(self, *, addr: str | None = None, mailbox_capacity: int = 256) -> None:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._core = _core.CoreSystem(mailbox_capacity=mailbox_capacity)
+        loop.add_reader(self._core.fileno(), self._core.drain)
+        self._mailbox_capacity = mailbox_capacity
+        self._cells: dict[int, _Cell] = {}
+        self._names: dict[str, _Cell] = {}
+        self._budget = _BUDGET
+        self._closed = False
+        self._addr = addr
+        self._node_id = NodeId(self._core.node_id)
+        self._queue_api = None
+        self._topic_api = None
+        _live_systems.add(self)
+
+    # ---- identity ----
+
+    @property
+    def node_id(self) -> NodeId:
+        return self._node_id
+
+    @property
+    def addr(self) -> str | None:
+        """ "host:port" this node listens on, or None for a single process with no listener."""
+        return self._addr
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    @property
+    def queue(self):
+        """Distributed queue API: `await system.queue.write(topic)` / `.read(topic)`."""
+        if self._queue_api is None:
+            from pulsing.streaming import QueueAPI
+
+            self._queue_api = QueueAPI(self)
+        return self._queue_api
+
+    @property
+    def topic(self):
+        """Pub/sub API: `await system.topic.write(topic)` / `.read(topic)`."""
+        if self._topic_api is None:
+            from pulsing.streaming import TopicAPI
+
+            self._topic_api = TopicAPI(self)
+        return self._topic_api
+
+    def _refill(self) -> None:
+        self._budget = _BUDGET
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PulsingRuntimeError("Actor system is shut down")
+
+    def _core_system(self) -> Any:
+        """The underlying `_core.CoreSystem` (benchmarks and tests)."""
+        return self._core
+
+    # ---- spawning ----
+
+    async def spawn(
+        self,
+        actor: Any,
+        *,
+        name: str | None = None,
+        public: bool | None = None,
+        restart_policy: str = "never",
+        max_restarts: int = 3,
+        min_backoff: float = 0.1,
+        max_backoff: float = 30.0,
+    ) -> ActorRef:
+        """Spawn `actor` (an object with `receive`, or with a restart policy a factory that
+        builds one) and return its ActorRef. The object itself is used, not a copy."""
+        policy = _Policy(restart_policy, max_restarts, min_backoff, max_backoff)
+        if policy.policy != "never" and name is None:
+            raise PulsingRuntimeError(
+                "Anonymous actors do not support supervision/restart. Provide a name to "
+                "enable supervision, or set restart_policy='never'."
+            )
+        factory = None
+        instance = actor
+        if isinstance(actor, type) or (
+            callable(actor) and not callable(getattr(actor, "receive", None))
+        ):
+            factory = actor  # a class or a factory function: restarts call it again
+            instance = actor()
+        if not callable(getattr(instance, "receive", None)):
+            raise TypeError(
+                f"cannot spawn {type(instance).__name__}: an actor needs a receive(msg) method "
+                "(or use @pulsing.remote on the class)"
+            )
+        cell = self._spawn_cell(instance, factory, False, name, policy)
+        await self._await_start(cell)
+        return cell.ref
+
+    def _spawn_cell(
+        self,
+        instance: Any,
+        factory: Any,
+        wrapped: bool,
+        name: str | None,
+        policy: _Policy = _NEVER,
+        allow_system: bool = False,
+    ) -> _Cell:
+        """Register a Python actor synchronously (the core checks and takes the name)."""
+        self._check_open()
+        cell = _Cell(self, instance, factory, wrapped, policy, self._mailbox_capacity)
+        try:
+            actor_id = self._core.register(name, cell.handle_core, allow_system=allow_system)
+        except ValueError as e:
+            raise ValueError(f"Invalid actor name {name!r}: {e}") from None
+        except _core.CoreError as e:
+            if e.code == _core.EEXIST:
+                raise PulsingRuntimeError(
+                    f"Actor name '{_core.normalize_name(name, True)}' already exists"
+                ) from None
+            raise _errors.from_core_error(e, "spawn") from None
+        cell.id = actor_id
+        cell.aid = ActorId(actor_id)
+        cell.name = _core.normalize_name(name, True) if name is not None else None
+        cell.ref = ActorRef(self, actor_id, cell)
+        self._cells[actor_id] = cell
+        if cell.name is not None:
+            self._names[cell.name] = cell
+        self._inject(cell)
+        cell._start()
+        return cell
+
+    async def _await_start(self, cell: _Cell) -> None:
+        for t in list(cell.tasks):
+            if isinstance(t, asyncio.Task):
+                try:
+                    await asyncio.shield(t)
+                except Exception:
+                    logger.debug("on_start task failed", exc_info=True)
+
+    def _inject(self, cell: _Cell) -> None:
+        if cell.wrapped:
+            from pulsing.core.remote import inject_delayed
+
+            inject_delayed(cell.instance, cell.ref)
+
+    # ---- finding actors ----
+
+    def _cell_by_name(self, name: str) -> _Cell | None:
+        return self._names.get(_core.normalize_name(name, True))
+
+    def refer_sync(self, actor_id: Any) -> ActorRef:
+        aid = ActorId(actor_id).id
+        return ActorRef(self, aid, self._cells.get(aid))
+
+    async def refer(self, actor_id: ActorId | int | str) -> ActorRef:
+        """A reference to the actor with this id (its calls fail at once if it is gone)."""
+        self._check_open()
+        return self.refer_sync(actor_id)
+
+    async def actor_ref(self, actor_id: ActorId | int | str) -> ActorRef:
+        return await self.refer(actor_id)
+
+    async def resolve(
+        self, name: str, *, node_id: Any = None, timeout: float | None = None
+    ) -> ActorRef:
+        """The actor registered under `name`, waiting up to `timeout` seconds for it to appear.
+        Raises PulsingRuntimeError once the timeout has passed."""
+        self._check_open()
+        normalized = _core.normalize_name(name, True)
+        want_node = NodeId(node_id).id if node_id is not None else None
+        deadline = None if not timeout else time.monotonic() + timeout
+        while True:
+            if want_node is None or want_node == self._node_id.id:
+                cell = self._names.get(normalized)
+                if cell is not None and not cell.stopped:
+                    return cell.ref
+                core_id = self._core.lookup(normalized)
+                if core_id is not None and core_id not in self._cells:
+                    return ActorRef(self, core_id, None)
+            if deadline is None or time.monotonic() >= deadline:
+                where = f" on node {NodeId(want_node)}" if want_node is not None else ""
+                raise PulsingRuntimeError(f"Actor '{normalized}' not found{where}")
+            await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+            self._check_open()
+
+    resolve_named = resolve
+
+    async def stop(self, target: Any) -> None:
+        """Stop an actor by name (short names allowed), ActorRef, proxy or id: on_stop runs,
+        queued calls fail, the name can be used again."""
+        self._check_open()
+        cell = self._find_cell(target)
+        if cell is None:
+            if isinstance(target, str):
+                core_id = self._core.lookup(target)
+                if core_id is not None:
+                    self._core.stop(core_id)
+                    return
+            raise PulsingRuntimeError(f"Actor {target!r} not found")
+        await self._stop_cell(cell, "stopped")
+
+    def _find_cell(self, target: Any) -> _Cell | None:
+        if isinstance(target, str):
+            try:
+                return self._cell_by_name(target)
+            except ValueError:
+                try:
+                    return self._cells.get(ActorId(target).id)
+                except ValueError:
+                    return None
+        ref = getattr(target, "ref", target)
+        if isinstance(ref, ActorRef):
+            return self._cells.get(ref._id)
+        try:
+            return self._cells.get(ActorId(target).id)
+        except (TypeError, ValueError):
+            return None
+
+    def _stop_cell_now(self, cell: _Cell, reason: str) -> Any:
+        """Stop an actor at once; returns the awaitable of an async on_stop (or None)."""
+        if cell.stopped:
+            return None
+        cell.stopped = reason
+        self._cells.pop(cell.id, None)
+        if cell.name is not None and self._names.get(cell.name) is cell:
+            del self._names[cell.name]
+        try:
+            self._core.unregister(cell.id)
+        except _core.CoreError:
+            pass
+        cell.fail_pending(cell._stopped_error())
+        for t in list(cell.tasks):
+            t.cancel()
+        on_stop = getattr(cell.instance, "on_stop", None)
+        if callable(on_stop):
+            try:
+                r = on_stop()
+            except Exception:
+                logger.exception("on_stop of actor %s raised", cell.name or cell.aid)
+                return None
+            if inspect.isawaitable(r):
+                return _log_errors(r, f"on_stop of actor {cell.name or cell.aid}")
+        return None
+
+    async def _stop_cell(self, cell: _Cell, reason: str) -> None:
+        r = self._stop_cell_now(cell, reason)
+        if r is not None:
+            await r
+
+    # ---- introspection ----
+
+    async def members(self) -> list[dict[str, Any]]:
+        """The nodes of the cluster: dicts with node_id, addr and status."""
+        return [{"node_id": str(self._node_id.id), "addr": self._addr, "status": "Alive"}]
+
+    async def all_named_actors(self) -> list[dict[str, Any]]:
+        """Every named actor of the cluster: name, node_id, actor_id."""
+        out = []
+        seen = set()
+        for cell in list(self._cells.values()):
+            if cell.name is not None and not cell.name.startswith("system/"):
+                seen.add(cell.id)
+                out.append(
+                    {
+                        "name": cell.name,
+                        "node_id": str(self._node_id.id),
+                        "actor_id": str(cell.aid),
+                        "instances": 1,
+                    }
+                )
+        for actor_id, name in self._core.actors():
+            if name and actor_id not in seen and actor_id not in self._cells:
+                out.append(
+                    {
+                        "name": name,
+                        "node_id": str(self._node_id.id),
+                        "actor_id": str(ActorId(actor_id)),
+                        "instances": 1,
+                    }
+                )
+        out.sort(key=lambda d: d["name"])
+        return out
+
+    async def list_actors(self) -> list[dict[str, Any]]:
+        """The actors of this node (named and anonymous)."""
+        return [
+            {"actor_id": str(c.aid), "name": c.name, "class": type(c.instance).__name__}
+            for c in self._cells.values()
+        ]
+
+    # ---- calls through the core ----
+
+    def _core_ask(self, actor_id: int, msg: Any) -> CallFuture:
+        loop = self._loop
+        fut = CallFuture(loop=loop)
+        if self._closed:
+            fut.set_exception(PulsingRuntimeError("Actor system is shut down"))
+            return fut
+        try:
+            mt, payload = _encode(msg)
+        except PulsingError as e:
+            fut.set_exception(e)
+            return fut
+        inner = loop.create_future()
+
+        def done(f: asyncio.Future) -> None:
+            if fut.done():
+                return
+            if f.cancelled():
+                fut.cancel()
+                return
+            e = f.exception()
+            if e is not None:
+                fut.set_exception(_errors.from_core_error(e, "ask"))
+                return
+            try:
+                fut.set_result(_decode(*f.result()))
+            except Exception as exc:  # noqa: BLE001
+                fut.set_exception(PulsingRuntimeError(f"cannot decode reply: {exc}", exc))
+
+        inner.add_done_callback(done)
+        fut.add_done_callback(lambda f: inner.cancel() if f.cancelled() else None)
+        try:
+            self._core.ask(actor_id, mt, payload, inner)
+        except _core.CoreError as e:
+            inner.cancel()
+            fut.set_exception(_errors.from_core_error(e, "ask"))
+        return fut
+
+    def _core_tell(self, actor_id: int, msg: Any) -> Any:
+        fut = CallFuture(loop=self._loop)
+        try:
+            self._check_open()
+            self._core.tell(actor_id, *_encode(msg))
+            fut.set_result(None)
+        except _core.CoreError as e:
+            fut.set_exception(_errors.from_core_error(e, "tell"))
+        except PulsingError as e:
+            fut.set_exception(e)
+        return fut
+
+    def _core_call(self, actor_id: int, name: str, args: tuple, kwargs: dict) -> CallFuture:
+        return self._core_ask(actor_id, _RawPickled((_CALL_TAG, name, args, kwargs, _VALUE)))
+
+    # ---- shutdown ----
+
+    async def shutdown(self) -> None:
+        """Stop every actor (on_stop runs), fail calls in flight, release the core."""
+        if self._closed:
+            return
+        for cell in list(self._cells.values()):
+            cell.stopped = None
+            try:
+                await self._stop_cell(cell, "stopped: the actor system shut down")
+            except Exception:
+                logger.exception("stopping actor %s failed", cell.name or cell.aid)
+        self._closed = True
+        try:
+            self._loop.remove_reader(self._core.fileno())
+        except Exception:
+            logger.debug("remove_reader failed", exc_info=True)
+        self._core.close()
+        _live_systems.discard(self)
+
+    def _abandon(self) -> None:
+        """Release a system whose loop is gone (it was never shut down)."""
+        if self._closed:
+            return
+        self._closed = True
+        for cell in list(self._cells.values()):
+            cell.stopped = "stopped: the actor system was abandoned"
+            cell.queue.clear()
+            cell.overflow.clear()
+        self._cells.clear()
+        self._names.clear()
+        try:
+            self._core.close()
+        except Exception:
+            logger.debug("closing an abandoned system failed", exc_info=True)
+        _live_systems.discard(self)
+
+    def __repr__(self) -> str:
+        return f"ActorSystem(node_id={self._node_id}, addr={self._addr})"
+
+
+class _RawPickled:
+    """A call envelope that travels pickled through the core."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
