@@ -271,7 +271,10 @@ class _Cell:
             return fut
         system = self.system
         if system._budget <= 0:
-            self._enqueue((_CALL, name, args, kwargs, fut, _VALUE))
+            # The loop must get a turn: run now, but resolve on the next turn so that the
+            # caller's await yields.
+            fut = CallFuture(loop=loop)
+            self._run_direct(name, args, kwargs, _Deferred(system, fut))
             return fut
         system._budget -= 1
         if system._budget == 0:
@@ -292,6 +295,23 @@ class _Cell:
         except PulsingError as e:
             fut.set_exception(e)
         return fut
+
+    def _run_direct(self, name: str, args: tuple, kwargs: dict, fut: Any) -> None:
+        try:
+            args, kwargs = copy_args(args, kwargs)
+            method = getattr(self.instance, name)
+        except BaseException as e:  # noqa: BLE001
+            fut.set_exception(e if isinstance(e, PulsingError) else self._classify(e, name))
+            return
+        try:
+            result = method(*args, **kwargs)
+        except BaseException as e:  # noqa: BLE001
+            self._fail(fut, e, name)
+            return
+        try:
+            fut.set_result(copy_one(result, "result"))
+        except PulsingError as e:
+            fut.set_exception(e)
 
     async def call_async(self, name: str, args: tuple, kwargs: dict) -> Any:
         """Await an `async def` method (or anything else) for its value."""
@@ -703,6 +723,26 @@ class _Cell:
         fut.add_done_callback(lambda f: _reply_from_future(f, reply))
 
 
+class _Deferred:
+    """Stands in for a future and resolves it on the next loop turn (all the futures deferred
+    in one turn are resolved by one callback)."""
+
+    __slots__ = ("system", "fut")
+
+    def __init__(self, system: ActorSystem, fut: asyncio.Future) -> None:
+        self.system = system
+        self.fut = fut
+
+    def done(self) -> bool:
+        return self.fut.done()
+
+    def set_result(self, value: Any) -> None:
+        self.system._defer(self.fut, value, None)
+
+    def set_exception(self, exc: BaseException) -> None:
+        self.system._defer(self.fut, None, exc)
+
+
 class _Admitted:
     """The awaitable a tell returns when its message is in the mailbox already."""
 
@@ -1032,6 +1072,7 @@ class ActorSystem:
         self._cells: dict[int, _Cell] = {}
         self._names: dict[str, _Cell] = {}
         self._budget = _BUDGET
+        self._deferred: list = []
         self._closed = False
         self._addr = addr
         self._node_id = NodeId(self._core.node_id)
@@ -1078,6 +1119,20 @@ class ActorSystem:
 
     def _refill(self) -> None:
         self._budget = _BUDGET
+
+    def _defer(self, fut: asyncio.Future, value: Any, exc: BaseException | None) -> None:
+        if not self._deferred:
+            self._loop.call_soon(self._flush_deferred)
+        self._deferred.append((fut, value, exc))
+
+    def _flush_deferred(self) -> None:
+        batch, self._deferred = self._deferred, []
+        for fut, value, exc in batch:
+            if not fut.done():
+                if exc is None:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(exc)
 
     def _check_open(self) -> None:
         if self._closed:
