@@ -41,6 +41,9 @@ class PulsingRuntimeError(PulsingError, RuntimeError):
         super().__init__(message)
         self.cause = cause
 
+    def __reduce__(self):
+        return (type(self), (str(self), self.cause), self.__dict__)
+
 
 class PulsingSerializationError(PulsingRuntimeError, TypeError):
     """A message or a result that cannot be pickled; the message names the offending type."""
@@ -59,6 +62,9 @@ class PulsingActorError(PulsingError):
         self.actor_name = actor_name
         self.cause = cause
 
+    def __reduce__(self):
+        return (type(self), (str(self), self.actor_name, self.cause), self.__dict__)
+
 
 class PulsingBusinessError(PulsingActorError):
     """A business error (bad input, a rule broken): `code`, `message`, `details`.
@@ -72,6 +78,9 @@ class PulsingBusinessError(PulsingActorError):
         self.details = details
         super().__init__(f"[{code}] {message}")
 
+    def __reduce__(self):
+        return (type(self), (self.code, self.message, self.details), self.__dict__)
+
 
 class PulsingSystemError(PulsingActorError):
     """An internal failure of the actor: `error`, `recoverable`. Triggers supervision."""
@@ -80,6 +89,9 @@ class PulsingSystemError(PulsingActorError):
         self.error = error
         self.recoverable = recoverable
         super().__init__(error)
+
+    def __reduce__(self):
+        return (type(self), (self.error, self.recoverable), self.__dict__)
 
 
 class PulsingTimeoutError(PulsingActorError):
@@ -90,6 +102,9 @@ class PulsingTimeoutError(PulsingActorError):
         self.duration_ms = duration_ms
         super().__init__(f"Operation '{operation}' timed out after {duration_ms}ms")
 
+    def __reduce__(self):
+        return (type(self), (self.operation, self.duration_ms), self.__dict__)
+
 
 class PulsingUnsupportedError(PulsingActorError):
     """The operation is not supported: `operation`."""
@@ -97,3 +112,6 @@ class PulsingUnsupportedError(PulsingActorError):
     def __init__(self, operation: str) -> None:
         self.operation = operation
         super().__init__(f"Unsupported operation: {operation}")
+
+    def __reduce__(self):
+        return (type(self), (self.operation,), self.__dict__)
