@@ -12,6 +12,9 @@ Prints one line per figure (median of R runs, min-max) and a JSON object last:
 - ask_seq: round-trip latency of one ask at a time (p50/p99, microseconds);
 - fwd_seq: one ask to the C 'forwarder', which asks a Python actor registered with the core
   and relays its reply: core -> Python delivery and the Reply path, two bridge crossings;
+- issue_us / drain_us: the home thread's own cost per ask, split: `CoreSystem.ask()` (build the
+  message, register the cancel hook, pul_ask) and, with the reader removed and every completion
+  already queued, `drain()` per completion (resolve the future; no task wakes up);
 - wakeups/push: eventfd writes per queued completion in the pipelined run (coalescing);
 - ask_seq_spin: ask_seq again with the home loop spinning up to 50 us (CoreSystem.spin, GIL
   released) before it would sleep in epoll_wait: what the Python-side wake-up costs.
@@ -140,10 +143,33 @@ class SpinSelector:
         return getattr(self.inner, name)
 
 
+async def split_costs(b: Bridge, n: int) -> dict:
+    futs = [b.loop.create_future() for _ in range(n)]
+    b.loop.remove_reader(b.fd)
+    try:
+        base = b.sys.bridge_stats()["pushes"]
+        t0 = time.perf_counter()
+        for f in futs:
+            b.sys.ask(b.echo, "bench", b"x", f)
+        t1 = time.perf_counter()
+        while b.sys.bridge_stats()["pushes"] < base + n:
+            time.sleep(0.001)  # noqa: ASYNC251 - on purpose: the loop must not drain
+        t2 = time.perf_counter()
+        b.sys.drain()
+        t3 = time.perf_counter()
+    finally:
+        b.loop.add_reader(b.fd, b.sys.drain)
+    assert all(f.done() for f in futs)
+    return {"issue_us": (t1 - t0) * 1e6 / n, "drain_us": (t3 - t2) * 1e6 / n}
+
+
 async def one_run(n: int, window: int) -> dict:
     b = Bridge()
     try:
         r: dict = {}
+        c = await split_costs(b, n)
+        r["issue_us_per_ask"] = c["issue_us"]
+        r["drain_us_per_completion"] = c["drain_us"]
         p = await ask_pipelined(b, n, window)
         r["ask_pipelined_ops_per_s"] = p["ops_per_s"]
         r["wakeups_per_push"] = p["wakeups_per_push"]
