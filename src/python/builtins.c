@@ -65,12 +65,28 @@ counter_receive(pul_ctx_t *ctx, pul_msg_t *msg, void *state)
 /* ---- streamer: payload = 4-byte LE count n [+ 4-byte LE delay_ms between items];
  * streams n items of type "item" whose payload is the 4-byte LE index, then ends. ----------- */
 
-typedef struct {
+typedef struct stream_job_s {
+    struct stream_job_s *prev, *next_job; /* in the streamer's list of live jobs */
+    struct stream_job_s **head;
     pul_system_t *sys;
     pul_stream_t *stream;
     pul_timer_t *timer;
     uint32_t next, n, delay_ms;
 } stream_job_t;
+
+static void
+job_free(stream_job_t *job)
+{
+    if (job->prev != NULL) {
+        job->prev->next_job = job->next_job;
+    } else {
+        *job->head = job->next_job;
+    }
+    if (job->next_job != NULL) {
+        job->next_job->prev = job->prev;
+    }
+    free(job);
+}
 
 static void streamer_pump(stream_job_t *job);
 
@@ -80,7 +96,7 @@ streamer_finish(stream_job_t *job, int cancelled)
     /* end also releases the handle of a cancelled stream */
     (void)pul_stream_end(job->stream);
     (void)cancelled;
-    free(job);
+    job_free(job);
 }
 
 static void
@@ -108,7 +124,7 @@ streamer_pump(stream_job_t *job)
         if (item == NULL) {
             pul_error_t err = {.kind = PUL_ERRKIND_SYSTEM, .message = "out of memory"};
             (void)pul_stream_error(job->stream, &err);
-            free(job);
+            job_free(job);
             return;
         }
         int rc = pul_stream_push(job->stream, item);
@@ -128,7 +144,7 @@ streamer_pump(stream_job_t *job)
                 0) {
                 pul_error_t err = {.kind = PUL_ERRKIND_SYSTEM, .message = "timer failed"};
                 (void)pul_stream_error(job->stream, &err);
-                free(job);
+                job_free(job);
             }
             return;
         }
@@ -144,20 +160,42 @@ streamer_receive(pul_ctx_t *ctx, pul_msg_t *msg, void *state)
     }
     size_t len = 0;
     const unsigned char *p = pul_msg_data(msg, &len);
+    stream_job_t **head = state;
     stream_job_t *job = calloc(1, sizeof(*job));
     if (job == NULL) {
         return PUL_ENOMEM;
     }
+    job->head = head;
+    job->next_job = *head;
+    if (*head != NULL) {
+        (*head)->prev = job;
+    }
+    *head = job;
     job->sys = pul_ctx_system(ctx);
     job->n = len >= 4 ? (uint32_t)load_le(p, 4) : 0;
     job->delay_ms = len >= 8 ? (uint32_t)load_le(p + 4, 4) : 0;
     job->stream = pul_ctx_stream(ctx);
     if (job->stream == NULL) {
-        free(job);
+        job_free(job);
         return PUL_ENOMEM;
     }
     streamer_pump(job);
     return 0;
+}
+
+/* The streamer is gone (stop or shutdown, core thread): fail the streams still producing. */
+static void
+streamer_free_state(void *state)
+{
+    stream_job_t **head = state;
+    while (*head != NULL) {
+        stream_job_t *job = *head;
+        pul_timer_stop(job->timer);
+        pul_error_t err = {.kind = PUL_ERRKIND_RUNTIME, .message = "streamer stopped"};
+        (void)pul_stream_error(job->stream, &err);
+        job_free(job);
+    }
+    free(head);
 }
 
 /* ---- failer: replies with a structured error; payload[0] (optional) picks the kind ---------- */
@@ -270,6 +308,11 @@ pulpy_builtin_spawn(pul_system_t *sys, const char *kind, const char *name, pul_i
         }
     } else if (strcmp(kind, "streamer") == 0) {
         vt.receive = streamer_receive;
+        vt.free_state = streamer_free_state;
+        state = calloc(1, sizeof(stream_job_t *));
+        if (state == NULL) {
+            return PUL_ENOMEM;
+        }
     } else if (strcmp(kind, "failer") == 0) {
         vt.receive = failer_receive;
     } else if (strcmp(kind, "forwarder") == 0) {
