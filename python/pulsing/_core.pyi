@@ -57,7 +57,7 @@ class CoreError(Exception):
     duration_ms: int
     type_name: str | None
 
-def strerror(code: int) -> str: ...
+def strerror(code: int, /) -> str: ...
 def normalize_name(name: str, allow_system: bool = False) -> str:
     """'x' -> 'actors/x'; validates segments. Raises ValueError naming the rule broken."""
 
@@ -67,7 +67,7 @@ def random_id() -> int:
 def mem_live() -> int:
     """Live allocations inside libpulsing (leak checks in tests)."""
 
-def copy_value(obj: Any) -> Any:
+def copy_value(obj: Any, /) -> Any:
     """Copy semantics for in-process messages: returns obj itself when it is immutable (None,
     bool, int, float, complex, str, bytes, and tuples/frozensets of those, recursively);
     otherwise a copy made by a pickle protocol-5 round trip (out-of-band buffers copied once).
@@ -91,7 +91,7 @@ class Reply:
     @property
     def used(self) -> bool:
         """True once send/error/stream/abandon consumed it."""
-    def send(self, msg_type: str, payload: bytes | memoryview | Any) -> None: ...
+    def send(self, msg_type: str, payload: bytes | memoryview | Any, /) -> None: ...
     def error(
         self,
         kind: int,
@@ -109,10 +109,10 @@ class Reply:
 class StreamWriter:
     """Producing end of a streamed reply to a core caller."""
 
-    def push(self, msg_type: str, payload: bytes | memoryview | Any) -> bool:
+    def push(self, msg_type: str, payload: bytes | memoryview | Any, /) -> bool:
         """True when accepted; False when the window is full (call on_writable and retry).
         Raises CoreError(ECANCELED) when the consumer went away."""
-    def on_writable(self, callback: Callable[[], None]) -> None:
+    def on_writable(self, callback: Callable[[], None], /) -> None:
         """callback() runs on the home loop once there is room again (or on cancel)."""
     def end(self) -> None:
         """End cleanly. A second end()/error() raises RuntimeError. A writer dropped without
@@ -161,7 +161,7 @@ class CoreSystem:
         May be called from inside a callback run by drain()."""
     @property
     def closed(self) -> bool: ...
-    def spin(self, max_us: float) -> bool:
+    def spin(self, max_us: float, /) -> bool:
         """Busy-wait, with the GIL released, up to max_us microseconds for a completion to be
         queued; True when one is (then drain() has work). A home loop that spins a little
         before sleeping in epoll_wait saves the ~30 us wake-up of an idle vCPU
@@ -188,9 +188,9 @@ class CoreSystem:
         on_stop(actor_id), if given, runs on the home loop once the core is done with the
         actor (after unregister/stop from anywhere, and after its last message was handed
         to handler); it is not called by close()."""
-    def unregister(self, actor_id: int) -> None:
+    def unregister(self, actor_id: int, /) -> None:
         """Remove it; asks still queued for it in the core fail with ESTOPPED. Idempotent."""
-    def lookup(self, name: str) -> int | None:
+    def lookup(self, name: str, /) -> int | None:
         """The id registered under name (normalized; 'system/...' names are allowed here),
         or None. ValueError for a bad name."""
     def actors(self) -> list[tuple[int, str | None]]: ...
@@ -206,7 +206,7 @@ class CoreSystem:
         'RuntimeError'), 'forwarder' (payload = 16-byte big-endian target id + body; forwards
         (msg_type, body) to the target through the core and relays its reply or error; a tell
         is forwarded as a tell). ValueError for an unknown kind."""
-    def stop(self, actor_id: int) -> None:
+    def stop(self, actor_id: int, /) -> None:
         """Stop any actor (C or registered Python one). Idempotent."""
 
     # ---- calls through the core ----
@@ -223,7 +223,7 @@ class CoreSystem:
         done). Cancelling the future cancels the call (through a done callback).
         Errors known at once (bad id/payload, closed system) raise here and leave the
         future untouched; ENOTFOUND for an unknown target arrives through the future."""
-    def tell(self, target: int, msg_type: str, payload: bytes | memoryview | Any) -> None: ...
+    def tell(self, target: int, msg_type: str, payload: bytes | memoryview | Any, /) -> None: ...
     def ask_stream(
         self,
         target: int,
