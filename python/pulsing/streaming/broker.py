@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from dataclasses import dataclass, field
@@ -21,6 +22,12 @@ MAX_CONSECUTIVE_FAILURES = 3  # a subscriber failing this many times in a row is
 REF_TTL_SECONDS = 60.0  # re-resolve a subscriber's name after this long
 DEFAULT_FANOUT_TIMEOUT = 30.0
 BEST_EFFORT_TIMEOUT = 5.0  # per subscriber, in best-effort mode
+
+
+async def _ask(ref: ActorRef, msg: Any) -> Any:
+    # A real task around the ask, whatever awaitable ask() returns: asyncio.wait() refuses
+    # objects that look like coroutines.
+    return await ref.ask(msg)
 
 
 @dataclass
@@ -186,7 +193,9 @@ class TopicBroker:
             try:
                 if ref is None:
                     raise LookupError(sub.actor_name)
-                await ref.tell(envelope)
+                sent = ref.tell(envelope)
+                if inspect.isawaitable(sent):  # a coroutine: awaits room in the mailbox
+                    await sent
             except Exception:  # noqa: BLE001 - counted as a failed delivery
                 failed += 1
                 self._failed(sub)
@@ -231,7 +240,7 @@ class TopicBroker:
                 failed_ids.append(sub.subscriber_id)
                 self._failed(sub)
                 continue
-            calls[asyncio.ensure_future(ref.ask(envelope))] = sub
+            calls[asyncio.ensure_future(_ask(ref, envelope))] = sub
         delivered = 0
         pending = set(calls)
         deadline = asyncio.get_running_loop().time() + (timeout or DEFAULT_FANOUT_TIMEOUT)

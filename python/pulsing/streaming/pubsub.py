@@ -13,6 +13,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from pulsing.core import Actor
+from pulsing.exceptions import PulsingRuntimeError
 
 from .manager import get_topic_broker, subscriber_actor_name
 
@@ -33,6 +34,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_PUBLISH_TIMEOUT = 30.0
+_SPAWN_RETRIES = 20  # about 1.5 s in all
 
 MessageCallback = Callable[[Any], Awaitable[Any] | Any]
 
@@ -228,9 +230,7 @@ class TopicReader:
             if not self._callbacks:
                 raise ValueError("at least one callback required")
             name = subscriber_actor_name(self._topic, self._reader_id)
-            self._subscriber_ref = await self._system.spawn(
-                _SubscriberActor(self._callbacks), name=name, public=True
-            )
+            self._subscriber_ref = await self._spawn_subscriber(name)
             try:
                 broker = await get_topic_broker(self._system, self._topic)
                 await broker.subscribe(self._reader_id, name, self._system.node_id)
@@ -240,6 +240,22 @@ class TopicReader:
                 raise
             self._started = True
             logger.debug("TopicReader[%s] started on %s", self._reader_id, self._topic)
+
+    async def _spawn_subscriber(self, name: str) -> ActorRef:
+        # A name freed by stop() may take a moment to be free again (the runtime releases it
+        # asynchronously), so a quick stop()/start() retries for a short while before giving up.
+        delay = 0.005
+        for _ in range(_SPAWN_RETRIES):
+            try:
+                return await self._system.spawn(
+                    _SubscriberActor(self._callbacks), name=name, public=True
+                )
+            except PulsingRuntimeError as e:
+                if "already exists" not in str(e):
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        return await self._system.spawn(_SubscriberActor(self._callbacks), name=name, public=True)
 
     async def stop(self) -> None:
         """Stop receiving: unsubscribe and stop the subscriber actor. Idempotent."""
