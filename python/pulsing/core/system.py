@@ -44,6 +44,7 @@ _CALL_TAG = "__pulsing_call__"
 # about half a millisecond of other tasks waiting.
 _BUDGET = 512
 _RESTART_WINDOW_S = 60.0
+_NAME_RELEASE_WAIT_S = 1.0  # how long a spawn waits for the core to release a stopped name
 
 _IMMUTABLE = frozenset({int, float, str, bytes, bool, type(None), complex, ActorId, NodeId})
 _live_systems: set = set()  # every system not yet shut down (tests assert it empties)
@@ -727,7 +728,7 @@ class _Deferred:
     """Stands in for a future and resolves it on the next loop turn (all the futures deferred
     in one turn are resolved by one callback)."""
 
-    __slots__ = ("system", "fut")
+    __slots__ = ("fut", "system")
 
     def __init__(self, system: ActorSystem, fut: asyncio.Future) -> None:
         self.system = system
@@ -1073,6 +1074,7 @@ class ActorSystem:
         self._names: dict[str, _Cell] = {}
         self._budget = _BUDGET
         self._deferred: list = []
+        self._releasing: dict[int, str | None] = {}  # stopped, not yet released by the core
         self._closed = False
         self._addr = addr
         self._node_id = NodeId(self._core.node_id)
@@ -1191,16 +1193,28 @@ class ActorSystem:
         """Register a Python actor synchronously (the core checks and takes the name)."""
         self._check_open()
         cell = _Cell(self, instance, factory, wrapped, policy, self._mailbox_capacity)
-        try:
-            actor_id = self._core.register(name, cell.handle_core, allow_system=allow_system)
-        except ValueError as e:
-            raise ValueError(f"Invalid actor name {name!r}: {e}") from None
-        except _core.CoreError as e:
-            if e.code == _core.EEXIST:
-                raise PulsingRuntimeError(
-                    f"Actor name '{_core.normalize_name(name, True)}' already exists"
-                ) from None
-            raise _errors.from_core_error(e, "spawn") from None
+        actor_id = None
+        for _ in range(2):
+            try:
+                actor_id = self._core.register(
+                    name,
+                    cell.handle_core,
+                    allow_system=allow_system,
+                    on_stop=self._released,
+                )
+                break
+            except ValueError as e:
+                raise ValueError(f"Invalid actor name {name!r}: {e}") from None
+            except _core.CoreError as e:
+                if e.code != _core.EEXIST:
+                    raise _errors.from_core_error(e, "spawn") from None
+                normalized = _core.normalize_name(name, True)
+                if not self._wait_name_released(normalized):
+                    raise PulsingRuntimeError(f"Actor name '{normalized}' already exists") from None
+        if actor_id is None:
+            raise PulsingRuntimeError(
+                f"Actor name '{_core.normalize_name(name, True)}' already exists"
+            )
         cell.id = actor_id
         cell.aid = ActorId(actor_id)
         cell.name = _core.normalize_name(name, True) if name is not None else None
@@ -1211,6 +1225,28 @@ class ActorSystem:
         self._inject(cell)
         cell._start()
         return cell
+
+    def _released(self, actor_id: int) -> None:
+        """The core is done with a stopped Python actor (its name is free)."""
+        self._releasing.pop(actor_id, None)
+
+    def _is_releasing(self, actor_id: int | None) -> bool:
+        return actor_id is not None and actor_id in self._releasing
+
+    def _wait_name_released(self, normalized: str) -> bool:
+        """A stopped actor's name is released by the core thread a moment after `stop`
+        returns; wait for that (briefly, without the loop) so the name can be reused at
+        once. False when the name belongs to a live actor."""
+        deadline = time.monotonic() + _NAME_RELEASE_WAIT_S
+        while True:
+            core_id = self._core.lookup(normalized)
+            if core_id is None:
+                return True
+            if core_id not in self._releasing:
+                return False
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0)
 
     async def _await_start(self, cell: _Cell) -> None:
         for t in list(cell.tasks):
@@ -1258,7 +1294,11 @@ class ActorSystem:
                 if cell is not None and not cell.stopped:
                     return cell.ref
                 core_id = self._core.lookup(normalized)
-                if core_id is not None and core_id not in self._cells:
+                if (
+                    core_id is not None
+                    and core_id not in self._cells
+                    and core_id not in self._releasing
+                ):
                     return ActorRef(self, core_id, None)
             if deadline is None or time.monotonic() >= deadline:
                 where = f" on node {NodeId(want_node)}" if want_node is not None else ""
@@ -1276,7 +1316,7 @@ class ActorSystem:
         if cell is None:
             if isinstance(target, str):
                 core_id = self._core.lookup(target)
-                if core_id is not None:
+                if core_id is not None and core_id not in self._releasing:
                     self._core.stop(core_id)
                     return
             raise PulsingRuntimeError(f"Actor {target!r} not found")
@@ -1307,10 +1347,11 @@ class ActorSystem:
         self._cells.pop(cell.id, None)
         if cell.name is not None and self._names.get(cell.name) is cell:
             del self._names[cell.name]
+        self._releasing[cell.id] = cell.name
         try:
             self._core.unregister(cell.id)
         except _core.CoreError:
-            pass
+            self._releasing.pop(cell.id, None)
         cell.fail_pending(cell._stopped_error())
         for t in list(cell.tasks):
             t.cancel()
@@ -1352,7 +1393,12 @@ class ActorSystem:
                     }
                 )
         for actor_id, name in self._core.actors():
-            if name and actor_id not in seen and actor_id not in self._cells:
+            if (
+                name
+                and actor_id not in seen
+                and actor_id not in self._cells
+                and actor_id not in self._releasing
+            ):
                 out.append(
                     {
                         "name": name,
