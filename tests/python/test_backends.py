@@ -198,3 +198,32 @@ def test_register_backend_rejects_non_class(clean_registry):
     with pytest.raises(TypeError, match="must be a class"):
         register_backend("bad", "memory")  # type: ignore[arg-type]
     assert "bad" not in list_backends()
+
+
+def test_import_surface():
+    from pulsing import streaming
+    from pulsing.streaming import sync_queue
+
+    for name in [
+        "Queue",
+        "QueueReader",
+        "QueueWriter",
+        "write_queue",
+        "read_queue",
+        "BucketStorage",
+        "MemoryBackend",
+        "StorageBackend",
+        "register_backend",
+        "get_backend_class",
+        "list_backends",
+        "write_topic",
+        "read_topic",
+        "TopicWriter",
+        "TopicReader",
+        "PublishMode",
+        "PublishResult",
+        "QueueAPI",
+        "TopicAPI",
+    ]:
+        assert getattr(streaming, name).__doc__, name
+    assert sync_queue.SyncQueue and sync_queue.SyncQueueWriter and sync_queue.SyncQueueReader

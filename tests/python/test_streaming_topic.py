@@ -223,3 +223,27 @@ async def test_system_topic_api(system):
     await writer.publish({"k": "v"}, mode=PublishMode.WAIT_ALL_ACKS)
     assert got == [{"k": "v"}]
     await reader.stop()
+
+
+async def test_wait_any_ack_still_delivers_to_slow_subscribers(system):
+    release = asyncio.Event()
+    slow_got: list[Any] = []
+
+    async def slow(msg):
+        await release.wait()
+        slow_got.append(msg)
+
+    slow_reader = await read_topic(system, "t_any_slow")
+    slow_reader.add_callback(slow)
+    await slow_reader.start()
+    _, fast_got = await reader_with_list(system, "t_any_slow")
+    writer = await write_topic(system, "t_any_slow")
+    result = await writer.publish("first", mode=PublishMode.WAIT_ANY_ACK)
+    assert result.success and result.delivered == 1
+    assert fast_got == ["first"]
+    assert slow_got == []
+    release.set()
+    result = await writer.publish("second", mode=PublishMode.WAIT_ALL_ACKS)
+    assert result.delivered == 2
+    assert slow_got == ["first", "second"]
+    assert fast_got == ["first", "second"]
