@@ -14,6 +14,16 @@
 #define pulpy_tstate_unchecked() _PyThreadState_UncheckedGet()
 #endif
 
+/* Nonzero when the calling thread holds the GIL. Safe on threads Python never saw (the core's):
+ * their thread-local state is NULL. Before 3.12 the "current" thread state is process-wide (the
+ * GIL holder's, whichever thread that is), so it must match this thread's own state. */
+static int
+holds_gil(void)
+{
+    PyThreadState *mine = PyGILState_GetThisThreadState();
+    return mine != NULL && mine == pulpy_tstate_unchecked();
+}
+
 /* A zero-copy segment: the Py_buffer is released under the GIL only. */
 typedef struct {
     Py_buffer view;
@@ -29,13 +39,13 @@ segment_release(pulpy_segment_t *s)
 }
 
 /* pul_free_fn of a zero-copy segment: runs wherever the message's last reference drops. A
- * thread holding the GIL (it has a current thread state) releases at once; any other thread
- * (a core thread, or ours with the GIL released) queues the release for the next drain. */
+ * thread holding the GIL releases at once; any other thread (a core thread, or ours with the
+ * GIL released) queues the release for the next drain. */
 static void
 segment_free(void *opaque)
 {
     pulpy_segment_t *s = opaque;
-    if (pulpy_tstate_unchecked() != NULL) {
+    if (holds_gil()) {
         segment_release(s);
         return;
     }
