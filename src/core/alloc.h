@@ -1,0 +1,16 @@
+/* alloc.h — the one allocation hook: counted wrappers with fail-nth injection for tests. */
+#ifndef PUL_CORE_ALLOC_H
+#define PUL_CORE_ALLOC_H
+
+#include <stddef.h>
+
+/* Counted malloc/calloc/realloc/free. Any thread. Return NULL on failure (real or injected by
+ * pul_mem_fail_after). pul__free accepts NULL. pul__realloc(p, 0) is not used by the library. */
+void *pul__malloc(size_t n);
+void *pul__calloc(size_t n, size_t size);
+void *pul__realloc(void *p, size_t n);
+void pul__free(void *p);
+/* Counted strdup of len bytes (+NUL). NULL on failure. */
+char *pul__strndup(const char *s, size_t len);
+
+#endif

@@ -1,0 +1,363 @@
+/* loop.c — the core loop thread and its one door. */
+#include "core/loop.h"
+
+#include <assert.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "pulsing/pulsing.h"
+
+static _Thread_local const pul__loop_t *loop_current;
+
+/* ---- timer heap ---------------------------------------------------------------------------- */
+
+static void
+heap_swap(pul__loop_t *l, size_t a, size_t b)
+{
+    pul__tmr_t *t = l->heap[a];
+    l->heap[a] = l->heap[b];
+    l->heap[b] = t;
+    l->heap[a]->idx = a + 1;
+    l->heap[b]->idx = b + 1;
+}
+
+static void
+heap_up(pul__loop_t *l, size_t i)
+{
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (l->heap[p]->due <= l->heap[i]->due) {
+            break;
+        }
+        heap_swap(l, i, p);
+        i = p;
+    }
+}
+
+static void
+heap_down(pul__loop_t *l, size_t i)
+{
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= l->heap_len) {
+            break;
+        }
+        if (c + 1 < l->heap_len && l->heap[c + 1]->due < l->heap[c]->due) {
+            c++;
+        }
+        if (l->heap[i]->due <= l->heap[c]->due) {
+            break;
+        }
+        heap_swap(l, i, c);
+        i = c;
+    }
+}
+
+static void loop_timer_cb(uv_timer_t *h);
+
+static void
+loop_rearm(pul__loop_t *l)
+{
+    if (l->stopping) {
+        return;
+    }
+    if (l->heap_len == 0) {
+        uv_timer_stop(&l->timer);
+        l->timer_armed_due = 0;
+        return;
+    }
+    uint64_t due = l->heap[0]->due;
+    if (due == l->timer_armed_due && uv_is_active((uv_handle_t *)&l->timer)) {
+        return;
+    }
+    uint64_t now = pul__now_ms();
+    uint64_t wait = due > now ? due - now : 0;
+    if (pul__clock_is_fake() && wait > 0) {
+        /* Fake time only moves when a test advances it and pokes the loop. */
+        wait = 3600000;
+    }
+    l->timer_armed_due = due;
+    uv_timer_start(&l->timer, loop_timer_cb, wait, 0);
+}
+
+int
+pul__timer_arm(pul__loop_t *l, pul__tmr_t *t, uint64_t due)
+{
+    if (t->idx != 0) {
+        pul__timer_disarm(l, t);
+    }
+    if (l->heap_len == l->heap_cap) {
+        size_t ncap = l->heap_cap ? l->heap_cap * 2 : 64;
+        pul__tmr_t **nh = pul__realloc(l->heap, ncap * sizeof *nh);
+        if (nh == NULL) {
+            return PUL_ENOMEM;
+        }
+        l->heap = nh;
+        l->heap_cap = ncap;
+    }
+    t->due = due;
+    l->heap[l->heap_len] = t;
+    t->idx = ++l->heap_len;
+    heap_up(l, l->heap_len - 1);
+    loop_rearm(l);
+    return 0;
+}
+
+void
+pul__timer_disarm(pul__loop_t *l, pul__tmr_t *t)
+{
+    if (t == NULL || t->idx == 0) {
+        return;
+    }
+    size_t i = t->idx - 1;
+    size_t last = l->heap_len - 1;
+    if (i != last) {
+        heap_swap(l, i, last);
+    }
+    l->heap_len--;
+    t->idx = 0;
+    if (i < l->heap_len) {
+        heap_down(l, i);
+        heap_up(l, i);
+    }
+    loop_rearm(l);
+}
+
+static void
+loop_run_timers(pul__loop_t *l)
+{
+    uint64_t now = pul__now_ms();
+    while (l->heap_len > 0 && l->heap[0]->due <= now) {
+        pul__tmr_t *t = l->heap[0];
+        pul__timer_disarm(l, t);
+        if (t->repeat > 0) {
+            /* Re-armed before the callback so the callback may disarm it. */
+            if (pul__timer_arm(l, t, now + t->repeat) != 0) {
+                t->repeat = 0;
+            }
+        }
+        t->cb(t);
+    }
+    loop_rearm(l);
+}
+
+/* ---- turns ------------------------------------------------------------------------------- */
+
+static void
+loop_run_local(pul__loop_t *l)
+{
+    /* Only the tasks present now: tasks deferred while running wait for the next turn. */
+    pul__task_t *t = l->local_head;
+    l->local_head = l->local_tail = NULL;
+    while (t != NULL) {
+        pul__task_t *next = t->next;
+        t->next = NULL;
+        t->run(t);
+        t = next;
+    }
+}
+
+static void
+loop_drain_inbox(pul__loop_t *l)
+{
+    pthread_mutex_lock(&l->mu);
+    pul__task_t *t = l->in_head;
+    l->in_head = l->in_tail = NULL;
+    pthread_mutex_unlock(&l->mu);
+    while (t != NULL) {
+        pul__task_t *next = t->next;
+        t->next = NULL;
+        t->run(t);
+        t = next;
+    }
+}
+
+static void loop_idle_cb(uv_idle_t *h);
+
+/* One turn of work: the door, local tasks, timers, then the dispatcher. */
+static void
+loop_turn(pul__loop_t *l)
+{
+    loop_current = l;
+    loop_drain_inbox(l);
+    loop_run_local(l);
+    loop_run_timers(l);
+    int more = l->on_turn != NULL && !l->stopping ? l->on_turn(l->owner) : 0;
+    int want = !l->stopping && (more || l->local_head != NULL);
+    if (want && !l->idle_active) {
+        uv_idle_start(&l->idle, loop_idle_cb);
+        l->idle_active = 1;
+    } else if (!want && l->idle_active) {
+        uv_idle_stop(&l->idle);
+        l->idle_active = 0;
+    }
+}
+
+static void
+loop_idle_cb(uv_idle_t *h)
+{
+    loop_turn(h->data);
+}
+
+static void
+loop_async_cb(uv_async_t *h)
+{
+    loop_turn(h->data);
+}
+
+static void
+loop_timer_cb(uv_timer_t *h)
+{
+    pul__loop_t *l = h->data;
+    l->timer_armed_due = 0;
+    loop_turn(l);
+}
+
+void
+pul__loop_run_pending(pul__loop_t *l)
+{
+    loop_drain_inbox(l);
+    loop_run_local(l);
+    loop_run_timers(l);
+}
+
+void
+pul__loop_kick(pul__loop_t *l)
+{
+    if (!l->idle_active && !l->stopping) {
+        uv_idle_start(&l->idle, loop_idle_cb);
+        l->idle_active = 1;
+    }
+}
+
+void
+pul__loop_defer(pul__loop_t *l, pul__task_t *t)
+{
+    assert(pul__loop_on_thread(l));
+    t->next = NULL;
+    if (l->local_tail != NULL) {
+        l->local_tail->next = t;
+    } else {
+        l->local_head = t;
+    }
+    l->local_tail = t;
+    pul__loop_kick(l);
+}
+
+static int
+loop_push(pul__loop_t *l, pul__task_t *t, int last)
+{
+    t->next = NULL;
+    pthread_mutex_lock(&l->mu);
+    if (l->closed) {
+        pthread_mutex_unlock(&l->mu);
+        return PUL_ECLOSED;
+    }
+    int was_empty = l->in_head == NULL;
+    if (l->in_tail != NULL) {
+        l->in_tail->next = t;
+    } else {
+        l->in_head = t;
+    }
+    l->in_tail = t;
+    if (last) {
+        l->closed = 1;
+    }
+    pthread_mutex_unlock(&l->mu);
+    /* Only the push that finds the inbox empty wakes the loop: the drain takes everything. */
+    if (was_empty) {
+        uv_async_send(&l->async);
+    }
+    return 0;
+}
+
+int
+pul__loop_post(pul__loop_t *l, pul__task_t *t)
+{
+    return loop_push(l, t, 0);
+}
+
+int
+pul__loop_post_last(pul__loop_t *l, pul__task_t *t)
+{
+    return loop_push(l, t, 1);
+}
+
+int
+pul__loop_on_thread(const pul__loop_t *l)
+{
+    return loop_current == l;
+}
+
+static void *
+loop_main(void *arg)
+{
+    pul__loop_t *l = arg;
+    loop_current = l;
+    uv_run(&l->uv, UV_RUN_DEFAULT);
+    loop_current = NULL;
+    return NULL;
+}
+
+int
+pul__loop_start(pul__loop_t *l, int (*on_turn)(void *), void *owner)
+{
+    int rc = PUL_EIO;
+    l->on_turn = on_turn;
+    l->owner = owner;
+    if (pthread_mutex_init(&l->mu, NULL) != 0) {
+        return PUL_EIO;
+    }
+    if (uv_loop_init(&l->uv) != 0) {
+        goto fail_mu;
+    }
+    if (uv_async_init(&l->uv, &l->async, loop_async_cb) != 0) {
+        goto fail_loop;
+    }
+    l->async.data = l;
+    uv_idle_init(&l->uv, &l->idle);
+    l->idle.data = l;
+    uv_timer_init(&l->uv, &l->timer);
+    l->timer.data = l;
+    if (pthread_create(&l->thread, NULL, loop_main, l) != 0) {
+        goto fail_handles;
+    }
+    l->thread_started = 1;
+    return 0;
+
+fail_handles:
+    uv_close((uv_handle_t *)&l->async, NULL);
+    uv_close((uv_handle_t *)&l->idle, NULL);
+    uv_close((uv_handle_t *)&l->timer, NULL);
+    uv_run(&l->uv, UV_RUN_DEFAULT);
+fail_loop:
+    uv_loop_close(&l->uv);
+fail_mu:
+    pthread_mutex_destroy(&l->mu);
+    return rc;
+}
+
+void
+pul__loop_stop(pul__loop_t *l)
+{
+    l->stopping = 1;
+    uv_close((uv_handle_t *)&l->async, NULL);
+    uv_close((uv_handle_t *)&l->idle, NULL);
+    uv_close((uv_handle_t *)&l->timer, NULL);
+    l->idle_active = 0;
+}
+
+void
+pul__loop_join(pul__loop_t *l)
+{
+    if (l->thread_started) {
+        pthread_join(l->thread, NULL);
+        l->thread_started = 0;
+    }
+    uv_loop_close(&l->uv);
+    pthread_mutex_destroy(&l->mu);
+    pul__free(l->heap);
+    l->heap = NULL;
+    l->heap_len = l->heap_cap = 0;
+}

@@ -1,0 +1,78 @@
+/* loop.h — the core loop thread: a libuv loop on its own thread, one thread-safe door (an MPSC
+ * inbox + a coalescing uv_async_send), a timer heap on pul__now_ms(), and a local work queue. */
+#ifndef PUL_CORE_LOOP_H
+#define PUL_CORE_LOOP_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct pul__task_s pul__task_t;
+/* A unit of work run on the core thread; embedded in its owner (no allocation to post it). */
+struct pul__task_s {
+    pul__task_t *next;
+    void (*run)(pul__task_t *t);
+};
+
+typedef struct pul__tmr_s pul__tmr_t;
+/* A timer of the heap; embedded in its owner. Core thread only. */
+struct pul__tmr_s {
+    uint64_t due;
+    uint64_t repeat;
+    size_t idx; /* position in the heap + 1; 0 = not armed */
+    void (*cb)(pul__tmr_t *t);
+};
+
+typedef struct pul__loop_s {
+    uv_loop_t uv;
+    uv_async_t async;
+    uv_idle_t idle;
+    uv_timer_t timer;
+    pthread_t thread;
+    int thread_started;
+    /* The door: guarded by mu. closed is set together with the last task (shutdown). */
+    pthread_mutex_t mu;
+    pul__task_t *in_head;
+    pul__task_t *in_tail;
+    int closed;
+    /* Core-thread-only local queue: work for the next loop turn. */
+    pul__task_t *local_head;
+    pul__task_t *local_tail;
+    /* Timer heap (core thread). */
+    pul__tmr_t **heap;
+    size_t heap_len;
+    size_t heap_cap;
+    uint64_t timer_armed_due;
+    /* Called once per turn while it returns nonzero ("more work"): the actor dispatcher. */
+    int (*on_turn)(void *owner);
+    void *owner;
+    int idle_active;
+    int stopping;
+} pul__loop_t;
+
+/* Initialise the loop and start its thread. Any thread. Returns 0, PUL_ENOMEM, PUL_EIO. */
+int pul__loop_start(pul__loop_t *l, int (*on_turn)(void *), void *owner);
+/* Post t through the door. Any thread. Returns 0 or PUL_ECLOSED (t will not run). */
+int pul__loop_post(pul__loop_t *l, pul__task_t *t);
+/* Post t as the last task and close the door atomically. Any thread but the core thread. */
+int pul__loop_post_last(pul__loop_t *l, pul__task_t *t);
+/* Run t on the next loop turn. Core thread only. */
+void pul__loop_defer(pul__loop_t *l, pul__task_t *t);
+/* Ask for on_turn to run on the next turn. Core thread only. */
+void pul__loop_kick(pul__loop_t *l);
+/* Nonzero when the calling thread is the loop's thread. */
+int pul__loop_on_thread(const pul__loop_t *l);
+/* Arm t to fire at due (pul__now_ms() time). Re-arming an armed timer moves it. Returns 0 or
+ * PUL_ENOMEM. Core thread. */
+int pul__timer_arm(pul__loop_t *l, pul__tmr_t *t, uint64_t due);
+/* Disarm (no-op when not armed). Core thread. */
+void pul__timer_disarm(pul__loop_t *l, pul__tmr_t *t);
+/* Run every expired timer and every pending task now. Core thread. */
+void pul__loop_run_pending(pul__loop_t *l);
+/* From the core thread during the last task: close the handles and let the thread exit. */
+void pul__loop_stop(pul__loop_t *l);
+/* Join the thread and release the loop. Not from the core thread. */
+void pul__loop_join(pul__loop_t *l);
+
+#endif
