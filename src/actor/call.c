@@ -355,6 +355,11 @@ actor_run(pul__actor_t *a)
         struct pul_ctx_s ctx = {a, c, 0};
         pul_msg_t *msg = c != NULL ? c->msg : s.msg;
         int rc = a->vt.receive(&ctx, msg, a->state);
+        if (rc != 0) {
+            /* Supervision decides before the caller hears of the failure, so a caller that
+             * reacts to the error already sees the actor restarting (or gone). */
+            pul__actor_failed(a);
+        }
         if (c != NULL) {
             if (!ctx.answered) {
                 if (rc != 0) {
@@ -374,9 +379,6 @@ actor_run(pul__actor_t *a)
             pul__call_unref(c);
         } else {
             pul_msg_unref(msg);
-        }
-        if (rc != 0) {
-            pul__actor_failed(a);
         }
     }
 }

@@ -3,6 +3,7 @@
 #define PUL_TEST_H
 
 #include <pthread.h>
+#include <stdio.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

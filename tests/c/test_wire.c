@@ -1,0 +1,95 @@
+/* test_wire.c — name rules (valid/invalid table) and the frame codec. */
+#include "pul_test.h"
+#include "wire/frame.h"
+
+static void
+test_names(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        int allow_system;
+        int rc;
+        const char *out;
+    } cases[] = {
+        {"counter", 0, 0, "actors/counter"},
+        {"services/counter", 0, 0, "services/counter"},
+        {"a/b/c-d_E9", 0, 0, "a/b/c-d_E9"},
+        {"system/registry", 0, PUL_ENAME, NULL},
+        {"system/registry", 1, 0, "system/registry"},
+        {"system", 0, 0, "actors/system"},
+        {"", 0, PUL_ENAME, NULL},
+        {"/x", 0, PUL_ENAME, NULL},
+        {"x/", 0, PUL_ENAME, NULL},
+        {"a//b", 0, PUL_ENAME, NULL},
+        {"a b", 0, PUL_ENAME, NULL},
+        {"a.b", 0, PUL_ENAME, NULL},
+        {"caf\xc3\xa9", 0, PUL_ENAME, NULL},
+    };
+    char out[PUL_NAME_MAX + 1];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int rc = pul_name_normalize(cases[i].in, strlen(cases[i].in), cases[i].allow_system, out,
+                                    sizeof out);
+        assert_int_equal(rc, cases[i].rc);
+        if (rc == 0) {
+            assert_string_equal(out, cases[i].out);
+        }
+    }
+    char longname[PUL_NAME_MAX + 2];
+    memset(longname, 'a', sizeof longname);
+    longname[1] = '/';
+    assert_int_equal(pul_name_normalize(longname, PUL_NAME_MAX, 0, out, sizeof out), 0);
+    assert_int_equal(pul_name_normalize(longname, PUL_NAME_MAX + 1, 0, out, sizeof out),
+                     PUL_ENAME);
+    /* "x" grows by "actors/": the normalized form must fit too. */
+    memset(longname, 'a', sizeof longname);
+    assert_int_equal(pul_name_normalize(longname, PUL_NAME_MAX - 7, 0, out, sizeof out), 0);
+    assert_int_equal(pul_name_normalize(longname, PUL_NAME_MAX - 6, 0, out, sizeof out),
+                     PUL_ENAME);
+    assert_int_equal(pul_name_normalize("ab", 2, 0, out, 4), PUL_EINVAL);
+    assert_int_equal(pul_name_normalize(NULL, 2, 0, out, sizeof out), PUL_EINVAL);
+}
+
+static void
+test_frames(void **state)
+{
+    (void)state;
+    uint8_t buf[64];
+    long n = pul__frame_encode(PUL__FRAME_ITEM, "hello", 5, 1024, buf, sizeof buf);
+    assert_int_equal(n, PUL__FRAME_HEADER + 5);
+    long m = pul__frame_encode(PUL__FRAME_END, NULL, 0, 1024, buf + n, sizeof buf - (size_t)n);
+    assert_int_equal(m, PUL__FRAME_HEADER);
+    /* Every prefix shorter than a frame asks for more. */
+    pul__frame_t f;
+    for (long i = 0; i < n; i++) {
+        assert_int_equal(pul__frame_decode(buf, (size_t)i, 1024, &f), 0);
+    }
+    assert_int_equal(pul__frame_decode(buf, (size_t)(n + m), 1024, &f), n);
+    assert_int_equal(f.kind, PUL__FRAME_ITEM);
+    assert_int_equal(f.len, 5);
+    assert_memory_equal(f.body, "hello", 5);
+    assert_int_equal(pul__frame_decode(buf + n, (size_t)m, 1024, &f), m);
+    assert_int_equal(f.kind, PUL__FRAME_END);
+    /* Oversize: rejected from the header alone, before any body arrives. */
+    uint8_t big[5] = {0x7f, 0xff, 0xff, 0xff, PUL__FRAME_ITEM};
+    assert_int_equal(pul__frame_decode(big, sizeof big, 1024, &f), PUL_ETOOBIG);
+    assert_int_equal(pul__frame_encode(PUL__FRAME_ITEM, buf, 10, 4, big, sizeof big),
+                     PUL_ETOOBIG);
+    assert_int_equal(pul__frame_encode(PUL__FRAME_ITEM, "x", 1, 4, big, 5), PUL_ETOOBIG);
+    /* Protocol errors. */
+    uint8_t bad[5] = {0, 0, 0, 0, 9};
+    assert_int_equal(pul__frame_decode(bad, sizeof bad, 1024, &f), PUL_EPROTO);
+    uint8_t badend[6] = {0, 0, 0, 1, PUL__FRAME_END, 0};
+    assert_int_equal(pul__frame_decode(badend, sizeof badend, 1024, &f), PUL_EPROTO);
+    assert_int_equal(pul__frame_encode(9, NULL, 0, 4, buf, sizeof buf), PUL_EINVAL);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_frames),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
