@@ -26,6 +26,11 @@ def _threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
+# libuv opens process-wide descriptors (its signal pipe) with the first loop: create and close
+# one system up front so that fd baselines only see what systems leave behind.
+_core.CoreSystem().close()
+
+
 class Core:
     """A CoreSystem wired to the running loop (what the Python runtime does)."""
 
