@@ -192,6 +192,7 @@ class _Cell:
         "capacity",
         "factory",
         "id",
+        "inline",
         "instance",
         "kinds",
         "loop",
@@ -204,6 +205,7 @@ class _Cell:
         "ref",
         "restart_times",
         "scheduled",
+        "stop_cancelled",
         "stopped",
         "system",
         "tasks",
@@ -236,6 +238,11 @@ class _Cell:
         self.policy = policy
         self.restart_times: deque = deque()
         self.tasks: set = set()
+        # Callers' tasks awaiting user code of this actor on their own stack (the fast path
+        # of async methods and streams): a stop cancels them and they fail with the stopped
+        # error, never hang.
+        self.inline: dict = {}
+        self.stop_cancelled: set = set()
         self.ref: ActorRef | None = None
         self._set_instance(instance)
 
@@ -331,7 +338,7 @@ class _Cell:
                 return copy_one(value, "result")
             result = value(*args, **kwargs)
             if inspect.isawaitable(result):
-                result = await result
+                result = await self._inline(result)
             elif inspect.isgenerator(result) or inspect.isasyncgen(result):
                 return await _Source(self, name, result).consume()
         except asyncio.CancelledError:
@@ -339,6 +346,39 @@ class _Cell:
         except BaseException as e:  # noqa: BLE001
             raise self._failure(e, name) from None
         return copy_one(result, "result")
+
+    async def _inline(self, aw: Any) -> Any:
+        """Await user code of this actor in the caller's task. If the actor stops meanwhile,
+        the task is cancelled and the call fails with the stopped error."""
+        task = asyncio.current_task()
+        inline = self.inline
+        inline[task] = inline.get(task, 0) + 1
+        try:
+            value = await aw
+        except asyncio.CancelledError:
+            if task in self.stop_cancelled:
+                self.stop_cancelled.discard(task)
+                _uncancel(task)
+                raise self._stopped_error() from None
+            raise
+        finally:
+            n = inline.pop(task, 1) - 1
+            if n:
+                inline[task] = n
+        if task in self.stop_cancelled:  # user code swallowed the cancellation
+            self.stop_cancelled.discard(task)
+            _uncancel(task)
+        return value
+
+    def _cancel_inline(self) -> None:
+        try:
+            current = asyncio.current_task()
+        except RuntimeError:
+            current = None
+        for task in list(self.inline):
+            if task is not current and task is not None and not task.done():
+                self.stop_cancelled.add(task)
+                task.cancel()
 
     async def open_stream(self, name: str, args: tuple, kwargs: dict) -> _Source:
         """Start a call whose items the caller will pull."""
@@ -493,8 +533,7 @@ class _Cell:
                         result = await result
             _set_res(fut, copy_one(result, "result"))
         except asyncio.CancelledError:
-            if not fut.done():
-                fut.cancel()
+            self._cancelled(fut)
         except BaseException as e:  # noqa: BLE001
             self._fail(fut, e, name)
 
@@ -503,8 +542,7 @@ class _Cell:
             result = await aw
             _set_res(fut, copy_one(result, "result"))
         except asyncio.CancelledError:
-            if not fut.done():
-                fut.cancel()
+            self._cancelled(fut)
         except BaseException as e:  # noqa: BLE001
             self._fail(fut, e, name)
 
@@ -552,13 +590,22 @@ class _Cell:
             result = await aw
             _set_res(fut, copy_one(result, "result"))
         except asyncio.CancelledError:
-            if fut is not None and not fut.done():
-                fut.cancel()
+            self._cancelled(fut)
         except BaseException as e:  # noqa: BLE001
             self._fail(fut, e, "receive")
         finally:
             self.blocked -= 1
             self._kick()
+
+    def _cancelled(self, fut: Any) -> None:
+        """The work of a call was cancelled: by its caller, or by a stop (then the caller
+        gets the stopped error, not a cancellation it did not ask for)."""
+        if fut is None or fut.done():
+            return
+        if self.stopped:
+            fut.set_exception(self._stopped_error())
+        else:
+            fut.cancel()
 
     def _spawn_task(self, coro: Any, fut: Any) -> None:
         task = self.loop.create_task(coro)
@@ -767,6 +814,12 @@ def _set_exc(fut: Any, exc: BaseException) -> None:
         fut.set_exception(exc)
 
 
+def _uncancel(task: Any) -> None:
+    uncancel = getattr(task, "uncancel", None)  # 3.11+
+    if uncancel is not None:
+        uncancel()
+
+
 async def _log_errors(aw: Any, what: str) -> None:
     try:
         await aw
@@ -893,6 +946,10 @@ class _Source:
     async def __anext__(self) -> Any:
         if self.done:
             raise StopAsyncIteration
+        cell = self.cell
+        if cell.stopped:
+            self.close()
+            raise cell._stopped_error()
         gen = self.gen
         if gen is None:
             self.done = True
@@ -901,7 +958,7 @@ class _Source:
                 self.pending = _Source._NOTHING
                 try:
                     if inspect.isawaitable(value):
-                        value = await value
+                        value = await cell._inline(value)
                 except asyncio.CancelledError:
                     raise
                 except BaseException as e:  # noqa: BLE001
@@ -914,7 +971,7 @@ class _Source:
             raise StopAsyncIteration
         try:
             if self.is_async:
-                item = await gen.__anext__()
+                item = await cell._inline(gen.__anext__())
             else:
                 item = next(gen)
         except StopIteration as stop:
@@ -1355,6 +1412,7 @@ class ActorSystem:
         cell.fail_pending(cell._stopped_error())
         for t in list(cell.tasks):
             t.cancel()
+        cell._cancel_inline()
         on_stop = getattr(cell.instance, "on_stop", None)
         if callable(on_stop):
             try:
