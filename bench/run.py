@@ -102,7 +102,8 @@ def main() -> None:
                 results[w].append(res)
     c_rows = [run_c(args.build_dir) for _ in range(args.runs)]
 
-    lines = ["| workload | Pulsing (median) | min-max | reference (median) | ratio |",
+    lines = ["| workload | Pulsing (median) | min-max | reference (median) | "
+             "ratio (>1: Pulsing ahead) |",
              "|---|---|---|---|---|"]
     table = []
     for label, w, metric, unit, ref, better in ROWS:
@@ -124,7 +125,7 @@ def main() -> None:
                 ratios = [(b / a if better == "low" else a / b) for a, b in pairs if a and b]
                 row["ratio"] = statistics.median(ratios) if ratios else None
                 ref_txt = fmt(rmed, unit)
-                ratio_txt = f"{row['ratio']:.2f}x better" if row["ratio"] else ""
+                ratio_txt = f"{row['ratio']:.2f}x" if row["ratio"] else ""
         table.append(row)
         lines.append(f"| {label} | {fmt(med, unit)} | {fmt(min(vals), unit)} - "
                      f"{fmt(max(vals), unit)} | {ref_txt} | {ratio_txt} |")
