@@ -486,3 +486,64 @@ async def test_ref_inside_payload(system):
 
     fwd = await system.spawn(Forward())
     assert await fwd.ask((target, "via")) == "via"
+
+
+# ---- through the core (a C actor relays to a Python actor) ------------------------------------
+
+
+def _via_forwarder(target: ActorRef, value) -> pul.Message:
+    import pickle
+
+    from pulsing.core.system import PICKLE_TYPE
+
+    body = int(target.actor_id).to_bytes(16, "big") + pickle.dumps(value, protocol=5)
+    return pul.Message(PICKLE_TYPE, body)
+
+
+async def test_python_actor_reached_through_the_core(system):
+    from pulsing.exceptions import PulsingBusinessError, PulsingSystemError
+
+    class Calc(Actor):
+        def receive(self, msg):
+            if msg == "bad":
+                raise ValueError("bad through core")
+            if msg == "boom":
+                raise KeyError("boom")
+            return {"got": msg}
+
+    target = await system.spawn(Calc())
+    fw = await system.refer(system._core_system().spawn_builtin("forwarder"))
+    assert await asyncio.wait_for(fw.ask(_via_forwarder(target, [1, 2])), 5) == {"got": [1, 2]}
+    with pytest.raises(PulsingBusinessError) as ei:
+        await asyncio.wait_for(fw.ask(_via_forwarder(target, "bad")), 5)
+    assert ei.value.code == 400 and "bad through core" in str(ei.value)
+    with pytest.raises(PulsingSystemError, match="boom"):
+        await asyncio.wait_for(fw.ask(_via_forwarder(target, "boom")), 5)
+
+
+async def test_remote_method_call_through_the_core(system):
+    from pulsing.core.system import _CALL_TAG, _VALUE
+
+    @pul.remote
+    class Adder:
+        def add(self, a, b):
+            return a + b
+
+        async def aadd(self, a, b):
+            await asyncio.sleep(0)
+            return a + b
+
+    a = await Adder.spawn(system=system)
+    fw = await system.refer(system._core_system().spawn_builtin("forwarder"))
+    call = (_CALL_TAG, "add", (2, 3), {}, _VALUE)
+    assert await asyncio.wait_for(fw.ask(_via_forwarder(a.ref, call)), 5) == 5
+    call = (_CALL_TAG, "aadd", (4,), {"b": 5}, _VALUE)
+    assert await asyncio.wait_for(fw.ask(_via_forwarder(a.ref, call)), 5) == 9
+
+
+async def test_ask_to_stopped_actor_through_the_core_fails(system):
+    target = await system.spawn(Echo())
+    await system.stop(target)
+    fw = await system.refer(system._core_system().spawn_builtin("forwarder"))
+    with pytest.raises(pul.PulsingError):
+        await asyncio.wait_for(fw.ask(_via_forwarder(target, 1)), 5)
