@@ -29,6 +29,7 @@ from pulsing.exceptions import PulsingError, PulsingRuntimeError
 logger = logging.getLogger("pulsing")
 
 _get_running_loop = asyncio.events._get_running_loop
+_current_task = asyncio.current_task
 
 # Kinds of a method of an actor's instance.
 SYNC, ASYNC, GEN, AGEN, ATTR, MISSING = range(6)
@@ -332,16 +333,33 @@ class _Cell:
         if kind in (GEN, AGEN):
             src = self._open_stream(name, args, kwargs, kind)
             return await src.consume()
+        task = None
         try:
             value = self._lookup(name, kind)
             if kind == ATTR:
                 return copy_one(value, "result")
             result = value(*args, **kwargs)
             if inspect.isawaitable(result):
-                result = await self._inline(result)
+                # What _inline does, spelled out here: this is the hot path of async methods.
+                task = _current_task()
+                inline = self.inline
+                inline[task] = inline.get(task, 0) + 1
+                try:
+                    result = await result
+                finally:
+                    n = inline.pop(task, 1) - 1
+                    if n:
+                        inline[task] = n
+                if self.stop_cancelled and task in self.stop_cancelled:
+                    self.stop_cancelled.discard(task)  # user code swallowed the cancellation
+                    _uncancel(task)
             elif inspect.isgenerator(result) or inspect.isasyncgen(result):
                 return await _Source(self, name, result).consume()
         except asyncio.CancelledError:
+            if self.stop_cancelled and task in self.stop_cancelled:
+                self.stop_cancelled.discard(task)
+                _uncancel(task)
+                raise self._stopped_error() from None
             raise
         except BaseException as e:  # noqa: BLE001
             raise self._failure(e, name) from None
@@ -350,7 +368,7 @@ class _Cell:
     async def _inline(self, aw: Any) -> Any:
         """Await user code of this actor in the caller's task. If the actor stops meanwhile,
         the task is cancelled and the call fails with the stopped error."""
-        task = asyncio.current_task()
+        task = _current_task()
         inline = self.inline
         inline[task] = inline.get(task, 0) + 1
         try:
