@@ -401,3 +401,44 @@ def test_mount_before_init_fails():
     with pytest.raises(PulsingRuntimeError, match="not initialized"):
         pul.mount(object(), name="x")
     pul.unmount("x")  # no-op
+
+
+# ---- plain def methods that return something to await ------------------------------------------
+
+
+def _plain_wrapper(fn):
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):  # a def: iscoroutinefunction(wrapper) is False
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@pul.remote
+class Decorated:
+    @_plain_wrapper
+    async def double(self, x):
+        await asyncio.sleep(0)
+        return x * 2
+
+    @_plain_wrapper
+    async def fail(self):
+        raise ValueError("decorated failure")
+
+    def gen_result(self):
+        return self._gen()
+
+    def _gen(self):
+        yield 1
+        return "final"
+
+
+async def test_def_returning_a_coroutine_is_awaited(system):
+    d = await Decorated.spawn()
+    assert await d.double(21) == 42
+    assert await asyncio.gather(*(d.double(i) for i in range(5))) == [0, 2, 4, 6, 8]
+    with pytest.raises(pul.PulsingBusinessError, match="decorated failure"):
+        await d.fail()
+    assert await d.gen_result() == "final"

@@ -16,6 +16,7 @@ import logging
 import pickle
 import random
 import time
+import types
 from collections import deque
 from typing import Any
 
@@ -299,6 +300,9 @@ class _Cell:
         except BaseException as e:  # noqa: BLE001 - every failure goes to the caller
             self._fail(fut, e, name)
             return fut
+        if type(result) not in _IMMUTABLE and _is_deferred_result(result):
+            self._finish_later(result, fut, fut, name)
+            return fut
         try:
             fut.set_result(copy_one(result, "result"))
         except PulsingError as e:
@@ -317,10 +321,22 @@ class _Cell:
         except BaseException as e:  # noqa: BLE001
             self._fail(fut, e, name)
             return
+        if type(result) not in _IMMUTABLE and _is_deferred_result(result):
+            self._finish_later(result, fut, fut.fut, name)
+            return
         try:
             fut.set_result(copy_one(result, "result"))
         except PulsingError as e:
             fut.set_exception(e)
+
+    def _finish_later(self, result: Any, fut: Any, caller_fut: Any, name: str) -> None:
+        """A plain `def` returned a coroutine or a generator (a decorated async method, say):
+        finish it as a task, like the queued path does."""
+        if inspect.isgenerator(result) or inspect.isasyncgen(result):
+            coro = self._finish_stream(result, fut, name)
+        else:
+            coro = self._finish_awaitable(result, fut, name)
+        self._spawn_task(coro, caller_fut)
 
     async def call_async(self, name: str, args: tuple, kwargs: dict) -> Any:
         """Await an `async def` method (or anything else) for its value."""
@@ -523,8 +539,8 @@ class _Cell:
             except BaseException as e:  # noqa: BLE001
                 self._fail(fut, e, name)
                 return
-            if inspect.isawaitable(result):
-                self._spawn_task(self._finish_awaitable(result, fut, name), fut)
+            if type(result) not in _IMMUTABLE and _is_deferred_result(result):
+                self._finish_later(result, fut, fut, name)
                 return
             try:
                 _set_res(fut, copy_one(result, "result"))
@@ -554,6 +570,14 @@ class _Cell:
             self._cancelled(fut)
         except BaseException as e:  # noqa: BLE001
             self._fail(fut, e, name)
+
+    async def _finish_stream(self, gen: Any, fut: Any, name: str) -> None:
+        try:
+            _set_res(fut, await _Source(self, name, gen).consume())
+        except asyncio.CancelledError:
+            self._cancelled(fut)
+        except BaseException as e:  # noqa: BLE001
+            _set_exc(fut, e if getattr(e, "_pulsing_failure", False) else self._failure(e, name))
 
     async def _finish_awaitable(self, aw: Any, fut: Any, name: str) -> None:
         try:
@@ -830,6 +854,14 @@ def _set_res(fut: Any, value: Any) -> None:
 def _set_exc(fut: Any, exc: BaseException) -> None:
     if fut is not None and not fut.done():
         fut.set_exception(exc)
+
+
+_DEFERRED_TYPES = (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)
+
+
+def _is_deferred_result(result: Any) -> bool:
+    """True when a plain `def` returned something to await or iterate, not a value."""
+    return isinstance(result, _DEFERRED_TYPES) or inspect.isawaitable(result)
 
 
 def _uncancel(task: Any) -> None:
