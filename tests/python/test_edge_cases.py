@@ -379,3 +379,73 @@ async def test_stop_inside_own_method():
     with pytest.raises(PulsingRuntimeError):
         await q.quit()
     await pul.shutdown()
+
+
+async def test_cancelled_queued_call_never_runs():
+    s = await pul.actor_system()
+    try:
+        gate = asyncio.Event()
+        seen = []
+
+        class Serial(Actor):
+            async def receive(self, msg):
+                if msg == "first":
+                    await gate.wait()
+                seen.append(msg)
+                return msg
+
+        ref = await s.spawn(Serial())
+        first = asyncio.ensure_future(ref.ask("first"))
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(ref.ask("abandoned"), 0.05)
+        gate.set()
+        assert await first == "first"
+        assert await ref.ask("last") == "last"
+        assert seen == ["first", "last"]
+    finally:
+        await s.shutdown()
+
+
+async def test_unawaited_tells_to_a_full_mailbox_are_kept():
+    s = await create_system(SystemConfig.standalone().with_mailbox_capacity(1))
+    try:
+        gate = asyncio.Event()
+        seen = []
+
+        class Serial(Actor):
+            async def receive(self, msg):
+                if msg == 0:
+                    await gate.wait()
+                seen.append(msg)
+                return msg
+
+        ref = await s.spawn(Serial())
+        for i in range(10):
+            ref.tell(i)  # not awaited
+        gate.set()
+        assert await asyncio.wait_for(ref.ask("end"), 5) == "end"
+        assert seen == [*range(10), "end"]
+    finally:
+        await s.shutdown()
+
+
+async def test_generated_name_supports_restart():
+    @pul.remote(restart_policy="on_failure", min_backoff=0.01, max_backoff=0.02)
+    class R:
+        def __init__(self):
+            self.n = 0
+
+        def incr(self):
+            self.n += 1
+            return self.n
+
+        def crash(self):
+            raise RuntimeError("x")
+
+    await pul.init()
+    r = await R.spawn()  # no name: one is generated, so supervision works
+    await r.incr()
+    with pytest.raises(pul.PulsingSystemError):
+        await r.crash()
+    assert await asyncio.wait_for(r.incr(), 5) == 1
+    await pul.shutdown()
