@@ -283,51 +283,35 @@ class _Cell:
         if system._budget <= 0:
             # The loop must get a turn: run now, but resolve on the next turn so that the
             # caller's await yields.
-            fut = CallFuture(loop=loop)
-            self._run_direct(name, args, kwargs, _Deferred(system, fut))
+            self._run_direct(name, args, kwargs, _Deferred(system, fut), fut)
             return fut
         system._budget -= 1
         if system._budget == 0:
             loop.call_soon(system._refill)
+        self._run_direct(name, args, kwargs, fut, fut)
+        return fut
+
+    def _run_direct(self, name: str, args: tuple, kwargs: dict, sink: Any, fut: Any) -> None:
+        """Run a plain `def` method on the caller's stack; its outcome goes to `sink` (the
+        caller's future, or a _Deferred that resolves `fut` on the next loop turn)."""
         try:
             args, kwargs = copy_args(args, kwargs)
             method = getattr(self.instance, name)
         except BaseException as e:  # noqa: BLE001
-            fut.set_exception(e if isinstance(e, PulsingError) else self._classify(e, name))
-            return fut
+            sink.set_exception(e if isinstance(e, PulsingError) else self._classify(e, name))
+            return
         try:
             result = method(*args, **kwargs)
         except BaseException as e:  # noqa: BLE001 - every failure goes to the caller
-            self._fail(fut, e, name)
-            return fut
-        if type(result) not in _IMMUTABLE and _is_deferred_result(result):
-            self._finish_later(result, fut, fut, name)
-            return fut
-        try:
-            fut.set_result(copy_one(result, "result"))
-        except PulsingError as e:
-            fut.set_exception(e)
-        return fut
-
-    def _run_direct(self, name: str, args: tuple, kwargs: dict, fut: Any) -> None:
-        try:
-            args, kwargs = copy_args(args, kwargs)
-            method = getattr(self.instance, name)
-        except BaseException as e:  # noqa: BLE001
-            fut.set_exception(e if isinstance(e, PulsingError) else self._classify(e, name))
-            return
-        try:
-            result = method(*args, **kwargs)
-        except BaseException as e:  # noqa: BLE001
-            self._fail(fut, e, name)
+            self._fail(sink, e, name)
             return
         if type(result) not in _IMMUTABLE and _is_deferred_result(result):
-            self._finish_later(result, fut, fut.fut, name)
+            self._finish_later(result, sink, fut, name)
             return
         try:
-            fut.set_result(copy_one(result, "result"))
+            sink.set_result(copy_one(result, "result"))
         except PulsingError as e:
-            fut.set_exception(e)
+            sink.set_exception(e)
 
     def _finish_later(self, result: Any, fut: Any, caller_fut: Any, name: str) -> None:
         """A plain `def` returned a coroutine or a generator (a decorated async method, say):
@@ -894,6 +878,20 @@ def _decode(msg_type: str, payload: bytes) -> Any:
     return Message(msg_type, payload)
 
 
+def _send_error(target: Any, err: PulsingError) -> None:
+    """Answer a core caller (a Reply or a StreamWriter) with the structured fields of err."""
+    kind, message, code, details, recoverable, duration_ms, type_name = _errors.to_fields(err)
+    target.error(
+        kind,
+        message,
+        code=code,
+        details=details,
+        recoverable=recoverable,
+        duration_ms=duration_ms,
+        type_name=type_name,
+    )
+
+
 def _reply_from_future(fut: asyncio.Future, reply: Any) -> None:
     try:
         if fut.cancelled():
@@ -907,16 +905,7 @@ def _reply_from_future(fut: asyncio.Future, reply: Any) -> None:
             except PulsingError as e:
                 exc = e
         err = exc if isinstance(exc, PulsingError) else _errors.classify(exc, "ask", None)
-        kind, message, code, details, recoverable, duration_ms, type_name = _errors.to_fields(err)
-        reply.error(
-            kind,
-            message,
-            code=code,
-            details=details,
-            recoverable=recoverable,
-            duration_ms=duration_ms,
-            type_name=type_name,
-        )
+        _send_error(reply, err)
     except _core.CoreError:
         pass  # the system closed or the caller went away
 
@@ -937,28 +926,8 @@ async def _stream_to_core(cell: _Cell, name: str, args: tuple, kwargs: dict, rep
         return  # the consumer went away
     except BaseException as e:
         err = e if isinstance(e, PulsingError) else _errors.classify(e, name, cell.name)
-        kind, message, code, details, recoverable, duration_ms, type_name = _errors.to_fields(err)
         try:
-            if writer is None:
-                reply.error(
-                    kind,
-                    message,
-                    code=code,
-                    details=details,
-                    recoverable=recoverable,
-                    duration_ms=duration_ms,
-                    type_name=type_name,
-                )
-            else:
-                writer.error(
-                    kind,
-                    message,
-                    code=code,
-                    details=details,
-                    recoverable=recoverable,
-                    duration_ms=duration_ms,
-                    type_name=type_name,
-                )
+            _send_error(reply if writer is None else writer, err)
         except (_core.CoreError, RuntimeError):
             pass
         if isinstance(e, asyncio.CancelledError):
