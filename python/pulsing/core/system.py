@@ -426,6 +426,9 @@ class _Cell:
 
     def ask_msg(self, msg: Any) -> CallFuture:
         """A low-level ask: the message goes to `receive` (copied unless immutable)."""
+        if self.receive is not None and not self.receive_async:
+            # A plain `def receive` takes the same direct path as a proxy's `def` method.
+            return self.call_sync("receive", (msg,), {})
         loop = self.loop
         fut = CallFuture(loop=loop)
         try:
