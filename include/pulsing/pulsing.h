@@ -37,7 +37,8 @@ extern "C" {
     X(ESTATE, -15, "operation not valid in this state")                                  \
     X(EOF, -16, "end of stream")                                                         \
     X(EAGAIN, -17, "try again")                                                          \
-    X(EINTERNAL, -18, "internal error")
+    X(EINTERNAL, -18, "internal error")                                                  \
+    X(EADDR, -19, "cannot bind or resolve address")
 
 typedef enum {
     PUL_OK = 0,
@@ -121,11 +122,43 @@ PUL_EXTERN size_t pul_msg_size(const pul_msg_t *msg);
 
 typedef struct pul_system_s pul_system_t;
 
+/* Membership timings (docs/design/membership.md). Defaults: memberlist's LAN profile. */
+typedef struct {
+    uint32_t probe_interval_ms;     /* 1000 */
+    uint32_t probe_timeout_ms;      /* 500 */
+    uint32_t indirect_checks;       /* 3 */
+    uint32_t suspicion_mult;        /* 4 */
+    uint32_t suspicion_max_mult;    /* 6 */
+    uint32_t retransmit_mult;       /* 4 */
+    uint32_t gossip_interval_ms;    /* 200 */
+    uint32_t gossip_nodes;          /* 3 */
+    uint32_t push_pull_interval_ms; /* 30000 */
+    uint32_t awareness_max;         /* 8 */
+    uint32_t dead_reclaim_ms;       /* 30000: how long Dead/Left members stay in views */
+    uint32_t join_retry_ms;         /* 1000: seeds are retried this often until one answers */
+    uint32_t heartbeat_interval_ms; /* head-node mode: 1000 */
+    uint32_t heartbeat_timeout_ms;  /* head-node mode: 5000 */
+} pul_cluster_timing_t;
+
+#define PUL_ADDR_MAX 63 /* "host:port" text, IPv6 "[addr]:port" included */
+
 typedef struct {
     size_t mailbox_capacity; /* default 256 */
     size_t max_message_size; /* default 64 MiB + 1 MiB */
     size_t stream_window;    /* items a stream may buffer before the producer is held; 32 */
     uint64_t default_deadline_ms; /* asks without a deadline get this one; 0 = none */
+    /* ---- network (docs/design/wire-protocol.md). All NULL/0: a single process, no port. ---- */
+    const char *listen_addr;        /* "host:port" to bind; port 0 = ephemeral; NULL = none */
+    const char *advertise_addr;     /* NULL = derived: the bound address, or for 0.0.0.0 / ::
+                                       the first non-loopback interface address */
+    const char *const *seeds;       /* "host:port" of nodes to join through */
+    size_t nseeds;
+    const char *head_addr;          /* head-node mode: this node is a worker of that head */
+    int is_head_node;               /* head-node mode: this node is the head */
+    size_t max_connections;         /* inbound connections accepted at once; 1024 */
+    uint64_t connect_timeout_ms;    /* 2000 */
+    uint64_t remote_deadline_ms;    /* remote asks without a deadline get this one; 0 = none */
+    pul_cluster_timing_t timing;
 } pul_system_config_t;
 
 PUL_EXTERN void pul_system_config_init(pul_system_config_t *cfg);
@@ -137,6 +170,10 @@ PUL_EXTERN int pul_system_new(const pul_system_config_t *cfg, pul_system_t **out
  * thread and free everything. Must not be called from the core thread. Accepts NULL. */
 PUL_EXTERN void pul_system_shutdown(pul_system_t *sys);
 PUL_EXTERN pul_id_t pul_system_node_id(const pul_system_t *sys);
+/* The advertised "host:port" (the real port when 0 was asked), or NULL for a system without a
+ * listener. Valid until shutdown. With listen_addr set, pul_system_new returns only once the port
+ * is bound (PUL_EADDR when it cannot be) and joins the seeds in the background. */
+PUL_EXTERN const char *pul_system_addr(const pul_system_t *sys);
 /* Nonzero when the calling thread is this system's core thread. */
 PUL_EXTERN int pul_system_on_core_thread(const pul_system_t *sys);
 
@@ -232,6 +269,52 @@ PUL_EXTERN void pul_actors_foreach(pul_system_t *sys,
                                    void (*cb)(pul_id_t id, const char *name, void *arg),
                                    void *arg);
 
+/* ---- Cluster (docs/design/membership.md) ---- */
+
+typedef enum {
+    PUL_MEMBER_ALIVE = 0,
+    PUL_MEMBER_SUSPECT = 1,
+    PUL_MEMBER_DEAD = 2,
+    PUL_MEMBER_LEFT = 3,
+} pul_member_status_t;
+
+typedef struct {
+    pul_id_t node_id;
+    char addr[PUL_ADDR_MAX + 1];
+    pul_member_status_t status;
+    uint64_t incarnation;
+} pul_member_t;
+
+/* Static string for a status: "Alive", "Suspect", "Dead", "Left". */
+PUL_EXTERN const char *pul_member_status_str(pul_member_status_t st);
+
+/* Snapshot of the membership, this node first: writes up to max entries into out and returns the
+ * total number of members (may exceed max), or a negative code. A system without a listener has
+ * exactly itself. Any thread. */
+PUL_EXTERN int pul_members(pul_system_t *sys, pul_member_t *out, size_t max);
+
+typedef struct {
+    pul_id_t node_id;
+    pul_id_t actor_id;
+} pul_instance_t;
+
+/* Live instances of `name` (normalized by the call) cluster-wide, on Alive or Suspect nodes,
+ * ordered by node id: writes up to max into out and returns the total (0 when none), or
+ * PUL_ENAME / a negative code. Any thread. */
+PUL_EXTERN int pul_resolve_name(pul_system_t *sys, const char *name, pul_instance_t *out,
+                                size_t max);
+
+/* Every live named entry of the cluster view (this node's included): cb(name, node, actor, arg)
+ * under the cluster's lock (cb must not call into the system). Any thread. */
+PUL_EXTERN void pul_named_foreach(pul_system_t *sys,
+                                  void (*cb)(const char *name, pul_id_t node_id,
+                                             pul_id_t actor_id, void *arg),
+                                  void *arg);
+
+/* The node that hosts an actor id (ids carry their node's 64-bit prefix). Returns 0 and the
+ * member's full node id, or PUL_ENOTFOUND when no known member has that prefix. Any thread. */
+PUL_EXTERN int pul_actor_node(pul_system_t *sys, pul_id_t actor_id, pul_id_t *out_node);
+
 /* ---- Calls ---- */
 
 typedef struct pul_call_s pul_call_t;
@@ -256,8 +339,20 @@ PUL_EXTERN int pul_ask(pul_system_t *sys, pul_id_t target, pul_msg_t *msg, uint6
 PUL_EXTERN int pul_ask_stream(pul_system_t *sys, pul_id_t target, pul_msg_t *msg,
                               uint64_t deadline_ms, pul_stream_cb cb, void *arg,
                               pul_call_t **out_call);
+/* Remote targets. An actor id whose node prefix is another member's is called over the network
+ * (docs/design/wire-protocol.md) with the same contract: the same callbacks, structured errors
+ * with all their fields, items before a stream error, cancellation (the remote call is cancelled
+ * too) and deadlines (remote asks without one get cfg.remote_deadline_ms). Transport failures
+ * complete the call with PUL_EIO; an unknown or dead node with PUL_ENOTFOUND. */
+/* Ask the instance of `name` on node `node_id` (POST /named/...), or on this node when node_id is
+ * zero. Same contract as pul_ask. */
+PUL_EXTERN int pul_ask_named(pul_system_t *sys, pul_id_t node_id, const char *name, pul_msg_t *msg,
+                             uint64_t deadline_ms, pul_ask_cb cb, void *arg,
+                             pul_call_t **out_call);
 /* Fire and forget. Takes ownership of msg on success. Returns 0, PUL_ENOTFOUND (known at once),
- * PUL_EFULL (mailbox full: tell never blocks and never drops silently), PUL_ECLOSED. Any thread. */
+ * PUL_EFULL (mailbox full: tell never blocks and never drops silently), PUL_ECLOSED. Any thread.
+ * A remote tell returns 0 once the message is handed to the transport: it is delivered unless
+ * the connection fails, and a full remote mailbox holds it through flow control. */
 PUL_EXTERN int pul_tell(pul_system_t *sys, pul_id_t target, pul_msg_t *msg);
 /* Cancel a call: its callback runs once more with PUL_ECANCELED (unless it already completed),
  * a streaming producer sees its stream closed. The pul_call_t is released by this call or by

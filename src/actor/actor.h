@@ -118,10 +118,16 @@ typedef struct pul_timer_s {
     struct pul_timer_s *next;
 } pul__utimer_t;
 
+struct pul__net_s;
+struct pul__cluster_s;
+
 struct pul_system_s {
     pul__loop_t loop;
     pul_system_config_t cfg;
     pul_id_t node_id;
+    char addr[PUL_ADDR_MAX + 1];    /* advertised address; "" without a listener */
+    struct pul__net_s *net;         /* the transport (NULL: single process) */
+    struct pul__cluster_s *cluster; /* membership and registry (NULL: single process) */
     atomic_long refs;
     atomic_int closing;
     /* Actor table, under tmu. */

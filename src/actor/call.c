@@ -553,6 +553,27 @@ pul_ask_stream(pul_system_t *sys, pul_id_t target, pul_msg_t *msg, uint64_t dead
     return ask_start(sys, target, msg, deadline_ms, cb, arg, out_call, 1);
 }
 
+int
+pul_ask_named(pul_system_t *sys, pul_id_t node_id, const char *name, pul_msg_t *msg,
+              uint64_t deadline_ms, pul_ask_cb cb, void *arg, pul_call_t **out_call)
+{
+    if (out_call != NULL) {
+        *out_call = NULL;
+    }
+    if (sys == NULL || name == NULL || msg == NULL || cb == NULL) {
+        return PUL_EINVAL;
+    }
+    if (!pul_id_is_zero(node_id) && !pul_id_eq(node_id, sys->node_id)) {
+        return PUL_ENOTFOUND; /* no transport yet: only this node's names */
+    }
+    pul_id_t target;
+    int rc = pul_lookup(sys, name, &target);
+    if (rc != 0) {
+        return rc;
+    }
+    return ask_start(sys, target, msg, deadline_ms, cb, arg, out_call, 0);
+}
+
 static void
 call_cancel_task(pul__task_t *t)
 {

@@ -18,6 +18,24 @@ pul_system_config_init(pul_system_config_t *cfg)
     cfg->max_message_size = (64u << 20) + (1u << 20);
     cfg->stream_window = 32;
     cfg->default_deadline_ms = 0;
+    cfg->max_connections = 1024;
+    cfg->connect_timeout_ms = 2000;
+    cfg->remote_deadline_ms = 0;
+    pul_cluster_timing_t *t = &cfg->timing;
+    t->probe_interval_ms = 1000;
+    t->probe_timeout_ms = 500;
+    t->indirect_checks = 3;
+    t->suspicion_mult = 4;
+    t->suspicion_max_mult = 6;
+    t->retransmit_mult = 4;
+    t->gossip_interval_ms = 200;
+    t->gossip_nodes = 3;
+    t->push_pull_interval_ms = 30000;
+    t->awareness_max = 8;
+    t->dead_reclaim_ms = 30000;
+    t->join_retry_ms = 1000;
+    t->heartbeat_interval_ms = 1000;
+    t->heartbeat_timeout_ms = 5000;
 }
 
 void
@@ -203,6 +221,11 @@ pul_system_new(const pul_system_config_t *cfg, pul_system_t **out)
     if (sys->cfg.max_message_size == 0) {
         sys->cfg.max_message_size = (64u << 20) + (1u << 20);
     }
+    if (sys->cfg.listen_addr != NULL || sys->cfg.nseeds != 0 || sys->cfg.head_addr != NULL ||
+        sys->cfg.is_head_node) {
+        pul__free(sys);
+        return PUL_EINVAL; /* the transport is not built in yet */
+    }
     atomic_init(&sys->refs, 1);
     sys->node_id = pul_id_random();
     sys->nbuckets = 64;
@@ -282,6 +305,12 @@ pul_id_t
 pul_system_node_id(const pul_system_t *sys)
 {
     return sys->node_id;
+}
+
+const char *
+pul_system_addr(const pul_system_t *sys)
+{
+    return sys != NULL && sys->addr[0] != '\0' ? sys->addr : NULL;
 }
 
 int
@@ -601,7 +630,11 @@ pul_spawn(pul_system_t *sys, const pul_actor_vtable_t *vt, void *state,
     a->opts = o;
     a->vt = *vt;
     a->sys = sys;
-    a->id = pul_id_random();
+    /* The high half of an actor id is its node's: any node routes by the prefix alone. */
+    a->id.hi = sys->node_id.hi;
+    do {
+        a->id.lo = pul_id_random().lo;
+    } while (a->id.lo == 0);
     atomic_init(&a->refs, 2); /* alive + the start task */
     atomic_init(&a->occ, 0);
     if (vt->factory == NULL) {
