@@ -1,4 +1,5 @@
-/* pul_test.h — helpers shared by the C tests: a waitable counter and a blocking ask. */
+/* pul_test.h — helpers shared by the C tests: leak-checking setup/teardown, a waitable counter
+ * and a blocking ask. */
 #ifndef PUL_TEST_H
 #define PUL_TEST_H
 
@@ -70,6 +71,25 @@ tcount_wait(tcount_t *c, long n)
     long r = c->n;
     pthread_mutex_unlock(&c->mu);
     return r;
+}
+
+/* cmocka setup/teardown: a test must give back every allocation it made through the library. */
+static long pul_test_mem_base;
+
+static inline int
+pul_test_setup(void **state)
+{
+    (void)state;
+    pul_test_mem_base = pul_mem_live();
+    return 0;
+}
+
+static inline int
+pul_test_teardown(void **state)
+{
+    (void)state;
+    assert_int_equal(pul_mem_live(), pul_test_mem_base);
+    return 0;
 }
 
 /* A blocking ask for tests. */

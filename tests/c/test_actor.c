@@ -6,24 +6,6 @@
 
 #include "pul_test.h"
 
-static long mem_base;
-
-static int
-setup(void **state)
-{
-    (void)state;
-    mem_base = pul_mem_live();
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    (void)state;
-    assert_int_equal(pul_mem_live(), mem_base);
-    return 0;
-}
-
 /* ---- a test actor: echo / count / fail / defer / block ---- */
 
 typedef struct {
@@ -410,13 +392,13 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_ask_tell_reply, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_mailbox_order_and_capacity, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_deadline_and_cancel, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_deferred_from_thread, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stop_fails_queued, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_shutdown_in_flight, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_many_systems, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ask_tell_reply, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_mailbox_order_and_capacity, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_deadline_and_cancel, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_deferred_from_thread, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_stop_fails_queued, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_shutdown_in_flight, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_many_systems, pul_test_setup, pul_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,24 +5,6 @@
 
 #include "pul_test.h"
 
-static long mem_base;
-
-static int
-setup(void **state)
-{
-    (void)state;
-    mem_base = pul_mem_live();
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    (void)state;
-    assert_int_equal(pul_mem_live(), mem_base);
-    return 0;
-}
-
 typedef struct {
     pul_stream_t *s; /* published for the test thread */
     tcount_t ready;
@@ -283,11 +265,11 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_push_end, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_push_error, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_plain_reply_as_stream, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_window_full_and_cancel, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stream_shutdown, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_push_end, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_push_error, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_plain_reply_as_stream, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_window_full_and_cancel, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_stream_shutdown, pul_test_setup, pul_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

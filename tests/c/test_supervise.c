@@ -6,24 +6,6 @@
 #include "core/clock.h"
 #include "actor/actor.h"
 
-static long mem_base;
-
-static int
-setup(void **state)
-{
-    (void)state;
-    mem_base = pul_mem_live();
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    (void)state;
-    assert_int_equal(pul_mem_live(), mem_base);
-    return 0;
-}
-
 typedef struct {
     tcount_t built;
     tcount_t freed;
@@ -205,8 +187,8 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_backoff_and_give_up, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_window_resets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backoff_and_give_up, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_window_resets, pul_test_setup, pul_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
