@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "actor/actor.h"
+#include "cluster/cluster.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
@@ -157,11 +158,12 @@ table_grow(pul_system_t *sys)
     return 0;
 }
 
-static void
+/* Returns 1 when a was mapped (its name, if any, is released now). */
+static int
 table_unmap(pul_system_t *sys, pul__actor_t *a)
 {
     if (!a->in_maps) {
-        return;
+        return 0;
     }
     size_t m = sys->nbuckets - 1;
     pul__actor_t **p = &sys->by_id[table_hash_id(a->id) & m];
@@ -178,6 +180,16 @@ table_unmap(pul_system_t *sys, pul__actor_t *a)
     }
     a->in_maps = 0;
     sys->nmapped--;
+    return 1;
+}
+
+/* Tell the cluster that a local name was registered or released. Called outside tmu. */
+static void
+system_name_changed(pul_system_t *sys, const char *name, pul_id_t id, int live)
+{
+    if (name != NULL && sys->cluster != NULL) {
+        pul__cluster_name_changed(sys->cluster, name, id, live);
+    }
 }
 
 pul__actor_t *
@@ -502,7 +514,7 @@ pul__actor_stop(pul__actor_t *a, int status)
     }
     a->stopped = 1;
     pthread_mutex_lock(&sys->tmu);
-    table_unmap(sys, a);
+    int released = table_unmap(sys, a);
     if (a->all_prev != NULL) {
         a->all_prev->all_next = a->all_next;
     } else {
@@ -513,6 +525,9 @@ pul__actor_stop(pul__actor_t *a, int status)
     }
     a->all_prev = a->all_next = NULL;
     pthread_mutex_unlock(&sys->tmu);
+    if (released) {
+        system_name_changed(sys, a->name, a->id, 0);
+    }
     pul__timer_disarm(&sys->loop, &a->restart_timer);
     pul__mailbox_drain(a, status);
     if (!a->started && a->vt.factory == NULL) {
@@ -670,6 +685,9 @@ pul_spawn(pul_system_t *sys, const pul_actor_vtable_t *vt, void *state,
     pthread_mutex_unlock(&sys->tmu);
 
     pul_id_t id = a->id;
+    if (nlen > 0) {
+        system_name_changed(sys, name, id, 1);
+    }
     if (pul__loop_on_thread(&sys->loop)) {
         pul__loop_defer(&sys->loop, &a->start_task);
     } else if (pul__loop_post(&sys->loop, &a->start_task) != 0) {
@@ -723,10 +741,13 @@ pul_stop(pul_system_t *sys, pul_id_t id)
         return PUL_ENOTFOUND;
     }
     /* Unmapped at once: the name is free again and new calls fail promptly. */
-    table_unmap(sys, a);
+    int released = table_unmap(sys, a) && a->name != NULL;
     a->stop_posted = 1;
     atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed);
     pthread_mutex_unlock(&sys->tmu);
+    if (released) {
+        system_name_changed(sys, a->name, id, 0); /* a->name lives while we hold a ref */
+    }
     if (pul__loop_on_thread(&sys->loop)) {
         pul__loop_defer(&sys->loop, &a->stop_task);
     } else if (pul__loop_post(&sys->loop, &a->stop_task) != 0) {
