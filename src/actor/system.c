@@ -268,11 +268,27 @@ fail:
     return PUL_ENOMEM;
 }
 
+static void system_shutdown_rest(void *arg);
+
 static void
 system_shutdown_task(pul__task_t *t)
 {
     pul_system_t *sys = (pul_system_t *)((char *)t - offsetof(pul_system_t, shutdown_task));
     atomic_store(&sys->closing, 1);
+    if (sys->cluster != NULL) {
+        /* Leave the cluster while the transport still runs; the rest of the shutdown follows
+         * the leave's done callback (at most 500 ms later) and the loop keeps turning
+         * meanwhile. */
+        pul__cluster_leave(sys->cluster, system_shutdown_rest, sys);
+        return;
+    }
+    system_shutdown_rest(sys);
+}
+
+static void
+system_shutdown_rest(void *arg)
+{
+    pul_system_t *sys = arg;
     /* Actors first (their on_stop may still reply to deferred asks), then every call left. */
     for (;;) {
         pthread_mutex_lock(&sys->tmu);
@@ -295,6 +311,12 @@ system_shutdown_task(pul__task_t *t)
         sys->timers = ut->next;
         pul__timer_disarm(&sys->loop, &ut->t);
         pul__free(ut);
+    }
+    /* The transport closes here (pul__net_close), before the cluster is freed: the cluster's
+     * outstanding posts call back with PUL_ECLOSED and the last one releases it. */
+    if (sys->cluster != NULL) {
+        pul__cluster_free(sys->cluster);
+        sys->cluster = NULL;
     }
     pul__loop_stop(&sys->loop);
 }

@@ -24,7 +24,8 @@ typedef struct {
 
 struct pul__cluster_s {
     pul_system_t *sys;
-    pul__net_t *net;
+    void *net;
+    pul__cluster_net_ops_t ops;
     pthread_mutex_t mu; /* guards swim/head state and ev against snapshot readers */
     pul__swim_t *swim;  /* gossip mode */
     pul__head_t *head;  /* head-node mode (head or worker) */
@@ -104,9 +105,9 @@ cluster_flush(pul__cluster_t *cl)
         }
         for (size_t i = 0; i < n; i++) {
             if (ev[i].st == PUL_MEMBER_ALIVE) {
-                (void)pul__net_route_set(cl->net, ev[i].node, ev[i].addr);
+                (void)cl->ops.route_set(cl->net, ev[i].node, ev[i].addr);
             } else if (ev[i].st == PUL_MEMBER_DEAD || ev[i].st == PUL_MEMBER_LEFT) {
-                pul__net_route_drop(cl->net, ev[i].node);
+                cl->ops.route_drop(cl->net, ev[i].node);
             }
         }
         pul__free(ev);
@@ -134,7 +135,7 @@ cluster_post(pul__cluster_t *cl, const char *addr, const char *path, const uint8
     p->kind = kind;
     p->flags = flags;
     snprintf(p->addr, sizeof p->addr, "%s", addr);
-    int rc = pul__net_post(cl->net, addr, path, body, len, cl->post_timeout, post_cb, p);
+    int rc = cl->ops.post(cl->net, addr, path, body, len, cl->post_timeout, post_cb, p);
     if (rc != 0) {
         pul__free(p);
         return rc;
@@ -384,9 +385,44 @@ cluster_handler(void *arg, const char *path, const uint8_t *body, size_t len, ui
 
 /* ---- lifecycle ---------------------------------------------------------------------------- */
 
+static int
+net_post(void *net, const char *addr, const char *path, const uint8_t *body, size_t len,
+         uint64_t timeout_ms, pul__net_resp_cb cb, void *arg)
+{
+    return pul__net_post(net, addr, path, body, len, timeout_ms, cb, arg);
+}
+
+static int
+net_handle(void *net, const char *prefix, pul__net_handler_fn fn, void *arg)
+{
+    return pul__net_handle(net, prefix, fn, arg);
+}
+
+static int
+net_route_set(void *net, pul_id_t node_id, const char *addr)
+{
+    return pul__net_route_set(net, node_id, addr);
+}
+
+static void
+net_route_drop(void *net, pul_id_t node_id)
+{
+    pul__net_route_drop(net, node_id);
+}
+
+static const pul__cluster_net_ops_t net_ops = {net_post, net_handle, net_route_set,
+                                               net_route_drop};
+
 int
 pul__cluster_start(pul_system_t *sys, pul__net_t *net, const char *self_addr,
                    pul__cluster_t **out)
+{
+    return pul__cluster_start_with(sys, net, &net_ops, self_addr, out);
+}
+
+int
+pul__cluster_start_with(pul_system_t *sys, void *net, const pul__cluster_net_ops_t *ops,
+                        const char *self_addr, pul__cluster_t **out)
 {
     pul__cluster_t *cl = pul__calloc(1, sizeof *cl);
     if (cl == NULL) {
@@ -398,6 +434,7 @@ pul__cluster_start(pul_system_t *sys, pul__net_t *net, const char *self_addr,
     }
     cl->sys = sys;
     cl->net = net;
+    cl->ops = *ops;
     cl->max_msg = sys->cfg.max_message_size;
     cl->post_timeout = sys->cfg.connect_timeout_ms ? sys->cfg.connect_timeout_ms : 2000;
     cl->tick.cb = tick_fire;
@@ -419,10 +456,10 @@ pul__cluster_start(pul_system_t *sys, pul__net_t *net, const char *self_addr,
         rc = pul__swim_new(&sc, &io, pul__now_ms(), &cl->swim);
     }
     if (rc == 0) {
-        rc = pul__net_handle(net, "/cluster/", cluster_handler, cl);
+        rc = ops->handle(net, "/cluster/", cluster_handler, cl);
     }
     if (rc == 0) {
-        rc = pul__net_handle(net, "/head/", cluster_handler, cl);
+        rc = ops->handle(net, "/head/", cluster_handler, cl);
     }
     if (rc != 0) {
         pul__swim_free(cl->swim);
