@@ -1,7 +1,8 @@
 /* test_cluster_glue.c — the cluster glue (cluster.c, head.c, the name hooks of system.c and the
  * public queries of api.c) on real systems and their core threads, over an in-process network
- * that stands in for the transport: join by seed, names resolvable everywhere, graceful leave seen
- * as Left, an abrupt kill seen as Dead with its names gone and its route dropped, head-node mode. */
+ * that stands in for the transport: join by seed, names resolvable everywhere, graceful leave
+ * seen as Left, an abrupt kill seen as Dead with its names gone and its route dropped, head-node
+ * mode. */
 #include <stdlib.h>
 #include <unistd.h>
 
