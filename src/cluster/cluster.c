@@ -43,6 +43,7 @@ struct pul__cluster_s {
     long inflight; /* posts whose callback has not run yet */
     int freed;     /* pul__cluster_free ran; the last callback frees the struct */
     int leaving;
+    int silenced; /* test hook: frozen */
     int leave_fired;
     long leave_wait;
     void (*leave_done)(void *);
@@ -177,6 +178,10 @@ post_cb(int status, const uint8_t *body, size_t len, void *arg)
         }
         return;
     }
+    if (cl->silenced && !(p->flags & PUL__SWIM_SEND_LEAVE)) {
+        pul__free(p);
+        return;
+    }
     uint64_t now = pul__now_ms();
     uint64_t due = 0;
     switch (p->kind) {
@@ -261,7 +266,7 @@ swim_sync_cb(void *arg, const char *addr, int join)
 static void
 cluster_arm(pul__cluster_t *cl, uint64_t due)
 {
-    if (cl->leaving || cl->freed) {
+    if (cl->leaving || cl->freed || cl->silenced) {
         return;
     }
     if (cl->tick.idx == 0 || due < cl->tick.due) {
@@ -333,7 +338,7 @@ cluster_handler(void *arg, const char *path, const uint8_t *body, size_t len, ui
     uint64_t due = 0;
     *resp = NULL;
     *resp_len = 0;
-    if (cl->leaving || cl->freed) {
+    if (cl->leaving || cl->freed || cl->silenced) {
         return 503;
     }
     if (path_is(path, "/cluster/gossip") && cl->swim != NULL) {
@@ -483,7 +488,9 @@ pul__cluster_leave(pul__cluster_t *cl, void (*done)(void *arg), void *arg)
     cl->leave_arg = arg;
     pul__timer_disarm(&cl->sys->loop, &cl->tick);
     uint64_t now = pul__now_ms();
-    if (cl->swim != NULL) {
+    if (cl->silenced) {
+        /* Frozen nodes say nothing. */
+    } else if (cl->swim != NULL) {
         pthread_mutex_lock(&cl->mu);
         (void)pul__swim_leave(cl->swim, now); /* its sends count leave_wait up */
         pthread_mutex_unlock(&cl->mu);
@@ -494,6 +501,13 @@ pul__cluster_leave(pul__cluster_t *cl, void (*done)(void *arg), void *arg)
     /* Done when every peer answered or after LEAVE_WAIT_MS; never inside this call. */
     (void)pul__timer_arm(&cl->sys->loop, &cl->leave_tmr,
                          cl->leave_wait > 0 ? now + LEAVE_WAIT_MS : now);
+}
+
+void
+pul__cluster_silence(pul__cluster_t *cl)
+{
+    cl->silenced = 1;
+    pul__timer_disarm(&cl->sys->loop, &cl->tick);
 }
 
 void
@@ -531,7 +545,7 @@ typedef struct {
 static void
 name_apply(pul__cluster_t *cl, const char *name, pul_id_t actor, int live)
 {
-    if (cl->freed) {
+    if (cl->freed || cl->silenced) {
         return;
     }
     uint64_t now = pul__now_ms();

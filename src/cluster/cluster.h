@@ -21,6 +21,11 @@ void pul__cluster_leave(pul__cluster_t *cl, void (*done)(void *arg), void *arg);
  * thread. Accepts NULL. */
 void pul__cluster_free(pul__cluster_t *cl);
 
+/* Test hook: the node goes silent as if its process froze or vanished — timers stop, nothing is
+ * sent, every control request is answered 503 — so peers declare it Dead; a later shutdown skips
+ * the leave. Core thread. */
+void pul__cluster_silence(pul__cluster_t *cl);
+
 /* The transport operations the cluster uses: the pul__net_* functions, or an in-process network
  * in tests (tests/c/test_cluster_glue.c) so that the glue is tested without sockets. */
 typedef struct {

@@ -238,6 +238,14 @@ job_free(void *arg)
 }
 
 static void
+job_silence(void *arg)
+{
+    job_t *j = arg;
+    pul__cluster_silence(fn[j->i].sys->cluster);
+    tcount_add(&j->done, 1);
+}
+
+static void
 run_on(int i, void (*f)(void *), job_t *j)
 {
     memset(j, 0, sizeof *j);
@@ -527,12 +535,39 @@ test_head_mode(void **state)
     node_stop(0, 1);
 }
 
+/* A node that freezes (answers 503, sends nothing, refuses nothing) is declared Dead by probe
+ * timeouts alone; its shutdown afterwards skips the leave. */
+static void
+test_silenced_node(void **state)
+{
+    (void)state;
+    nfn = 3;
+    for (int i = 0; i < nfn; i++) {
+        node_start(i, -1);
+    }
+    assert_true(WAIT_FOR(10000, count_alive(0) == 3 && count_alive(1) == 3 &&
+                                    count_alive(2) == 3) >= 0);
+    spawn_named(2, "services/echo");
+    assert_true(WAIT_FOR(5000, resolves_everywhere("services/echo", 1)) >= 0);
+    job_t j;
+    run_on(2, job_silence, &j);
+    long t = WAIT_FOR(10000, all_see(2, PUL_MEMBER_DEAD) &&
+                                 pul_resolve_name(fn[0].sys, "services/echo", NULL, 0) == 0 &&
+                                 pul_resolve_name(fn[1].sys, "services/echo", NULL, 0) == 0);
+    print_message("frozen system seen Dead in %ld ms\n", t);
+    assert_true(t >= 0);
+    for (int i = 0; i < nfn; i++) {
+        node_stop(i, 1);
+    }
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_gossip_cluster, setup, teardown),
         cmocka_unit_test_setup_teardown(test_head_mode, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_silenced_node, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
