@@ -425,7 +425,6 @@ sst_dispatch(sst_t *st)
         }
         st->out.eof = 1;
         (void)sst_respond(st, http, NULL, NULL, ctype);
-        sst_observe(st);
         return;
     }
     if (st->method != M_POST) {
