@@ -96,6 +96,7 @@ typedef struct {
     tcount_t stopped_streams; /* producers that saw their stream closed */
     tcount_t held_n;
     long seen;
+    tcount_t produced;
     pul_reply_t *held[8];
     int nheld;
     struct producer_s *producers[8]; /* live ones, ended when the actor goes */
@@ -106,6 +107,7 @@ typedef struct producer_s {
     tact_t *t;
     long n, i;
     int fail;
+    int big;
     int slot;
     pul_timer_t *timer;
 } producer_t;
@@ -141,6 +143,10 @@ producer_tick(void *arg)
         char buf[32];
         int k = snprintf(buf, sizeof buf, "item%ld", p->i);
         pul_msg_t *m = pul_msg_new("item", buf, (size_t)k);
+        if (p->big) {
+            static uint8_t chunk[64 * 1024];
+            pul_msg_add_segment(m, chunk, sizeof chunk, NULL, NULL);
+        }
         int rc = pul_stream_push(p->s, m);
         if (rc == PUL_EFULL) {
             pul_msg_unref(m);
@@ -153,6 +159,7 @@ producer_tick(void *arg)
             break;
         }
         p->i++;
+        tcount_add(&p->t->produced, 1);
     }
     producer_free(p);
 }
@@ -199,10 +206,11 @@ tact_receive(pul_ctx_t *ctx, pul_msg_t *msg, void *state)
         pul_error_t e = {.kind = PUL_ERRKIND_TIMEOUT, .duration_ms = 1234, .message = "op"};
         pul_ctx_reply_error(ctx, &e);
     } else if (strcmp(type, "stream") == 0 || strcmp(type, "stream_fail") == 0 ||
-               strcmp(type, "forever") == 0) {
+               strcmp(type, "forever") == 0 || strcmp(type, "forever_big") == 0) {
         producer_t *p = calloc(1, sizeof *p);
         p->t = t;
-        p->n = strcmp(type, "forever") == 0 ? -1 : strtol(d, NULL, 10);
+        p->big = strcmp(type, "forever_big") == 0;
+        p->n = strncmp(type, "forever", 7) == 0 ? -1 : strtol(d, NULL, 10);
         p->fail = strcmp(type, "stream_fail") == 0;
         p->s = pul_ctx_stream(ctx);
         for (p->slot = 0; t->producers[p->slot] != NULL; p->slot++) {
@@ -234,6 +242,7 @@ tact_free(void *state)
         }
     }
     tcount_destroy(&t->held_n);
+    tcount_destroy(&t->produced);
     tcount_destroy(&t->told);
     tcount_destroy(&t->stopped_streams);
     free(t);
@@ -246,6 +255,7 @@ spawn_tact(pul_system_t *sys, const char *name, tact_t **out)
     tcount_init(&t->told);
     tcount_init(&t->stopped_streams);
     tcount_init(&t->held_n);
+    tcount_init(&t->produced);
     pul_actor_vtable_t vt = {.receive = tact_receive, .free_state = tact_free};
     pul_spawn_opts_t o;
     pul_spawn_opts_init(&o);
@@ -814,6 +824,70 @@ test_bind_errors(void **state)
     pul_system_shutdown(a);
 }
 
+/* ---- backpressure: a caller that does not read holds the producer ---------------------- */
+
+static ssize_t
+body_read(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t len, uint32_t *flags,
+          nghttp2_data_source *src, void *ud)
+{
+    /* The message encoding of an empty payload: nseg 0, len 0. */
+    memset(buf, 0, 12);
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return 12;
+}
+
+/* Count after waiting up to ms (a bound, never a pass condition by itself). */
+static long
+tcount_wait_ms(tcount_t *c, long n, long ms)
+{
+    for (long waited = 0; waited < ms && tcount_get(c) < n; waited += 10) {
+        usleep(10000);
+    }
+    return tcount_get(c);
+}
+
+static void
+test_stream_backpressure(void **state)
+{
+    (void)state;
+    pul_system_t *b = node_new();
+    tact_t *t;
+    pul_id_t id = spawn_tact(b, NULL, &t);
+    h2get_t g;
+    memset(&g, 0, sizeof g);
+    g.fd = tcp_connect_to(pul_system_addr(b));
+    nghttp2_session_callbacks *cbs;
+    nghttp2_session_callbacks_new(&cbs);
+    nghttp2_session_callbacks_set_send_callback(cbs, h2_send);
+    nghttp2_session *ses;
+    nghttp2_session_client_new(&ses, cbs, &g);
+    nghttp2_session_callbacks_del(cbs);
+    nghttp2_submit_settings(ses, NGHTTP2_FLAG_NONE, NULL, 0);
+    char path[48] = "/actors/";
+    pul_id_format(id, path + 8);
+    nghttp2_nv nva[] = {
+        {(uint8_t *)":method", (uint8_t *)"POST", 7, 4, 0},
+        {(uint8_t *)":path", (uint8_t *)path, 5, strlen(path), 0},
+        {(uint8_t *)":scheme", (uint8_t *)"http", 7, 4, 0},
+        {(uint8_t *)":authority", (uint8_t *)"x", 10, 1, 0},
+        {(uint8_t *)"pul-mode", (uint8_t *)"stream", 8, 6, 0},
+        {(uint8_t *)"pul-type", (uint8_t *)"forever_big", 8, 11, 0},
+    };
+    nghttp2_data_provider prov = {.read_callback = body_read};
+    assert_true(nghttp2_submit_request(ses, NULL, nva, 6, &prov, NULL) > 0);
+    assert_int_equal(nghttp2_session_send(ses), 0);
+    /* We never read: our 64 KiB window fills, then the node's output bound (1 MiB), then the
+     * stream window (32 items); 64 KiB items, so a few dozen at most are ever produced. */
+    assert_true(tcount_wait(&t->produced, 1) >= 1);
+    long n = tcount_wait_ms(&t->produced, 400, 1500);
+    assert_true(n < 200);
+    /* Going away cancels the producer. */
+    nghttp2_session_del(ses);
+    close(g.fd);
+    assert_int_equal(tcount_wait(&t->stopped_streams, 1), 1);
+    pul_system_shutdown(b);
+}
+
 /* ---- 64 MiB with segments ------------------------------------------------------------------- */
 
 typedef struct {
@@ -909,6 +983,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_max_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_big_message, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_backpressure, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
