@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "actor/actor.h"
+#include "core/alloc.h"
 #include "net/net.h"
 #include "pul_test.h"
 
@@ -888,6 +889,131 @@ test_stream_backpressure(void **state)
     pul_system_shutdown(b);
 }
 
+/* ---- control plane ------------------------------------------------------------------------ */
+
+static int
+echo_handler(void *arg, const char *path, const uint8_t *body, size_t len, uint8_t **resp,
+             size_t *resp_len)
+{
+    (*(long *)arg)++;
+    if (strcmp(path, "/cluster/gossip") == 0) {
+        return 204;
+    }
+    *resp = pul__malloc(len + 5);
+    memcpy(*resp, "pong:", 5);
+    memcpy(*resp + 5, body, len);
+    *resp_len = len + 5;
+    return 200;
+}
+
+typedef struct {
+    pul_system_t *sys;
+    const char *addr;
+    const char *path;
+    uint64_t timeout_ms;
+    long *hits;
+    int rc;
+    int status;
+    int calls;
+    char body[64];
+    tcount_t done;
+} post_op_t;
+
+static void
+post_cb(int status, const uint8_t *body, size_t len, void *arg)
+{
+    post_op_t *op = arg;
+    op->status = status;
+    op->calls++;
+    snprintf(op->body, sizeof op->body, "%.*s", (int)len, body ? (const char *)body : "");
+    tcount_add(&op->done, 1);
+}
+
+static void
+post_task(void *arg)
+{
+    post_op_t *op = arg;
+    if (op->hits != NULL) {
+        op->rc = pul__net_handle(op->sys->net, "/cluster/", echo_handler, op->hits);
+        tcount_add(&op->done, 1);
+        return;
+    }
+    op->rc = pul__net_post(op->sys->net, op->addr, op->path, (const uint8_t *)"ping", 4,
+                           op->timeout_ms, post_cb, op);
+    if (op->rc != 0) {
+        tcount_add(&op->done, 1);
+    }
+}
+
+static int
+do_post(pul_system_t *from, const char *addr, const char *path, uint64_t timeout_ms,
+        post_op_t *op)
+{
+    memset(op, 0, sizeof *op);
+    op->sys = from;
+    op->addr = addr;
+    op->path = path;
+    op->timeout_ms = timeout_ms;
+    tcount_init(&op->done);
+    assert_int_equal(pul_system_post(from, post_task, op), 0);
+    tcount_wait(&op->done, 1);
+    usleep(1000); /* a second callback would show up here */
+    tcount_destroy(&op->done);
+    assert_int_equal(op->rc, 0);
+    assert_int_equal(op->calls, 1);
+    return op->status;
+}
+
+static void
+test_control_plane(void **state)
+{
+    (void)state;
+    pul_system_t *a = node_new(), *b = node_new();
+    long hits = 0;
+    post_op_t op;
+    memset(&op, 0, sizeof op);
+    op.sys = b;
+    op.hits = &hits;
+    tcount_init(&op.done);
+    assert_int_equal(pul_system_post(b, post_task, &op), 0);
+    tcount_wait(&op.done, 1);
+    tcount_destroy(&op.done);
+    assert_int_equal(op.rc, 0);
+    assert_int_equal(do_post(a, pul_system_addr(b), "/cluster/sync", 2000, &op), 200);
+    assert_string_equal(op.body, "pong:ping");
+    assert_int_equal(do_post(a, pul_system_addr(b), "/cluster/gossip", 2000, &op), 204);
+    assert_int_equal(hits, 2);
+    assert_int_equal(do_post(a, pul_system_addr(b), "/head/register", 2000, &op), 404);
+    /* Nobody listening: a transport failure. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    socklen_t sl = sizeof sa;
+    getsockname(fd, (struct sockaddr *)&sa, &sl);
+    char dead[32];
+    snprintf(dead, sizeof dead, "127.0.0.1:%d", ntohs(sa.sin_port));
+    assert_int_equal(do_post(a, dead, "/cluster/gossip", 2000, &op), PUL_EIO);
+    /* Listening but never answering: the timeout. */
+    assert_int_equal(listen(fd, 4), 0);
+    char mute[32];
+    snprintf(mute, sizeof mute, "127.0.0.1:%d", ntohs(sa.sin_port));
+    post_op_t op2;
+    int st = 0;
+    /* (a dial that failed a moment ago fails fast with EIO until its backoff has passed) */
+    for (int i = 0; i < 100 && st != PUL_ETIMEDOUT; i++) {
+        st = do_post(a, mute, "/cluster/gossip", 100, &op2);
+        assert_true(st == PUL_ETIMEDOUT || st == PUL_EIO);
+        if (st != PUL_ETIMEDOUT) {
+            usleep(30000);
+        }
+    }
+    assert_int_equal(st, PUL_ETIMEDOUT);
+    close(fd);
+    pul_system_shutdown(a);
+    pul_system_shutdown(b);
+}
+
 /* ---- 64 MiB with segments ------------------------------------------------------------------- */
 
 typedef struct {
@@ -984,6 +1110,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_bind_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_big_message, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_backpressure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_control_plane, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
