@@ -654,9 +654,30 @@ h2_close(nghttp2_session *s, int32_t sid, uint32_t code, void *ud)
     return 0;
 }
 
-/* GET path from addr with prior-knowledge h2c. Returns the HTTP status (0 on failure). */
+typedef struct {
+    const uint8_t *p;
+    size_t len;
+} h2body_t;
+
+static ssize_t
+h2_body_read(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t len, uint32_t *flags,
+             nghttp2_data_source *src, void *ud)
+{
+    h2body_t *b = src->ptr;
+    size_t k = b->len < len ? b->len : len;
+    memcpy(buf, b->p, k);
+    b->p += k;
+    b->len -= k;
+    if (b->len == 0) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    }
+    return (ssize_t)k;
+}
+
+/* One request with prior-knowledge h2c (POST when body != NULL, with pul-mode/pul-type).
+ * Returns the HTTP status (0 on failure). */
 static int
-h2_get(const char *addr, const char *path, h2get_t *g)
+h2_req(const char *addr, const char *path, const void *body, size_t blen, h2get_t *g)
 {
     memset(g, 0, sizeof *g);
     g->fd = tcp_connect_to(addr);
@@ -670,13 +691,19 @@ h2_get(const char *addr, const char *path, h2get_t *g)
     nghttp2_session_client_new(&ses, cbs, g);
     nghttp2_session_callbacks_del(cbs);
     nghttp2_submit_settings(ses, NGHTTP2_FLAG_NONE, NULL, 0);
+    const char *method = body != NULL ? "POST" : "GET";
     nghttp2_nv nva[] = {
-        {(uint8_t *)":method", (uint8_t *)"GET", 7, 3, 0},
+        {(uint8_t *)":method", (uint8_t *)method, 7, strlen(method), 0},
         {(uint8_t *)":path", (uint8_t *)path, 5, strlen(path), 0},
         {(uint8_t *)":scheme", (uint8_t *)"http", 7, 4, 0},
         {(uint8_t *)":authority", (uint8_t *)addr, 10, strlen(addr), 0},
+        {(uint8_t *)"pul-mode", (uint8_t *)"ask", 8, 3, 0},
+        {(uint8_t *)"pul-type", (uint8_t *)"echo", 8, 4, 0},
     };
-    nghttp2_submit_request(ses, NULL, nva, 4, NULL, NULL);
+    h2body_t hb = {body, blen};
+    nghttp2_data_provider prov = {.source.ptr = &hb, .read_callback = h2_body_read};
+    nghttp2_submit_request(ses, NULL, nva, body != NULL ? 6 : 4, body != NULL ? &prov : NULL,
+                           NULL);
     for (int i = 0; i < 100 && !g->closed; i++) {
         if (nghttp2_session_send(ses) != 0) {
             break;
@@ -694,6 +721,57 @@ h2_get(const char *addr, const char *path, h2get_t *g)
     nghttp2_session_del(ses);
     close(g->fd);
     return g->closed ? g->status : 0;
+}
+
+static int
+h2_get(const char *addr, const char *path, h2get_t *g)
+{
+    return h2_req(addr, path, NULL, 0, g);
+}
+
+static void
+test_bad_requests(void **state)
+{
+    (void)state;
+    pul_system_config_t cfg;
+    pul_system_config_init(&cfg);
+    cfg.listen_addr = "127.0.0.1:0";
+    cfg.max_message_size = 1u << 20;
+    pul_system_t *b = NULL;
+    assert_int_equal(pul_system_new(&cfg, &b), 0);
+    pul_system_t *a = node_new();
+    route(a, b);
+    pul_id_t id = spawn_tact(b, NULL, NULL);
+    char path[48] = "/actors/";
+    pul_id_format(id, path + 8);
+    h2get_t g;
+    /* A body that is not a message encoding: 400. */
+    assert_int_equal(h2_req(pul_system_addr(b), path, "abc", 3, &g), 400);
+    uint8_t ok[12] = {0};
+    assert_int_equal(h2_req(pul_system_addr(b), path, ok, 12, &g), 200);
+    /* More bytes than the encoding announces: 400. */
+    uint8_t extra[14] = {0};
+    assert_int_equal(h2_req(pul_system_addr(b), path, extra, 14, &g), 400);
+    assert_int_equal(h2_req(pul_system_addr(b), "/actors/zz", ok, 12, &g), 400);
+    /* A length over b's max, claimed in the header: 413 before anything is allocated. */
+    uint8_t big[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0x20, 0, 0};
+    assert_int_equal(h2_req(pul_system_addr(b), path, big, 12, &g), 413);
+    /* From a node with a larger maximum: the caller gets ETOOBIG. */
+    size_t n = 2u << 20;
+    char *payload = calloc(1, n);
+    pul_msg_t *m = pul_msg_new("echo", payload, n);
+    free(payload);
+    tans_t r;
+    memset(&r, 0, sizeof r);
+    tcount_init(&r.done);
+    assert_int_equal(pul_ask(a, id, m, 0, tans_cb, &r, NULL), 0);
+    tcount_wait(&r.done, 1);
+    tcount_destroy(&r.done);
+    assert_int_equal(r.status, PUL_ETOOBIG);
+    /* The connection still serves. */
+    assert_int_equal(task_ask(a, id, "echo", "fine", 0, &r), 0);
+    pul_system_shutdown(a);
+    pul_system_shutdown(b);
 }
 
 static void
@@ -1111,6 +1189,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_big_message, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_backpressure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_control_plane, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_requests, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
