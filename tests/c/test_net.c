@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "actor/actor.h"
+#include "core/alloc.h"
 #include "net/net.h"
 #include "pul_test.h"
 
@@ -96,6 +97,7 @@ typedef struct {
     tcount_t stopped_streams; /* producers that saw their stream closed */
     tcount_t held_n;
     long seen;
+    tcount_t produced;
     pul_reply_t *held[8];
     int nheld;
     struct producer_s *producers[8]; /* live ones, ended when the actor goes */
@@ -106,6 +108,7 @@ typedef struct producer_s {
     tact_t *t;
     long n, i;
     int fail;
+    int big;
     int slot;
     pul_timer_t *timer;
 } producer_t;
@@ -141,6 +144,10 @@ producer_tick(void *arg)
         char buf[32];
         int k = snprintf(buf, sizeof buf, "item%ld", p->i);
         pul_msg_t *m = pul_msg_new("item", buf, (size_t)k);
+        if (p->big) {
+            static uint8_t chunk[64 * 1024];
+            pul_msg_add_segment(m, chunk, sizeof chunk, NULL, NULL);
+        }
         int rc = pul_stream_push(p->s, m);
         if (rc == PUL_EFULL) {
             pul_msg_unref(m);
@@ -153,6 +160,7 @@ producer_tick(void *arg)
             break;
         }
         p->i++;
+        tcount_add(&p->t->produced, 1);
     }
     producer_free(p);
 }
@@ -199,10 +207,11 @@ tact_receive(pul_ctx_t *ctx, pul_msg_t *msg, void *state)
         pul_error_t e = {.kind = PUL_ERRKIND_TIMEOUT, .duration_ms = 1234, .message = "op"};
         pul_ctx_reply_error(ctx, &e);
     } else if (strcmp(type, "stream") == 0 || strcmp(type, "stream_fail") == 0 ||
-               strcmp(type, "forever") == 0) {
+               strcmp(type, "forever") == 0 || strcmp(type, "forever_big") == 0) {
         producer_t *p = calloc(1, sizeof *p);
         p->t = t;
-        p->n = strcmp(type, "forever") == 0 ? -1 : strtol(d, NULL, 10);
+        p->big = strcmp(type, "forever_big") == 0;
+        p->n = strncmp(type, "forever", 7) == 0 ? -1 : strtol(d, NULL, 10);
         p->fail = strcmp(type, "stream_fail") == 0;
         p->s = pul_ctx_stream(ctx);
         for (p->slot = 0; t->producers[p->slot] != NULL; p->slot++) {
@@ -234,6 +243,7 @@ tact_free(void *state)
         }
     }
     tcount_destroy(&t->held_n);
+    tcount_destroy(&t->produced);
     tcount_destroy(&t->told);
     tcount_destroy(&t->stopped_streams);
     free(t);
@@ -246,6 +256,7 @@ spawn_tact(pul_system_t *sys, const char *name, tact_t **out)
     tcount_init(&t->told);
     tcount_init(&t->stopped_streams);
     tcount_init(&t->held_n);
+    tcount_init(&t->produced);
     pul_actor_vtable_t vt = {.receive = tact_receive, .free_state = tact_free};
     pul_spawn_opts_t o;
     pul_spawn_opts_init(&o);
@@ -643,9 +654,30 @@ h2_close(nghttp2_session *s, int32_t sid, uint32_t code, void *ud)
     return 0;
 }
 
-/* GET path from addr with prior-knowledge h2c. Returns the HTTP status (0 on failure). */
+typedef struct {
+    const uint8_t *p;
+    size_t len;
+} h2body_t;
+
+static ssize_t
+h2_body_read(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t len, uint32_t *flags,
+             nghttp2_data_source *src, void *ud)
+{
+    h2body_t *b = src->ptr;
+    size_t k = b->len < len ? b->len : len;
+    memcpy(buf, b->p, k);
+    b->p += k;
+    b->len -= k;
+    if (b->len == 0) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    }
+    return (ssize_t)k;
+}
+
+/* One request with prior-knowledge h2c (POST when body != NULL, with pul-mode/pul-type).
+ * Returns the HTTP status (0 on failure). */
 static int
-h2_get(const char *addr, const char *path, h2get_t *g)
+h2_req(const char *addr, const char *path, const void *body, size_t blen, h2get_t *g)
 {
     memset(g, 0, sizeof *g);
     g->fd = tcp_connect_to(addr);
@@ -659,13 +691,19 @@ h2_get(const char *addr, const char *path, h2get_t *g)
     nghttp2_session_client_new(&ses, cbs, g);
     nghttp2_session_callbacks_del(cbs);
     nghttp2_submit_settings(ses, NGHTTP2_FLAG_NONE, NULL, 0);
+    const char *method = body != NULL ? "POST" : "GET";
     nghttp2_nv nva[] = {
-        {(uint8_t *)":method", (uint8_t *)"GET", 7, 3, 0},
+        {(uint8_t *)":method", (uint8_t *)method, 7, strlen(method), 0},
         {(uint8_t *)":path", (uint8_t *)path, 5, strlen(path), 0},
         {(uint8_t *)":scheme", (uint8_t *)"http", 7, 4, 0},
         {(uint8_t *)":authority", (uint8_t *)addr, 10, strlen(addr), 0},
+        {(uint8_t *)"pul-mode", (uint8_t *)"ask", 8, 3, 0},
+        {(uint8_t *)"pul-type", (uint8_t *)"echo", 8, 4, 0},
     };
-    nghttp2_submit_request(ses, NULL, nva, 4, NULL, NULL);
+    h2body_t hb = {body, blen};
+    nghttp2_data_provider prov = {.source.ptr = &hb, .read_callback = h2_body_read};
+    nghttp2_submit_request(ses, NULL, nva, body != NULL ? 6 : 4, body != NULL ? &prov : NULL,
+                           NULL);
     for (int i = 0; i < 100 && !g->closed; i++) {
         if (nghttp2_session_send(ses) != 0) {
             break;
@@ -683,6 +721,57 @@ h2_get(const char *addr, const char *path, h2get_t *g)
     nghttp2_session_del(ses);
     close(g->fd);
     return g->closed ? g->status : 0;
+}
+
+static int
+h2_get(const char *addr, const char *path, h2get_t *g)
+{
+    return h2_req(addr, path, NULL, 0, g);
+}
+
+static void
+test_bad_requests(void **state)
+{
+    (void)state;
+    pul_system_config_t cfg;
+    pul_system_config_init(&cfg);
+    cfg.listen_addr = "127.0.0.1:0";
+    cfg.max_message_size = 1u << 20;
+    pul_system_t *b = NULL;
+    assert_int_equal(pul_system_new(&cfg, &b), 0);
+    pul_system_t *a = node_new();
+    route(a, b);
+    pul_id_t id = spawn_tact(b, NULL, NULL);
+    char path[48] = "/actors/";
+    pul_id_format(id, path + 8);
+    h2get_t g;
+    /* A body that is not a message encoding: 400. */
+    assert_int_equal(h2_req(pul_system_addr(b), path, "abc", 3, &g), 400);
+    uint8_t ok[12] = {0};
+    assert_int_equal(h2_req(pul_system_addr(b), path, ok, 12, &g), 200);
+    /* More bytes than the encoding announces: 400. */
+    uint8_t extra[14] = {0};
+    assert_int_equal(h2_req(pul_system_addr(b), path, extra, 14, &g), 400);
+    assert_int_equal(h2_req(pul_system_addr(b), "/actors/zz", ok, 12, &g), 400);
+    /* A length over b's max, claimed in the header: 413 before anything is allocated. */
+    uint8_t big[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0x20, 0, 0};
+    assert_int_equal(h2_req(pul_system_addr(b), path, big, 12, &g), 413);
+    /* From a node with a larger maximum: the caller gets ETOOBIG. */
+    size_t n = 2u << 20;
+    char *payload = calloc(1, n);
+    pul_msg_t *m = pul_msg_new("echo", payload, n);
+    free(payload);
+    tans_t r;
+    memset(&r, 0, sizeof r);
+    tcount_init(&r.done);
+    assert_int_equal(pul_ask(a, id, m, 0, tans_cb, &r, NULL), 0);
+    tcount_wait(&r.done, 1);
+    tcount_destroy(&r.done);
+    assert_int_equal(r.status, PUL_ETOOBIG);
+    /* The connection still serves. */
+    assert_int_equal(task_ask(a, id, "echo", "fine", 0, &r), 0);
+    pul_system_shutdown(a);
+    pul_system_shutdown(b);
 }
 
 static void
@@ -814,6 +903,195 @@ test_bind_errors(void **state)
     pul_system_shutdown(a);
 }
 
+/* ---- backpressure: a caller that does not read holds the producer ---------------------- */
+
+static ssize_t
+body_read(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t len, uint32_t *flags,
+          nghttp2_data_source *src, void *ud)
+{
+    /* The message encoding of an empty payload: nseg 0, len 0. */
+    memset(buf, 0, 12);
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return 12;
+}
+
+/* Count after waiting up to ms (a bound, never a pass condition by itself). */
+static long
+tcount_wait_ms(tcount_t *c, long n, long ms)
+{
+    for (long waited = 0; waited < ms && tcount_get(c) < n; waited += 10) {
+        usleep(10000);
+    }
+    return tcount_get(c);
+}
+
+static void
+test_stream_backpressure(void **state)
+{
+    (void)state;
+    pul_system_t *b = node_new();
+    tact_t *t;
+    pul_id_t id = spawn_tact(b, NULL, &t);
+    h2get_t g;
+    memset(&g, 0, sizeof g);
+    g.fd = tcp_connect_to(pul_system_addr(b));
+    nghttp2_session_callbacks *cbs;
+    nghttp2_session_callbacks_new(&cbs);
+    nghttp2_session_callbacks_set_send_callback(cbs, h2_send);
+    nghttp2_session *ses;
+    nghttp2_session_client_new(&ses, cbs, &g);
+    nghttp2_session_callbacks_del(cbs);
+    nghttp2_submit_settings(ses, NGHTTP2_FLAG_NONE, NULL, 0);
+    char path[48] = "/actors/";
+    pul_id_format(id, path + 8);
+    nghttp2_nv nva[] = {
+        {(uint8_t *)":method", (uint8_t *)"POST", 7, 4, 0},
+        {(uint8_t *)":path", (uint8_t *)path, 5, strlen(path), 0},
+        {(uint8_t *)":scheme", (uint8_t *)"http", 7, 4, 0},
+        {(uint8_t *)":authority", (uint8_t *)"x", 10, 1, 0},
+        {(uint8_t *)"pul-mode", (uint8_t *)"stream", 8, 6, 0},
+        {(uint8_t *)"pul-type", (uint8_t *)"forever_big", 8, 11, 0},
+    };
+    nghttp2_data_provider prov = {.read_callback = body_read};
+    assert_true(nghttp2_submit_request(ses, NULL, nva, 6, &prov, NULL) > 0);
+    assert_int_equal(nghttp2_session_send(ses), 0);
+    /* We never read: our 64 KiB window fills, then the node's output bound (1 MiB), then the
+     * stream window (32 items); 64 KiB items, so a few dozen at most are ever produced. */
+    assert_true(tcount_wait(&t->produced, 1) >= 1);
+    long n = tcount_wait_ms(&t->produced, 400, 1500);
+    assert_true(n < 200);
+    /* Going away cancels the producer. */
+    nghttp2_session_del(ses);
+    close(g.fd);
+    assert_int_equal(tcount_wait(&t->stopped_streams, 1), 1);
+    pul_system_shutdown(b);
+}
+
+/* ---- control plane ------------------------------------------------------------------------ */
+
+static int
+echo_handler(void *arg, const char *path, const uint8_t *body, size_t len, uint8_t **resp,
+             size_t *resp_len)
+{
+    (*(long *)arg)++;
+    if (strcmp(path, "/cluster/gossip") == 0) {
+        return 204;
+    }
+    *resp = pul__malloc(len + 5);
+    memcpy(*resp, "pong:", 5);
+    memcpy(*resp + 5, body, len);
+    *resp_len = len + 5;
+    return 200;
+}
+
+typedef struct {
+    pul_system_t *sys;
+    const char *addr;
+    const char *path;
+    uint64_t timeout_ms;
+    long *hits;
+    int rc;
+    int status;
+    int calls;
+    char body[64];
+    tcount_t done;
+} post_op_t;
+
+static void
+post_cb(int status, const uint8_t *body, size_t len, void *arg)
+{
+    post_op_t *op = arg;
+    op->status = status;
+    op->calls++;
+    snprintf(op->body, sizeof op->body, "%.*s", (int)len, body ? (const char *)body : "");
+    tcount_add(&op->done, 1);
+}
+
+static void
+post_task(void *arg)
+{
+    post_op_t *op = arg;
+    if (op->hits != NULL) {
+        op->rc = pul__net_handle(op->sys->net, "/cluster/", echo_handler, op->hits);
+        tcount_add(&op->done, 1);
+        return;
+    }
+    op->rc = pul__net_post(op->sys->net, op->addr, op->path, (const uint8_t *)"ping", 4,
+                           op->timeout_ms, post_cb, op);
+    if (op->rc != 0) {
+        tcount_add(&op->done, 1);
+    }
+}
+
+static int
+do_post(pul_system_t *from, const char *addr, const char *path, uint64_t timeout_ms,
+        post_op_t *op)
+{
+    memset(op, 0, sizeof *op);
+    op->sys = from;
+    op->addr = addr;
+    op->path = path;
+    op->timeout_ms = timeout_ms;
+    tcount_init(&op->done);
+    assert_int_equal(pul_system_post(from, post_task, op), 0);
+    tcount_wait(&op->done, 1);
+    usleep(1000); /* a second callback would show up here */
+    tcount_destroy(&op->done);
+    assert_int_equal(op->rc, 0);
+    assert_int_equal(op->calls, 1);
+    return op->status;
+}
+
+static void
+test_control_plane(void **state)
+{
+    (void)state;
+    pul_system_t *a = node_new(), *b = node_new();
+    long hits = 0;
+    post_op_t op;
+    memset(&op, 0, sizeof op);
+    op.sys = b;
+    op.hits = &hits;
+    tcount_init(&op.done);
+    assert_int_equal(pul_system_post(b, post_task, &op), 0);
+    tcount_wait(&op.done, 1);
+    tcount_destroy(&op.done);
+    assert_int_equal(op.rc, 0);
+    assert_int_equal(do_post(a, pul_system_addr(b), "/cluster/sync", 2000, &op), 200);
+    assert_string_equal(op.body, "pong:ping");
+    assert_int_equal(do_post(a, pul_system_addr(b), "/cluster/gossip", 2000, &op), 204);
+    assert_int_equal(hits, 2);
+    assert_int_equal(do_post(a, pul_system_addr(b), "/head/register", 2000, &op), 404);
+    /* Nobody listening: a transport failure. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    socklen_t sl = sizeof sa;
+    getsockname(fd, (struct sockaddr *)&sa, &sl);
+    char dead[32];
+    snprintf(dead, sizeof dead, "127.0.0.1:%d", ntohs(sa.sin_port));
+    assert_int_equal(do_post(a, dead, "/cluster/gossip", 2000, &op), PUL_EIO);
+    /* Listening but never answering: the timeout. */
+    assert_int_equal(listen(fd, 4), 0);
+    char mute[32];
+    snprintf(mute, sizeof mute, "127.0.0.1:%d", ntohs(sa.sin_port));
+    post_op_t op2;
+    int st = 0;
+    /* (a dial that failed a moment ago fails fast with EIO until its backoff has passed) */
+    for (int i = 0; i < 100 && st != PUL_ETIMEDOUT; i++) {
+        st = do_post(a, mute, "/cluster/gossip", 100, &op2);
+        assert_true(st == PUL_ETIMEDOUT || st == PUL_EIO);
+        if (st != PUL_ETIMEDOUT) {
+            usleep(30000);
+        }
+    }
+    assert_int_equal(st, PUL_ETIMEDOUT);
+    close(fd);
+    pul_system_shutdown(a);
+    pul_system_shutdown(b);
+}
+
 /* ---- 64 MiB with segments ------------------------------------------------------------------- */
 
 typedef struct {
@@ -909,6 +1187,9 @@ main(void)
         cmocka_unit_test_setup_teardown(test_max_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_big_message, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_backpressure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_control_plane, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_requests, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
