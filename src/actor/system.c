@@ -4,9 +4,11 @@
 #include <string.h>
 
 #include "actor/actor.h"
+#include "cluster/cluster.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "net/net.h"
 
 /* ---- configuration ------------------------------------------------------------------------ */
 
@@ -22,8 +24,8 @@ pul_system_config_init(pul_system_config_t *cfg)
     cfg->connect_timeout_ms = 2000;
     cfg->remote_deadline_ms = 0;
     pul_cluster_timing_t *t = &cfg->timing;
-    t->probe_interval_ms = 1000;
-    t->probe_timeout_ms = 500;
+    t->probe_interval_ms = 500;
+    t->probe_timeout_ms = 250;
     t->indirect_checks = 3;
     t->suspicion_mult = 4;
     t->suspicion_max_mult = 6;
@@ -64,6 +66,7 @@ pul__system_unref(pul_system_t *sys)
         pthread_mutex_destroy(&sys->tmu);
         pul__free(sys->by_id);
         pul__free(sys->by_name);
+        pul__free(sys->cfg_strings);
         pul__free(sys);
     }
 }
@@ -157,11 +160,12 @@ table_grow(pul_system_t *sys)
     return 0;
 }
 
-static void
+/* Returns 1 when a was mapped (its name, if any, is released now). */
+static int
 table_unmap(pul_system_t *sys, pul__actor_t *a)
 {
     if (!a->in_maps) {
-        return;
+        return 0;
     }
     size_t m = sys->nbuckets - 1;
     pul__actor_t **p = &sys->by_id[table_hash_id(a->id) & m];
@@ -178,6 +182,16 @@ table_unmap(pul_system_t *sys, pul__actor_t *a)
     }
     a->in_maps = 0;
     sys->nmapped--;
+    return 1;
+}
+
+/* Tell the cluster that a local name was registered or released. Called outside tmu. */
+static void
+system_name_changed(pul_system_t *sys, const char *name, pul_id_t id, int live)
+{
+    if (name != NULL && sys->cluster != NULL) {
+        pul__cluster_name_changed(sys->cluster, name, id, live);
+    }
 }
 
 pul__actor_t *
@@ -195,6 +209,107 @@ pul__actor_get(pul_system_t *sys, pul_id_t id)
 /* ---- system ------------------------------------------------------------------------------- */
 
 static void system_shutdown_task(pul__task_t *t);
+
+/* Copy every string of the config into one block owned by the system. 0 or PUL_ENOMEM. */
+static int
+system_copy_strings(pul_system_t *sys)
+{
+    pul_system_config_t *c = &sys->cfg;
+    size_t n = 0;
+    const char *one[3] = {c->listen_addr, c->advertise_addr, c->head_addr};
+    for (int i = 0; i < 3; i++) {
+        n += one[i] != NULL ? strlen(one[i]) + 1 : 0;
+    }
+    if (c->seeds == NULL) {
+        c->nseeds = 0;
+    }
+    for (size_t i = 0; i < c->nseeds; i++) {
+        n += c->seeds[i] != NULL ? strlen(c->seeds[i]) + 1 : 1;
+    }
+    size_t ptrs = c->nseeds * sizeof(char *);
+    if (n + ptrs == 0) {
+        return 0;
+    }
+    char *block = pul__malloc(ptrs + n);
+    if (block == NULL) {
+        return PUL_ENOMEM;
+    }
+    char **seeds = (char **)block;
+    char *p = block + ptrs;
+    const char **dst[3] = {&c->listen_addr, &c->advertise_addr, &c->head_addr};
+    for (int i = 0; i < 3; i++) {
+        if (one[i] != NULL) {
+            size_t l = strlen(one[i]) + 1;
+            memcpy(p, one[i], l);
+            *dst[i] = p;
+            p += l;
+        }
+    }
+    for (size_t i = 0; i < c->nseeds; i++) {
+        const char *sd = c->seeds[i] != NULL ? c->seeds[i] : "";
+        size_t l = strlen(sd) + 1;
+        memcpy(p, sd, l);
+        seeds[i] = p;
+        p += l;
+    }
+    c->seeds = c->nseeds > 0 ? (const char *const *)seeds : NULL;
+    sys->cfg_strings = block;
+    return 0;
+}
+
+/* Start the transport on the core thread and wait for it (the port is bound on return). */
+typedef struct {
+    pul__task_t task;
+    pul_system_t *sys;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    int rc;
+} net_start_t;
+
+static void
+system_net_start_task(pul__task_t *t)
+{
+    net_start_t *op = (net_start_t *)t;
+    pul_system_t *sys = op->sys;
+    pul__net_t *net = NULL;
+    int rc = pul__net_start(sys, sys->addr, &net);
+    if (rc == 0) {
+        sys->net = net;
+        /* Membership needs an address to advertise: only with a listener. */
+        if (sys->cfg.listen_addr != NULL) {
+            rc = pul__cluster_start(sys, net, sys->addr, &sys->cluster);
+        }
+    }
+    pthread_mutex_lock(&op->mu);
+    op->rc = rc;
+    op->done = 1;
+    pthread_cond_signal(&op->cv);
+    pthread_mutex_unlock(&op->mu);
+}
+
+static int
+system_net_start(pul_system_t *sys)
+{
+    net_start_t op;
+    memset(&op, 0, sizeof op);
+    op.task.run = system_net_start_task;
+    op.sys = sys;
+    pthread_mutex_init(&op.mu, NULL);
+    pthread_cond_init(&op.cv, NULL);
+    int rc = pul__loop_post(&sys->loop, &op.task);
+    if (rc == 0) {
+        pthread_mutex_lock(&op.mu);
+        while (!op.done) {
+            pthread_cond_wait(&op.cv, &op.mu);
+        }
+        rc = op.rc;
+        pthread_mutex_unlock(&op.mu);
+    }
+    pthread_mutex_destroy(&op.mu);
+    pthread_cond_destroy(&op.cv);
+    return rc;
+}
 
 int
 pul_system_new(const pul_system_config_t *cfg, pul_system_t **out)
@@ -221,10 +336,13 @@ pul_system_new(const pul_system_config_t *cfg, pul_system_t **out)
     if (sys->cfg.max_message_size == 0) {
         sys->cfg.max_message_size = (64u << 20) + (1u << 20);
     }
-    if (sys->cfg.listen_addr != NULL || sys->cfg.nseeds != 0 || sys->cfg.head_addr != NULL ||
-        sys->cfg.is_head_node) {
+    if (sys->cfg.listen_addr != NULL && strlen(sys->cfg.listen_addr) > PUL_ADDR_MAX) {
         pul__free(sys);
-        return PUL_EINVAL; /* the transport is not built in yet */
+        return PUL_EADDR;
+    }
+    if (system_copy_strings(sys) != 0) {
+        pul__free(sys);
+        return PUL_ENOMEM;
     }
     atomic_init(&sys->refs, 1);
     sys->node_id = pul_id_random();
@@ -243,7 +361,15 @@ pul_system_new(const pul_system_config_t *cfg, pul_system_t **out)
         pthread_mutex_destroy(&sys->tmu);
         pul__free(sys->by_id);
         pul__free(sys->by_name);
+        pul__free(sys->cfg_strings);
         pul__free(sys);
+        return rc;
+    }
+    /* Every system gets a transport (it can call other nodes); a listener only with
+     * listen_addr. */
+    rc = system_net_start(sys);
+    if (rc != 0) {
+        pul_system_shutdown(sys);
         return rc;
     }
     *out = sys;
@@ -252,15 +378,35 @@ pul_system_new(const pul_system_config_t *cfg, pul_system_t **out)
 fail:
     pul__free(sys->by_id);
     pul__free(sys->by_name);
+    pul__free(sys->cfg_strings);
     pul__free(sys);
     return PUL_ENOMEM;
 }
+
+static void system_shutdown_rest(void *arg);
 
 static void
 system_shutdown_task(pul__task_t *t)
 {
     pul_system_t *sys = (pul_system_t *)((char *)t - offsetof(pul_system_t, shutdown_task));
     atomic_store(&sys->closing, 1);
+    if (sys->cluster != NULL) {
+        /* Leave the cluster while the transport still runs; the rest of the shutdown follows
+         * the leave's done callback (at most 500 ms later) and the loop keeps turning
+         * meanwhile. */
+        pul__cluster_leave(sys->cluster, system_shutdown_rest, sys);
+        return;
+    }
+    system_shutdown_rest(sys);
+}
+
+static void
+system_shutdown_rest(void *arg)
+{
+    pul_system_t *sys = arg;
+    /* The transport: outgoing calls fail with PUL_ECLOSED, connections close (the loop runs
+     * until their handles are closed, then the transport frees itself). */
+    pul__net_close(sys->net);
     /* Actors first (their on_stop may still reply to deferred asks), then every call left. */
     for (;;) {
         pthread_mutex_lock(&sys->tmu);
@@ -283,6 +429,12 @@ system_shutdown_task(pul__task_t *t)
         sys->timers = ut->next;
         pul__timer_disarm(&sys->loop, &ut->t);
         pul__free(ut);
+    }
+    /* The transport closed above, before the cluster is freed: the cluster's outstanding
+     * posts call back with PUL_ECLOSED and the last one releases it. */
+    if (sys->cluster != NULL) {
+        pul__cluster_free(sys->cluster);
+        sys->cluster = NULL;
     }
     pul__loop_stop(&sys->loop);
 }
@@ -502,7 +654,7 @@ pul__actor_stop(pul__actor_t *a, int status)
     }
     a->stopped = 1;
     pthread_mutex_lock(&sys->tmu);
-    table_unmap(sys, a);
+    int released = table_unmap(sys, a);
     if (a->all_prev != NULL) {
         a->all_prev->all_next = a->all_next;
     } else {
@@ -513,6 +665,9 @@ pul__actor_stop(pul__actor_t *a, int status)
     }
     a->all_prev = a->all_next = NULL;
     pthread_mutex_unlock(&sys->tmu);
+    if (released) {
+        system_name_changed(sys, a->name, a->id, 0);
+    }
     pul__timer_disarm(&sys->loop, &a->restart_timer);
     pul__mailbox_drain(a, status);
     if (!a->started && a->vt.factory == NULL) {
@@ -670,6 +825,9 @@ pul_spawn(pul_system_t *sys, const pul_actor_vtable_t *vt, void *state,
     pthread_mutex_unlock(&sys->tmu);
 
     pul_id_t id = a->id;
+    if (nlen > 0) {
+        system_name_changed(sys, name, id, 1);
+    }
     if (pul__loop_on_thread(&sys->loop)) {
         pul__loop_defer(&sys->loop, &a->start_task);
     } else if (pul__loop_post(&sys->loop, &a->start_task) != 0) {
@@ -723,10 +881,13 @@ pul_stop(pul_system_t *sys, pul_id_t id)
         return PUL_ENOTFOUND;
     }
     /* Unmapped at once: the name is free again and new calls fail promptly. */
-    table_unmap(sys, a);
+    int released = table_unmap(sys, a) && a->name != NULL;
     a->stop_posted = 1;
     atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed);
     pthread_mutex_unlock(&sys->tmu);
+    if (released) {
+        system_name_changed(sys, a->name, id, 0); /* a->name lives while we hold a ref */
+    }
     if (pul__loop_on_thread(&sys->loop)) {
         pul__loop_defer(&sys->loop, &a->stop_task);
     } else if (pul__loop_post(&sys->loop, &a->stop_task) != 0) {
