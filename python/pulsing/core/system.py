@@ -937,6 +937,7 @@ def _reply_from_future(fut: asyncio.Future, reply: Any) -> None:
 
 async def _stream_to_core(cell: _Cell, name: str, args: tuple, kwargs: dict, reply: Any) -> None:
     writer = None
+    src = None
     try:
         src = await cell.open_stream(name, args, kwargs)
         writer = reply.stream()
@@ -948,7 +949,7 @@ async def _stream_to_core(cell: _Cell, name: str, args: tuple, kwargs: dict, rep
                 await room
         writer.end()
     except _core.CoreError:
-        return  # the consumer went away
+        return  # the consumer went away (finally closes the producer)
     except BaseException as e:
         err = e if isinstance(e, PulsingError) else _errors.classify(e, name, cell.name)
         try:
@@ -957,6 +958,9 @@ async def _stream_to_core(cell: _Cell, name: str, args: tuple, kwargs: dict, rep
             pass
         if isinstance(e, asyncio.CancelledError):
             raise
+    finally:
+        if src is not None and not src.done:
+            src.close()  # a cancelled consumer closes the generator now, not at GC
 
 
 # ---------------------------------------------------------------------------------------------
