@@ -772,7 +772,7 @@ class _Cell:
     def handle_core(self, msg_type: str, payload: memoryview, reply: Any, segs: tuple = ()) -> None:
         try:
             if msg_type == PICKLE_TYPE:
-                obj = pickle.loads(payload, buffers=segs)
+                obj = _loads(self.system, payload, segs)
             else:
                 obj = Message(msg_type, payload)
         except Exception as e:  # noqa: BLE001
@@ -895,9 +895,23 @@ def _encode(value: Any) -> tuple[str, Any]:
     return PICKLE_TYPE, head
 
 
-def _decode(msg_type: str, payload: bytes, segs: tuple = ()) -> Any:
-    if msg_type == PICKLE_TYPE:
+# The system whose message is being unpickled: an ActorRef in it binds to that system (several
+# nodes may share a process). pickle.loads is synchronous on the home loop, so a plain slot will do.
+_decoding: list = [None]
+
+
+def _loads(system: Any, payload: Any, segs: tuple) -> Any:
+    prev = _decoding[0]
+    _decoding[0] = system
+    try:
         return pickle.loads(payload, buffers=segs)
+    finally:
+        _decoding[0] = prev
+
+
+def _decode(msg_type: str, payload: bytes, segs: tuple = (), system: Any = None) -> Any:
+    if msg_type == PICKLE_TYPE:
+        return _loads(system, payload, segs)
     if segs:
         payload = b"".join([payload, *segs])
     return Message(msg_type, payload)
@@ -1153,6 +1167,9 @@ class ActorRef:
 def _unpickle_ref(actor_id: int) -> ActorRef:
     from pulsing.core import _global_system, _systems_for_loop
 
+    system = _decoding[0]
+    if system is not None and not system._closed:
+        return ActorRef(system, actor_id, system._cells.get(actor_id))
     for system in _systems_for_loop():
         cell = system._cells.get(actor_id)
         if cell is not None:
@@ -1620,7 +1637,7 @@ class ActorSystem:
                 fut.set_exception(_errors.from_core_error(e, "ask"))
                 return
             try:
-                fut.set_result(_decode(*f.result()))
+                fut.set_result(_decode(*f.result(), system=self))
             except Exception as exc:  # noqa: BLE001
                 fut.set_exception(PulsingRuntimeError(f"cannot decode reply: {exc}", exc))
 
@@ -1751,7 +1768,7 @@ class _CoreStream:
         if self._items:
             mt, payload, segs = self._items.popleft()
             try:
-                return _decode(mt, payload, segs)
+                return _decode(mt, payload, segs, self._system)
             except Exception as e:  # noqa: BLE001
                 self.close()
                 raise PulsingRuntimeError(f"cannot decode stream item: {e}", e) from None
