@@ -35,6 +35,7 @@ struct pul__cluster_s {
     uint64_t post_timeout;
     /* Core thread. */
     pul__tmr_t tick;
+    pul__tmr_t flush_tmr; /* applies member events to routes on a later turn */
     uint64_t next_hb;
     int hb_inflight;
     cev_t *ev; /* member events produced under mu, applied to routes after it */
@@ -116,6 +117,25 @@ cluster_flush(pul__cluster_t *cl)
 }
 
 static void
+flush_fire(pul__tmr_t *t)
+{
+    cluster_flush((pul__cluster_t *)((char *)t - offsetof(pul__cluster_t, flush_tmr)));
+}
+
+/* Route changes never happen inside a transport callback (a handler or a post completion): they
+ * fail calls and close connections, so they wait for the next turn. */
+static void
+cluster_flush_soon(pul__cluster_t *cl)
+{
+    pthread_mutex_lock(&cl->mu);
+    size_t n = cl->nev;
+    pthread_mutex_unlock(&cl->mu);
+    if (n > 0 && !cl->freed && cl->flush_tmr.idx == 0) {
+        (void)pul__timer_arm(&cl->sys->loop, &cl->flush_tmr, pul__now_ms());
+    }
+}
+
+static void
 cluster_release(pul__cluster_t *cl)
 {
     pthread_mutex_destroy(&cl->mu);
@@ -158,6 +178,16 @@ leave_finish(pul__cluster_t *cl)
     }
 }
 
+/* Finish the leave on a later turn, from the timer: done() shuts the system down, which must
+ * not happen inside a transport callback. */
+static void
+leave_soon(pul__cluster_t *cl)
+{
+    if (!cl->leave_fired) {
+        (void)pul__timer_arm(&cl->sys->loop, &cl->leave_tmr, pul__now_ms());
+    }
+}
+
 static void
 leave_tmr_fire(pul__tmr_t *t)
 {
@@ -188,7 +218,7 @@ post_cb(int status, const uint8_t *body, size_t len, void *arg)
     case POST_GOSSIP:
         if (p->flags & PUL__SWIM_SEND_LEAVE) {
             if (--cl->leave_wait <= 0 && cl->leaving) {
-                leave_finish(cl);
+                leave_soon(cl);
             }
             break;
         }
@@ -212,7 +242,7 @@ post_cb(int status, const uint8_t *body, size_t len, void *arg)
         break;
     case POST_HB:
         if (p->flags & PUL__SWIM_SEND_LEAVE) {
-            leave_finish(cl);
+            leave_soon(cl);
             break;
         }
         cl->hb_inflight = 0;
@@ -231,7 +261,7 @@ post_cb(int status, const uint8_t *body, size_t len, void *arg)
         break;
     }
     pul__free(p);
-    cluster_flush(cl);
+    cluster_flush_soon(cl);
     if (due != 0) {
         cluster_arm(cl, due);
     }
@@ -381,7 +411,7 @@ cluster_handler(void *arg, const char *path, const uint8_t *body, size_t len, ui
             pul__gbuf_free(&b);
         }
     }
-    cluster_flush(cl);
+    cluster_flush_soon(cl);
     if (due != 0) {
         cluster_arm(cl, due);
     }
@@ -443,6 +473,7 @@ pul__cluster_start_with(pul_system_t *sys, void *net, const pul__cluster_net_ops
     cl->max_msg = sys->cfg.max_message_size;
     cl->post_timeout = sys->cfg.connect_timeout_ms ? sys->cfg.connect_timeout_ms : 2000;
     cl->tick.cb = tick_fire;
+    cl->flush_tmr.cb = flush_fire;
     cl->leave_tmr.cb = leave_tmr_fire;
     const pul_system_config_t *cfg = &sys->cfg;
     int rc;
@@ -517,6 +548,7 @@ pul__cluster_free(pul__cluster_t *cl)
         return;
     }
     pul__timer_disarm(&cl->sys->loop, &cl->tick);
+    pul__timer_disarm(&cl->sys->loop, &cl->flush_tmr);
     pul__timer_disarm(&cl->sys->loop, &cl->leave_tmr);
     pthread_mutex_lock(&cl->mu);
     pul__swim_free(cl->swim);
@@ -558,7 +590,7 @@ name_apply(pul__cluster_t *cl, const char *name, pul_id_t actor, int live)
         (void)pul__head_name_changed(cl->head, name, actor, live);
     }
     pthread_mutex_unlock(&cl->mu);
-    cluster_flush(cl);
+    cluster_flush_soon(cl);
     if (due != 0) {
         cluster_arm(cl, due);
     }
