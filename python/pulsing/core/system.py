@@ -1161,16 +1161,22 @@ class ActorRef:
         return f"ActorRef({ActorId(self._id)}{', ' + name if name else ''}{where})"
 
     def __reduce__(self):
-        return (_unpickle_ref, (self._id,))
+        return (_unpickle_ref, (self._id, self._system._node_id.id))
 
 
-def _unpickle_ref(actor_id: int) -> ActorRef:
+def _unpickle_ref(actor_id: int, home: int | None = None) -> ActorRef:
+    """Rebuild a ref in the system that decodes the message carrying it; for a local copy
+    (copy semantics), in the system the original belonged to."""
     from pulsing.core import _global_system, _systems_for_loop
 
     system = _decoding[0]
     if system is not None and not system._closed:
         return ActorRef(system, actor_id, system._cells.get(actor_id))
-    for system in _systems_for_loop():
+    live = _systems_for_loop()
+    for system in live:
+        if system._node_id.id == home and not system._closed:
+            return ActorRef(system, actor_id, system._cells.get(actor_id))
+    for system in live:
         cell = system._cells.get(actor_id)
         if cell is not None:
             return ActorRef(system, actor_id, cell)
