@@ -231,11 +231,21 @@ async def test_cancellation_of_remote_calls():
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(p.slow(30), 0.3)
         assert loop.time() - t0 < 20  # the caller is released, not held by the remote work
+
+        def cancelled(n):
+            async def check():
+                return (await p.stats())["cancelled"] == n
+
+            return check
+
+        # the remote method's task is cancelled too (RST_STREAM -> pul_ctx_on_end -> Reply)
+        await eventually(cancelled(1), 10, "the remote method to see the cancellation")
         task = asyncio.ensure_future(p.slow(30))
         await asyncio.sleep(0.2)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        await eventually(cancelled(2), 10, "the second cancellation")
         assert await p.slow(0) == "done"  # the actor keeps serving
         # a consumer cancelled while iterating a remote stream cancels the remote generator
         before = (await p.stats())["closed_streams"]

@@ -798,6 +798,8 @@ class _Cell:
         else:
             self._enqueue((_MSG, None, obj, None, fut, _VALUE))
         fut.add_done_callback(lambda f: _reply_from_future(f, reply))
+        # A caller that gives up (cancel, deadline, a reset HTTP/2 stream) cancels the work.
+        reply.on_cancel(fut.cancel)
 
 
 class _Deferred:
