@@ -3,6 +3,7 @@ and arrive byte-identical, as arguments, results and stream items."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import numpy as np
@@ -77,3 +78,29 @@ async def test_mixed_payloads_and_stream_items():
             assert chunk.nbytes == 2 * MIB and int(chunk[0]) == int(chunk[-1]) == len(sizes)
             sizes.append(chunk.nbytes)
         assert len(sizes) == 4
+
+
+async def test_send_side_keeps_large_buffers_out_of_the_pickle():
+    from pulsing.core import system as sysmod
+
+    arr = np.arange(8 * MIB, dtype=np.float64)  # 64 MiB
+    mt, payload = sysmod._encode(arr)
+    assert mt == sysmod.PICKLE_TYPE and isinstance(payload, list) and len(payload) == 2
+    assert len(payload[0]) < 4096  # the pickle stream holds no array bytes
+    assert np.shares_memory(np.frombuffer(payload[1], dtype=arr.dtype), arr)  # not a copy
+    del payload
+    async with cluster(2) as (a, b):
+        await Store.spawn(system=b, name="store3")
+        p = await Store.resolve("store3", system=a, timeout=20)
+        small = np.arange(1000, dtype=np.int64)
+        assert np.array_equal(await p.echo(small), small)  # in band below 64 KiB
+        digest = (await p.digest(arr))[0]
+        assert digest == hashlib.sha256(arr.tobytes()).hexdigest()
+        # the sender's buffer is released once the message is freed: the array can be resized
+        for _ in range(500):
+            try:
+                arr.resize(10, refcheck=False)
+                break
+            except ValueError:
+                await asyncio.sleep(0.01)
+        assert arr.shape == (10,)
