@@ -83,6 +83,8 @@ struct pul_call_s {
     void *net_op;  /* the transport's record of a remote call (core thread) */
     char *name;    /* a named call to another node: the normalized name (target = node id) */
     int paused;    /* stream delivery held by the consumer (pul__call_pause) */
+    void (*on_end)(int status, void *arg); /* pul_ctx_on_end (core thread) */
+    void *on_end_arg;
 };
 
 enum { STREAM_OPEN, STREAM_ENDED, STREAM_ERRORED, STREAM_CANCELED, STREAM_CLOSED };

@@ -149,6 +149,11 @@ pul__call_complete(pul_call_t *c, int status, pul_msg_t *reply, const pul__err_t
     }
     pul__timer_disarm(&sys->loop, &c->deadline);
     pending_remove(sys, c);
+    void (*on_end)(int, void *) = c->on_end;
+    c->on_end = NULL;
+    if (on_end != NULL) {
+        on_end(status, c->on_end_arg); /* the actor may stop the work of a deferred reply */
+    }
     struct pul_stream_s *s = c->stream;
     c->stream = NULL;
     if (s != NULL) {
@@ -752,6 +757,20 @@ pul_ctx_defer(pul_ctx_t *ctx)
     ctx->answered = 1;
     atomic_fetch_add_explicit(&ctx->call->refs, 1, memory_order_relaxed);
     return (pul_reply_t *)ctx->call;
+}
+
+int
+pul_ctx_on_end(pul_ctx_t *ctx, void (*cb)(int status, void *arg), void *arg)
+{
+    if (ctx == NULL || cb == NULL) {
+        return PUL_EINVAL;
+    }
+    if (ctx->call == NULL || ctx->call->done || ctx->call->on_end != NULL) {
+        return PUL_ESTATE;
+    }
+    ctx->call->on_end = cb;
+    ctx->call->on_end_arg = arg;
+    return 0;
 }
 
 /* ---- deferred replies --------------------------------------------------------------------- */

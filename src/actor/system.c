@@ -276,7 +276,7 @@ system_net_start_task(pul__task_t *t)
     int rc = pul__net_start(sys, sys->addr, &net);
     if (rc == 0) {
         sys->net = net;
-        /* Membership needs an address to advertise: only with a listener. */
+        /* Membership runs on nodes that listen (the others have no address to be reached at). */
         if (sys->cfg.listen_addr != NULL) {
             rc = pul__cluster_start(sys, net, sys->addr, &sys->cluster);
         }

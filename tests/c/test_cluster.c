@@ -9,24 +9,6 @@
 #include "actor/actor.h"
 #include "cluster/cluster.h"
 
-static long mem_base;
-
-static int
-setup(void **state)
-{
-    (void)state;
-    mem_base = pul_mem_live();
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    (void)state;
-    assert_int_equal(pul_mem_live(), mem_base);
-    return 0;
-}
-
 #define MAXN 4
 
 static pul_system_t *sys[MAXN];
@@ -343,10 +325,10 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_gossip_cluster, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_killed_system, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_killed_system_default_timings, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_head_mode, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gossip_cluster, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_killed_system, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_killed_system_default_timings, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_head_mode, pul_test_setup, pul_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

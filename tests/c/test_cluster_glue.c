@@ -11,24 +11,6 @@
 #include "cluster/cluster.h"
 #include "core/alloc.h"
 
-static long mem_base;
-
-static int
-setup(void **state)
-{
-    (void)state;
-    mem_base = pul_mem_live();
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    (void)state;
-    assert_int_equal(pul_mem_live(), mem_base);
-    return 0;
-}
-
 /* ---- an in-process network ---------------------------------------------------------------- */
 
 #define MAXN 5
@@ -565,9 +547,9 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_gossip_cluster, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_head_mode, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_silenced_node, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gossip_cluster, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_head_mode, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_silenced_node, pul_test_setup, pul_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

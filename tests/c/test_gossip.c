@@ -6,24 +6,6 @@
 #include "pul_test.h"
 #include "wire/gossip.h"
 
-static long mem_base;
-
-static int
-setup(void **state)
-{
-    (void)state;
-    mem_base = pul_mem_live();
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    (void)state;
-    assert_int_equal(pul_mem_live(), mem_base);
-    return 0;
-}
-
 static pul_id_t
 mkid(uint64_t hi, uint64_t lo)
 {
@@ -364,13 +346,13 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_packet_round_trip, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sync_round_trip, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_truncated, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_oversized, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unknown_and_nested, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_alloc_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_packet_round_trip, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_sync_round_trip, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_truncated, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_garbage, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_oversized, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_and_nested, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_alloc_failure, pul_test_setup, pul_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,24 +6,6 @@
 #include "cluster/registry.h"
 #include "cluster/swim.h"
 
-static long mem_base;
-
-static int
-setup(void **state)
-{
-    (void)state;
-    mem_base = pul_mem_live();
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    (void)state;
-    assert_int_equal(pul_mem_live(), mem_base);
-    return 0;
-}
-
 /* ---- the simulated network ---------------------------------------------------------------- */
 
 #define MAXN 5
@@ -650,15 +632,15 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_registry_unit, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_converge, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_killed_declared_dead, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_false_suspicion_refuted, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_leave, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_registry_propagation, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_registry_late_join, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_awareness_under_loss, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry_unit, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_converge, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_killed_declared_dead, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_false_suspicion_refuted, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_leave, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_registry_propagation, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_registry_late_join, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_awareness_under_loss, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_input, pul_test_setup, pul_test_teardown),
     };
     if (getenv("TEST_FILTER") != NULL) {
         cmocka_set_test_filter(getenv("TEST_FILTER"));
