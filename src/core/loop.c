@@ -2,6 +2,7 @@
 #include "core/loop.h"
 
 #include <assert.h>
+#include <signal.h>
 #include <string.h>
 
 #include "core/alloc.h"
@@ -320,7 +321,15 @@ pul__loop_start(pul__loop_t *l, int (*on_turn)(void *), void *owner)
     l->idle.data = l;
     uv_timer_init(&l->uv, &l->timer);
     l->timer.data = l;
-    if (pthread_create(&l->thread, NULL, loop_main, l) != 0) {
+    /* The core thread writes to sockets whose peer may be gone: it blocks SIGPIPE (a write then
+     * fails with EPIPE) instead of asking the host program to ignore the signal. */
+    sigset_t pipe_set, old_set;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
+    int crc = pthread_create(&l->thread, NULL, loop_main, l);
+    pthread_sigmask(SIG_SETMASK, &old_set, NULL);
+    if (crc != 0) {
         goto fail_handles;
     }
     l->thread_started = 1;
