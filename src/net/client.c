@@ -479,8 +479,6 @@ cl_on_data_chunk(nghttp2_session *ses, uint8_t flags, int32_t sid, const uint8_t
     } else if (rc->kind == RC_CALL && rc->pst == PST_STREAM) {
         /* Window goes back as the consumer callback takes items: after each frame delivered,
          * or in 1 MiB steps within a frame larger than that. */
-        size_t before = rc->unconsumed;
-        (void)before;
         r = frames_feed(rc, data, len);
         rcall_consume(rc, cn, sid, len, rc->fs == FS_HDR || rc->done);
     } else if (rc->kind == RC_TELL) {
@@ -567,11 +565,15 @@ cl_on_stream_close(nghttp2_session *ses, int32_t sid, uint32_t error_code, void 
     if (rc == NULL) {
         return 0;
     }
+    if (rc->unconsumed > 0) {
+        /* Window of a stream that is gone goes back to the connection. */
+        (void)nghttp2_session_consume_connection(ses, rc->unconsumed);
+        rc->unconsumed = 0;
+    }
     if (!rc->done) {
-        /* Closed before the response ended: reset by the peer, or refused. */
-        int st = error_code == NGHTTP2_REFUSED_STREAM ? PUL_ETOOBIG : PUL_EIO;
+        /* Closed before the response ended: reset by the peer, or refused (GOAWAY). */
         if (rc->kind == RC_CALL) {
-            rcall_complete(rc, st, NULL, NULL);
+            rcall_complete(rc, PUL_EIO, NULL, NULL);
         } else if (rc->kind == RC_POST) {
             post_finish(rc, PUL_EIO, NULL, 0);
         }

@@ -352,6 +352,7 @@ static void
 sst_deliver(sst_t *st, pul_id_t target)
 {
     pul_system_t *sys = st->net->sys;
+    atomic_fetch_add_explicit(&st->net->msgs_in, 1, memory_order_relaxed);
     if (pul__net_is_remote(sys, target)) {
         sst_respond_status(st, PUL_ENOTFOUND, "actor not on this node");
         return;
@@ -400,7 +401,6 @@ static void
 sst_dispatch(sst_t *st)
 {
     pul__net_t *net = st->net;
-    atomic_fetch_add_explicit(&net->msgs_in, 1, memory_order_relaxed);
     if (net->closing) {
         sst_respond_status(st, PUL_ECLOSED, "node shutting down");
         return;
@@ -425,7 +425,6 @@ sst_dispatch(sst_t *st)
         }
         st->out.eof = 1;
         (void)sst_respond(st, http, NULL, NULL, ctype);
-        sst_observe(st);
         return;
     }
     if (st->method != M_POST) {
