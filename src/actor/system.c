@@ -276,7 +276,7 @@ system_net_start_task(pul__task_t *t)
     int rc = pul__net_start(sys, sys->addr, &net);
     if (rc == 0) {
         sys->net = net;
-        /* Membership runs on nodes that listen (the others have no address to be reached at). */
+        /* Membership needs an address to advertise: only with a listener. */
         if (sys->cfg.listen_addr != NULL) {
             rc = pul__cluster_start(sys, net, sys->addr, &sys->cluster);
         }
@@ -430,8 +430,8 @@ system_shutdown_rest(void *arg)
         pul__timer_disarm(&sys->loop, &ut->t);
         pul__free(ut);
     }
-    /* The transport closes here (pul__net_close), before the cluster is freed: the cluster's
-     * outstanding posts call back with PUL_ECLOSED and the last one releases it. */
+    /* The transport closed above, before the cluster is freed: the cluster's outstanding
+     * posts call back with PUL_ECLOSED and the last one releases it. */
     if (sys->cluster != NULL) {
         pul__cluster_free(sys->cluster);
         sys->cluster = NULL;
