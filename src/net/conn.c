@@ -405,6 +405,8 @@ conn_session_setup(conn_t *cn)
     return 0;
 }
 
+static void conn_connect_timeout(pul__tmr_t *t);
+
 int
 conn_start_server(conn_t *cn)
 {
@@ -420,6 +422,14 @@ conn_start_server(conn_t *cn)
         return PUL_EIO;
     }
     cn->connected = 1;
+    /* A peer that connects and says nothing must not hold a slot of max_connections: its
+     * preface and SETTINGS are due within connect_timeout_ms (disarmed in server.c). */
+    uint64_t to = net->sys->cfg.connect_timeout_ms ? net->sys->cfg.connect_timeout_ms : 2000;
+    cn->connect_timer.cb = conn_connect_timeout;
+    rc = pul__timer_arm(&net->sys->loop, &cn->connect_timer, pul__now_ms() + to);
+    if (rc != 0) {
+        return rc;
+    }
     conn_flush_later(cn);
     return 0;
 }

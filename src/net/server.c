@@ -638,6 +638,10 @@ sv_on_frame_recv(nghttp2_session *ses, const nghttp2_frame *frame, void *user_da
     if (cn->dead) {
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     }
+    if (frame->hd.type == NGHTTP2_SETTINGS) {
+        /* The handshake is done: the peer is no longer on the silent-connection clock. */
+        pul__timer_disarm(&cn->net->sys->loop, &cn->connect_timer);
+    }
     if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
         (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
         sst_t *st = nghttp2_session_get_stream_user_data(ses, frame->hd.stream_id);

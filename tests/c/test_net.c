@@ -865,6 +865,33 @@ test_max_connections(void **state)
 }
 
 static void
+test_silent_peer(void **state)
+{
+    (void)state;
+    pul_system_config_t cfg;
+    pul_system_config_init(&cfg);
+    cfg.listen_addr = "127.0.0.1:0";
+    cfg.max_connections = 1;
+    cfg.connect_timeout_ms = 200;
+    pul_system_t *b = NULL;
+    assert_int_equal(pul_system_new(&cfg, &b), 0);
+    /* Connects, says nothing: closed after the handshake timeout, its slot freed. */
+    int fd = tcp_connect_to(pul_system_addr(b));
+    assert_int_equal(wait_closed(fd), 1);
+    close(fd);
+    h2get_t g;
+    int st = 0;
+    for (int i = 0; i < 50 && st != 200; i++) {
+        st = h2_get(pul_system_addr(b), "/health", &g);
+        if (st != 200) {
+            usleep(20000);
+        }
+    }
+    assert_int_equal(st, 200);
+    pul_system_shutdown(b);
+}
+
+static void
 test_bind_errors(void **state)
 {
     (void)state;
@@ -1359,6 +1386,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_garbage_peer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_silent_peer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_big_message, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_backpressure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_control_plane, setup, teardown),
