@@ -146,7 +146,8 @@ sst_respond(sst_t *st, int http, const char *pst, const char *type, const char *
     }
     nghttp2_data_provider prov = outq_provider(&st->out);
     st->out.sid = st->sid;
-    if (nghttp2_submit_response(cn->ses, st->sid, nva, n, &prov) != 0) {
+    int empty = st->out.eof && st->out.head == NULL; /* END_STREAM on the HEADERS */
+    if (nghttp2_submit_response(cn->ses, st->sid, nva, n, empty ? NULL : &prov) != 0) {
         return PUL_ENOMEM;
     }
     st->responded = 1;

@@ -548,6 +548,32 @@ test_peer_goes_away(void **state)
 }
 
 static void
+test_caller_shuts_down(void **state)
+{
+    (void)state;
+    pul_system_t *a = node_new(), *b = node_new();
+    route(a, b);
+    tact_t *t;
+    pul_id_t id = spawn_tact(b, NULL, &t);
+    tcoll_t c1, c2;
+    tcoll_init(&c1);
+    tcoll_init(&c2);
+    assert_int_equal(pul_ask(a, id, pul_msg_new("hold", "", 0), 0, tcoll_cb, &c1, NULL), 0);
+    assert_int_equal(
+        pul_ask_stream(a, id, pul_msg_new("forever", "", 0), 0, tcoll_cb, &c2, NULL), 0);
+    assert_int_equal(tcount_wait(&t->held_n, 1), 1);
+    assert_true(tcount_wait(&c2.items, 1) >= 1);
+    /* The caller's system goes: its calls end with PUL_ECLOSED, b's producer is cancelled. */
+    pul_system_shutdown(a);
+    assert_int_equal(c1.status, PUL_ECLOSED);
+    assert_int_equal(c2.status, PUL_ECLOSED);
+    assert_int_equal(tcount_wait(&t->stopped_streams, 1), 1);
+    tcoll_destroy(&c1);
+    tcoll_destroy(&c2);
+    pul_system_shutdown(b);
+}
+
+static void
 test_route_drop(void **state)
 {
     (void)state;
@@ -1381,6 +1407,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_remote_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remote_cancel_and_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_peer_goes_away, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_caller_shuts_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_route_drop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_peer, setup, teardown),
