@@ -369,7 +369,6 @@ conn_new(pul__net_t *net, int kind)
         pul__free(cn);
         return NULL;
     }
-    uv_tcp_nodelay(&cn->tcp, 1);
     cn->tcp.data = cn;
     cn->net = net;
     cn->kind = kind;
@@ -418,6 +417,7 @@ conn_start_server(conn_t *cn)
     if (rc != 0) {
         return rc;
     }
+    (void)uv_tcp_nodelay(&cn->tcp, 1); /* small frames must not wait for Nagle */
     if (cn->io->start(cn) != 0) {
         return PUL_EIO;
     }
@@ -453,6 +453,7 @@ conn_connect_cb(uv_connect_t *req, int status)
         conn_fail(cn, PUL_EIO);
         return;
     }
+    (void)uv_tcp_nodelay(&cn->tcp, 1);
     if (cn->io->start(cn) != 0) {
         conn_fail(cn, PUL_EIO);
         return;
