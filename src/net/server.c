@@ -146,7 +146,8 @@ sst_respond(sst_t *st, int http, const char *pst, const char *type, const char *
     }
     nghttp2_data_provider prov = outq_provider(&st->out);
     st->out.sid = st->sid;
-    if (nghttp2_submit_response(cn->ses, st->sid, nva, n, &prov) != 0) {
+    int empty = st->out.eof && st->out.head == NULL; /* END_STREAM on the HEADERS */
+    if (nghttp2_submit_response(cn->ses, st->sid, nva, n, empty ? NULL : &prov) != 0) {
         return PUL_ENOMEM;
     }
     st->responded = 1;
@@ -637,6 +638,10 @@ sv_on_frame_recv(nghttp2_session *ses, const nghttp2_frame *frame, void *user_da
     conn_t *cn = user_data;
     if (cn->dead) {
         return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    if (frame->hd.type == NGHTTP2_SETTINGS) {
+        /* The handshake is done: the peer is no longer on the silent-connection clock. */
+        pul__timer_disarm(&cn->net->sys->loop, &cn->connect_timer);
     }
     if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
         (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {

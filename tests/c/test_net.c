@@ -548,6 +548,32 @@ test_peer_goes_away(void **state)
 }
 
 static void
+test_caller_shuts_down(void **state)
+{
+    (void)state;
+    pul_system_t *a = node_new(), *b = node_new();
+    route(a, b);
+    tact_t *t;
+    pul_id_t id = spawn_tact(b, NULL, &t);
+    tcoll_t c1, c2;
+    tcoll_init(&c1);
+    tcoll_init(&c2);
+    assert_int_equal(pul_ask(a, id, pul_msg_new("hold", "", 0), 0, tcoll_cb, &c1, NULL), 0);
+    assert_int_equal(
+        pul_ask_stream(a, id, pul_msg_new("forever", "", 0), 0, tcoll_cb, &c2, NULL), 0);
+    assert_int_equal(tcount_wait(&t->held_n, 1), 1);
+    assert_true(tcount_wait(&c2.items, 1) >= 1);
+    /* The caller's system goes: its calls end with PUL_ECLOSED, b's producer is cancelled. */
+    pul_system_shutdown(a);
+    assert_int_equal(c1.status, PUL_ECLOSED);
+    assert_int_equal(c2.status, PUL_ECLOSED);
+    assert_int_equal(tcount_wait(&t->stopped_streams, 1), 1);
+    tcoll_destroy(&c1);
+    tcoll_destroy(&c2);
+    pul_system_shutdown(b);
+}
+
+static void
 test_route_drop(void **state)
 {
     (void)state;
@@ -853,6 +879,33 @@ test_max_connections(void **state)
     close(fds[0]);
     close(fds[1]);
     /* Once they are gone, new connections are served again. */
+    int st = 0;
+    for (int i = 0; i < 50 && st != 200; i++) {
+        st = h2_get(pul_system_addr(b), "/health", &g);
+        if (st != 200) {
+            usleep(20000);
+        }
+    }
+    assert_int_equal(st, 200);
+    pul_system_shutdown(b);
+}
+
+static void
+test_silent_peer(void **state)
+{
+    (void)state;
+    pul_system_config_t cfg;
+    pul_system_config_init(&cfg);
+    cfg.listen_addr = "127.0.0.1:0";
+    cfg.max_connections = 1;
+    cfg.connect_timeout_ms = 200;
+    pul_system_t *b = NULL;
+    assert_int_equal(pul_system_new(&cfg, &b), 0);
+    /* Connects, says nothing: closed after the handshake timeout, its slot freed. */
+    int fd = tcp_connect_to(pul_system_addr(b));
+    assert_int_equal(wait_closed(fd), 1);
+    close(fd);
+    h2get_t g;
     int st = 0;
     for (int i = 0; i < 50 && st != 200; i++) {
         st = h2_get(pul_system_addr(b), "/health", &g);
@@ -1354,11 +1407,13 @@ main(void)
         cmocka_unit_test_setup_teardown(test_remote_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remote_cancel_and_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_peer_goes_away, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_caller_shuts_down, setup, teardown),
         cmocka_unit_test_setup_teardown(test_route_drop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_peer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_silent_peer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_big_message, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_backpressure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_control_plane, setup, teardown),
