@@ -22,6 +22,7 @@
 #define NET_BACKOFF_MIN 50
 #define NET_BACKOFF_MAX 2000
 #define NET_HIST_N 12
+#define NET_RST_MAX 1000 /* peer resets per second before GOAWAY (rapid reset) */
 
 typedef struct conn_s conn_t;
 
@@ -92,6 +93,8 @@ struct conn_s {
     int nwrites;
     int flush_scheduled;
     pul__task_t flush_task;
+    uint64_t rst_window_ms; /* rapid-reset accounting (server) */
+    unsigned rst_count;
     void *wb; /* the write batch being filled by nghttp2_session_send */
 };
 

@@ -639,6 +639,19 @@ sv_on_frame_recv(nghttp2_session *ses, const nghttp2_frame *frame, void *user_da
     if (cn->dead) {
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     }
+    if (frame->hd.type == NGHTTP2_RST_STREAM) {
+        /* Rapid reset (CVE-2023-44487): streams opened and reset in a loop make us start and
+         * cancel work for free. Past NET_RST_MAX a second, the peer is told to go away. */
+        uint64_t now = pul__now_ms();
+        if (now - cn->rst_window_ms >= 1000) {
+            cn->rst_window_ms = now;
+            cn->rst_count = 0;
+        }
+        if (++cn->rst_count > NET_RST_MAX) {
+            atomic_fetch_add_explicit(&cn->net->errors, 1, memory_order_relaxed);
+            (void)nghttp2_session_terminate_session(ses, NGHTTP2_ENHANCE_YOUR_CALM);
+        }
+    }
     if (frame->hd.type == NGHTTP2_SETTINGS) {
         /* The handshake is done: the peer is no longer on the silent-connection clock. */
         pul__timer_disarm(&cn->net->sys->loop, &cn->connect_timer);

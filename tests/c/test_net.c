@@ -858,6 +858,46 @@ test_garbage_peer(void **state)
 }
 
 static void
+test_rapid_reset(void **state)
+{
+    (void)state;
+    pul_system_t *b = node_new();
+    h2get_t g;
+    memset(&g, 0, sizeof g);
+    g.fd = tcp_connect_to(pul_system_addr(b));
+    nghttp2_session_callbacks *cbs;
+    nghttp2_session_callbacks_new(&cbs);
+    nghttp2_session_callbacks_set_send_callback(cbs, h2_send);
+    nghttp2_session *ses;
+    nghttp2_session_client_new(&ses, cbs, &g);
+    nghttp2_session_callbacks_del(cbs);
+    nghttp2_submit_settings(ses, NGHTTP2_FLAG_NONE, NULL, 0);
+    nghttp2_nv nva[] = {
+        {(uint8_t *)":method", (uint8_t *)"GET", 7, 3, 0},
+        {(uint8_t *)":path", (uint8_t *)"/health", 5, 7, 0},
+        {(uint8_t *)":scheme", (uint8_t *)"http", 7, 4, 0},
+        {(uint8_t *)":authority", (uint8_t *)"x", 10, 1, 0},
+    };
+    /* Open and reset streams in a loop: past the limit the node says GOAWAY and closes. */
+    for (int i = 0; i < 3000; i++) {
+        int32_t sid = nghttp2_submit_request(ses, NULL, nva, 4, NULL, NULL);
+        if (sid < 0 || nghttp2_session_send(ses) != 0) {
+            break;
+        }
+        nghttp2_submit_rst_stream(ses, NGHTTP2_FLAG_NONE, sid, NGHTTP2_CANCEL);
+        if (nghttp2_session_send(ses) != 0) {
+            break; /* the node already closed */
+        }
+    }
+    assert_int_equal(wait_closed(g.fd), 1);
+    nghttp2_session_del(ses);
+    close(g.fd);
+    h2get_t g2;
+    assert_int_equal(h2_get(pul_system_addr(b), "/health", &g2), 200);
+    pul_system_shutdown(b);
+}
+
+static void
 test_max_connections(void **state)
 {
     (void)state;
@@ -1411,6 +1451,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_route_drop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_peer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rapid_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_silent_peer, setup, teardown),
