@@ -149,6 +149,9 @@ struct pul__net_s {
     size_t nroutes;
     size_t caproutes;
     handler_t *handlers;
+    struct sst_s *held_head; /* tells waiting for mailbox room (server.c) */
+    struct sst_s *held_tail;
+    pul__tmr_t tell_timer;
     nghttp2_session_callbacks *cbs_server;
     nghttp2_session_callbacks *cbs_client;
     nghttp2_option *opt;
@@ -177,6 +180,8 @@ void client_conn_free(conn_t *cn);
 void server_callbacks(nghttp2_session_callbacks *cbs);
 void server_conn_lost(conn_t *cn);
 void server_conn_free(conn_t *cn);
+/* Shutdown: drop the tells still waiting for mailbox room. */
+void server_net_close(pul__net_t *net);
 /* rest.c: answer GET path; returns the HTTP status and a body message (content type set). */
 int rest_get(pul__net_t *net, const char *path, pul_msg_t **body, const char **ctype);
 
