@@ -323,6 +323,7 @@ pul__net_close(pul__net_t *net)
         net->listening = 0;
         uv_close((uv_handle_t *)&net->listener, listener_close_cb);
     }
+    server_net_close(net);
     for (conn_t *cn = net->conns; cn != NULL; cn = cn->next) {
         if (!cn->dead) {
             if (cn->kind == CONN_SERVER && cn->connected) {

@@ -97,6 +97,7 @@ typedef struct {
     tcount_t stopped_streams; /* producers that saw their stream closed */
     tcount_t held_n;
     long seen;
+    long seen_seq, seq_errors;
     tcount_t produced;
     pul_reply_t *held[8];
     int nheld;
@@ -165,6 +166,8 @@ producer_tick(void *arg)
     producer_free(p);
 }
 
+static tcount_t gate;
+
 static void
 unref_msg(void *m)
 {
@@ -190,6 +193,15 @@ tact_receive(pul_ctx_t *ctx, pul_msg_t *msg, void *state)
         pul_ctx_reply(ctx, r);
     } else if (strcmp(type, "tell") == 0) {
         tcount_add(&t->told, 1);
+    } else if (strcmp(type, "seq") == 0) {
+        long v = strtol(d, NULL, 10);
+        if (v != t->seen_seq + 1) {
+            t->seq_errors++;
+        }
+        t->seen_seq = v;
+        tcount_add(&t->told, 1);
+    } else if (strcmp(type, "block") == 0) {
+        tcount_wait(&gate, 1); /* holds b's core thread: everything queues */
     } else if (strcmp(type, "biz") == 0) {
         pul_error_t e = {.kind = PUL_ERRKIND_BUSINESS,
                          .code = 422,
@@ -250,7 +262,16 @@ tact_free(void *state)
 }
 
 static pul_id_t
+spawn_tact_cap(pul_system_t *sys, const char *name, size_t cap, tact_t **out);
+
+static pul_id_t
 spawn_tact(pul_system_t *sys, const char *name, tact_t **out)
+{
+    return spawn_tact_cap(sys, name, 0, out);
+}
+
+static pul_id_t
+spawn_tact_cap(pul_system_t *sys, const char *name, size_t cap, tact_t **out)
 {
     tact_t *t = calloc(1, sizeof *t);
     tcount_init(&t->told);
@@ -261,6 +282,7 @@ spawn_tact(pul_system_t *sys, const char *name, tact_t **out)
     pul_spawn_opts_t o;
     pul_spawn_opts_init(&o);
     o.name = name;
+    o.mailbox_capacity = cap;
     pul_id_t id;
     assert_int_equal(pul_spawn(sys, &vt, t, &o, &id), 0);
     if (out != NULL) {
@@ -574,6 +596,31 @@ test_caller_shuts_down(void **state)
 }
 
 static void
+test_remote_tell_full_mailbox(void **state)
+{
+    (void)state;
+    pul_system_t *a = node_new(), *b = node_new();
+    route(a, b);
+    tact_t *t;
+    pul_id_t id = spawn_tact_cap(b, NULL, 1, &t);
+    tcount_init(&gate);
+    /* The actor blocks b's core thread; then 50 tells arrive for a mailbox of one: they are
+     * held (not dropped, not answered) and delivered in order once there is room. */
+    assert_int_equal(pul_tell(a, id, pul_msg_new("block", "", 0)), 0);
+    for (int i = 1; i <= 50; i++) {
+        char buf[16];
+        int k = snprintf(buf, sizeof buf, "%d", i);
+        assert_int_equal(pul_tell(a, id, pul_msg_new("seq", buf, (size_t)k)), 0);
+    }
+    tcount_add(&gate, 1);
+    assert_int_equal(tcount_wait(&t->told, 50), 50);
+    assert_int_equal(t->seq_errors, 0);
+    pul_system_shutdown(a);
+    pul_system_shutdown(b);
+    tcount_destroy(&gate);
+}
+
+static void
 test_route_drop(void **state)
 {
     (void)state;
@@ -854,6 +901,46 @@ test_garbage_peer(void **state)
     assert_int_equal(task_ask(a, id, "echo", "after", 0, &r), 0);
     assert_string_equal(r.data, "after");
     pul_system_shutdown(a);
+    pul_system_shutdown(b);
+}
+
+static void
+test_rapid_reset(void **state)
+{
+    (void)state;
+    pul_system_t *b = node_new();
+    h2get_t g;
+    memset(&g, 0, sizeof g);
+    g.fd = tcp_connect_to(pul_system_addr(b));
+    nghttp2_session_callbacks *cbs;
+    nghttp2_session_callbacks_new(&cbs);
+    nghttp2_session_callbacks_set_send_callback(cbs, h2_send);
+    nghttp2_session *ses;
+    nghttp2_session_client_new(&ses, cbs, &g);
+    nghttp2_session_callbacks_del(cbs);
+    nghttp2_submit_settings(ses, NGHTTP2_FLAG_NONE, NULL, 0);
+    nghttp2_nv nva[] = {
+        {(uint8_t *)":method", (uint8_t *)"GET", 7, 3, 0},
+        {(uint8_t *)":path", (uint8_t *)"/health", 5, 7, 0},
+        {(uint8_t *)":scheme", (uint8_t *)"http", 7, 4, 0},
+        {(uint8_t *)":authority", (uint8_t *)"x", 10, 1, 0},
+    };
+    /* Open and reset streams in a loop: past the limit the node says GOAWAY and closes. */
+    for (int i = 0; i < 3000; i++) {
+        int32_t sid = nghttp2_submit_request(ses, NULL, nva, 4, NULL, NULL);
+        if (sid < 0 || nghttp2_session_send(ses) != 0) {
+            break;
+        }
+        nghttp2_submit_rst_stream(ses, NGHTTP2_FLAG_NONE, sid, NGHTTP2_CANCEL);
+        if (nghttp2_session_send(ses) != 0) {
+            break; /* the node already closed */
+        }
+    }
+    assert_int_equal(wait_closed(g.fd), 1);
+    nghttp2_session_del(ses);
+    close(g.fd);
+    h2get_t g2;
+    assert_int_equal(h2_get(pul_system_addr(b), "/health", &g2), 200);
     pul_system_shutdown(b);
 }
 
@@ -1408,9 +1495,11 @@ main(void)
         cmocka_unit_test_setup_teardown(test_remote_cancel_and_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_peer_goes_away, setup, teardown),
         cmocka_unit_test_setup_teardown(test_caller_shuts_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remote_tell_full_mailbox, setup, teardown),
         cmocka_unit_test_setup_teardown(test_route_drop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_peer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rapid_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_silent_peer, setup, teardown),
