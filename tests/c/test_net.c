@@ -905,6 +905,50 @@ test_garbage_peer(void **state)
 }
 
 static void
+test_random_frames(void **state)
+{
+    (void)state;
+    pul_system_t *a = node_new(), *b = node_new();
+    route(a, b);
+    pul_id_t id = spawn_tact(b, NULL, NULL);
+    uint32_t x = 12345;
+    for (int c = 0; c < 30; c++) {
+        int fd = tcp_connect_to(pul_system_addr(b));
+        uint8_t buf[4096];
+        size_t n = 0;
+        static const char pre[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+        memcpy(buf, pre, sizeof pre - 1);
+        n = sizeof pre - 1;
+        /* an empty SETTINGS, then frames with random headers and payloads */
+        static const uint8_t settings[9] = {0, 0, 0, 4, 0, 0, 0, 0, 0};
+        memcpy(buf + n, settings, 9);
+        n += 9;
+        while (n + 9 + 64 < sizeof buf) {
+            x = x * 1103515245u + 12345u;
+            uint32_t len = (x >> 8) % 64;
+            uint8_t type = (uint8_t)((x >> 20) % 10);
+            x = x * 1103515245u + 12345u;
+            uint8_t hdr[9] = {0, 0, (uint8_t)len, type, (uint8_t)(x >> 24),
+                              0, 0, 0, (uint8_t)(1 + 2 * ((x >> 16) % 8))};
+            memcpy(buf + n, hdr, 9);
+            n += 9;
+            for (uint32_t k = 0; k < len; k++) {
+                x = x * 1103515245u + 12345u;
+                buf[n++] = (uint8_t)(x >> 16);
+            }
+        }
+        (void)send(fd, buf, n, MSG_NOSIGNAL);
+        assert_int_equal(wait_closed(fd), 1);
+        close(fd);
+    }
+    tans_t r;
+    assert_int_equal(task_ask(a, id, "echo", "alive", 0, &r), 0);
+    assert_string_equal(r.data, "alive");
+    pul_system_shutdown(a);
+    pul_system_shutdown(b);
+}
+
+static void
 test_rapid_reset(void **state)
 {
     (void)state;
@@ -1499,6 +1543,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_route_drop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_peer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_random_frames, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rapid_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_errors, setup, teardown),
