@@ -1410,6 +1410,35 @@ test_alloc_failures(void **state)
     pul_system_shutdown(b);
 }
 
+static void
+test_start_alloc_failures(void **state)
+{
+    (void)state;
+    long base = pul_mem_live();
+    int failed = 0, ok = 0;
+    for (long n = 1; n <= 40; n++) {
+        pul_system_config_t cfg;
+        pul_system_config_init(&cfg);
+        cfg.listen_addr = "127.0.0.1:0";
+        const char *seeds[] = {"127.0.0.1:1", "127.0.0.1:2"};
+        cfg.seeds = seeds;
+        cfg.nseeds = 2;
+        pul_system_t *s = NULL;
+        pul_mem_fail_after(n);
+        int rc = pul_system_new(&cfg, &s);
+        pul_mem_fail_after(0);
+        if (rc == 0) {
+            ok++;
+            pul_system_shutdown(s);
+        } else {
+            assert_true(rc == PUL_ENOMEM || rc == PUL_EIO);
+            failed++;
+        }
+        assert_int_equal(pul_mem_live(), base);
+    }
+    assert_true(failed > 0 && ok > 0);
+}
+
 #include <dirent.h>
 
 static int
@@ -1554,6 +1583,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_bad_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_three_nodes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_start_alloc_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fds_return, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
