@@ -140,6 +140,8 @@ struct pul__net_s {
     int closing;
     int listening;
     uv_tcp_t listener;
+    uv_timer_t keep; /* never started; its close frees the transport */
+    int keep_init;
     size_t nhandles; /* libuv handles not yet closed (listener, sockets) */
     conn_t *conns;
     size_t ninbound;

@@ -905,6 +905,50 @@ test_garbage_peer(void **state)
 }
 
 static void
+test_random_frames(void **state)
+{
+    (void)state;
+    pul_system_t *a = node_new(), *b = node_new();
+    route(a, b);
+    pul_id_t id = spawn_tact(b, NULL, NULL);
+    uint32_t x = 12345;
+    for (int c = 0; c < 30; c++) {
+        int fd = tcp_connect_to(pul_system_addr(b));
+        uint8_t buf[4096];
+        size_t n = 0;
+        static const char pre[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+        memcpy(buf, pre, sizeof pre - 1);
+        n = sizeof pre - 1;
+        /* an empty SETTINGS, then frames with random headers and payloads */
+        static const uint8_t settings[9] = {0, 0, 0, 4, 0, 0, 0, 0, 0};
+        memcpy(buf + n, settings, 9);
+        n += 9;
+        while (n + 9 + 64 < sizeof buf) {
+            x = x * 1103515245u + 12345u;
+            uint32_t len = (x >> 8) % 64;
+            uint8_t type = (uint8_t)((x >> 20) % 10);
+            x = x * 1103515245u + 12345u;
+            uint8_t hdr[9] = {0, 0, (uint8_t)len, type, (uint8_t)(x >> 24),
+                              0, 0, 0, (uint8_t)(1 + 2 * ((x >> 16) % 8))};
+            memcpy(buf + n, hdr, 9);
+            n += 9;
+            for (uint32_t k = 0; k < len; k++) {
+                x = x * 1103515245u + 12345u;
+                buf[n++] = (uint8_t)(x >> 16);
+            }
+        }
+        (void)send(fd, buf, n, MSG_NOSIGNAL);
+        assert_int_equal(wait_closed(fd), 1);
+        close(fd);
+    }
+    tans_t r;
+    assert_int_equal(task_ask(a, id, "echo", "alive", 0, &r), 0);
+    assert_string_equal(r.data, "alive");
+    pul_system_shutdown(a);
+    pul_system_shutdown(b);
+}
+
+static void
 test_rapid_reset(void **state)
 {
     (void)state;
@@ -1366,6 +1410,35 @@ test_alloc_failures(void **state)
     pul_system_shutdown(b);
 }
 
+static void
+test_start_alloc_failures(void **state)
+{
+    (void)state;
+    long base = pul_mem_live();
+    int failed = 0, ok = 0;
+    for (long n = 1; n <= 40; n++) {
+        pul_system_config_t cfg;
+        pul_system_config_init(&cfg);
+        cfg.listen_addr = "127.0.0.1:0";
+        const char *seeds[] = {"127.0.0.1:1", "127.0.0.1:2"};
+        cfg.seeds = seeds;
+        cfg.nseeds = 2;
+        pul_system_t *s = NULL;
+        pul_mem_fail_after(n);
+        int rc = pul_system_new(&cfg, &s);
+        pul_mem_fail_after(0);
+        if (rc == 0) {
+            ok++;
+            pul_system_shutdown(s);
+        } else {
+            assert_true(rc == PUL_ENOMEM || rc == PUL_EIO);
+            failed++;
+        }
+        assert_int_equal(pul_mem_live(), base);
+    }
+    assert_true(failed > 0 && ok > 0);
+}
+
 #include <dirent.h>
 
 static int
@@ -1499,6 +1572,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_route_drop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_peer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_random_frames, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rapid_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_errors, setup, teardown),
@@ -1509,6 +1583,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_bad_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_three_nodes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_start_alloc_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fds_return, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
