@@ -656,8 +656,15 @@ peer_conn(pul__net_t *net, const char *addr, int kind, int *err)
         *err = PUL_ENOMEM;
         return NULL;
     }
-    if (p->conn[kind] != NULL && !p->conn[kind]->dead) {
-        return p->conn[kind];
+    conn_t *old = p->conn[kind];
+    if (old != NULL && !old->dead) {
+        if (!old->connected || nghttp2_session_check_request_allowed(old->ses)) {
+            return old;
+        }
+        /* The peer sent GOAWAY: its streams finish on the old connection (which closes itself
+         * when done); new calls go to a fresh one. */
+        old->peer = NULL;
+        p->conn[kind] = NULL;
     }
     if (pul__now_ms() < p->retry_at[kind]) {
         *err = PUL_EIO; /* failed a moment ago: fail fast until the backoff has passed */

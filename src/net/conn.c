@@ -369,7 +369,6 @@ conn_new(pul__net_t *net, int kind)
         pul__free(cn);
         return NULL;
     }
-    uv_tcp_nodelay(&cn->tcp, 1);
     cn->tcp.data = cn;
     cn->net = net;
     cn->kind = kind;
@@ -405,6 +404,8 @@ conn_session_setup(conn_t *cn)
     return 0;
 }
 
+static void conn_connect_timeout(pul__tmr_t *t);
+
 int
 conn_start_server(conn_t *cn)
 {
@@ -416,10 +417,19 @@ conn_start_server(conn_t *cn)
     if (rc != 0) {
         return rc;
     }
+    (void)uv_tcp_nodelay(&cn->tcp, 1); /* small frames must not wait for Nagle */
     if (cn->io->start(cn) != 0) {
         return PUL_EIO;
     }
     cn->connected = 1;
+    /* A peer that connects and says nothing must not hold a slot of max_connections: its
+     * preface and SETTINGS are due within connect_timeout_ms (disarmed in server.c). */
+    uint64_t to = net->sys->cfg.connect_timeout_ms ? net->sys->cfg.connect_timeout_ms : 2000;
+    cn->connect_timer.cb = conn_connect_timeout;
+    rc = pul__timer_arm(&net->sys->loop, &cn->connect_timer, pul__now_ms() + to);
+    if (rc != 0) {
+        return rc;
+    }
     conn_flush_later(cn);
     return 0;
 }
@@ -443,6 +453,7 @@ conn_connect_cb(uv_connect_t *req, int status)
         conn_fail(cn, PUL_EIO);
         return;
     }
+    (void)uv_tcp_nodelay(&cn->tcp, 1);
     if (cn->io->start(cn) != 0) {
         conn_fail(cn, PUL_EIO);
         return;

@@ -73,3 +73,24 @@ async def _resolvable(system, name) -> bool:
 
 async def _sees(system, node_id) -> bool:
     return (await alive_view(system)).get(node_id) == "Alive"
+
+
+async def test_head_node_mode():
+    from cluster_util import FAST, converged
+
+    head = await pul.actor_system(addr="127.0.0.1:0", is_head_node=True, timing=FAST)
+    workers = []
+    try:
+        for _ in range(2):
+            workers.append(
+                await pul.actor_system(addr="127.0.0.1:0", head_addr=head.addr, timing=FAST)
+            )
+        everyone = [head, *workers]
+        await eventually(lambda: converged(everyone), what="head and workers to converge")
+        await Box.spawn(system=workers[0], name="hbox")
+        p = await Box.resolve("hbox", system=workers[1], timeout=20)
+        assert not p.ref.is_local() and await p.get() == 0
+    finally:
+        for s in reversed(workers):
+            await s.shutdown()
+        await head.shutdown()
