@@ -13,24 +13,6 @@
 #include "net/net.h"
 #include "pul_test.h"
 
-static long mem_base;
-
-static int
-setup(void **state)
-{
-    (void)state;
-    mem_base = pul_mem_live();
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    (void)state;
-    assert_int_equal(pul_mem_live(), mem_base);
-    return 0;
-}
-
 /* ---- systems --------------------------------------------------------------------------- */
 
 static pul_system_t *
@@ -1561,30 +1543,30 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_remote_ask, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_remote_tell_and_named, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_remote_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_remote_stream, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_remote_cancel_and_deadline, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_peer_goes_away, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_caller_shuts_down, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_remote_tell_full_mailbox, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_route_drop, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rest, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_garbage_peer, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_random_frames, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rapid_reset, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_max_connections, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bind_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_silent_peer, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_big_message, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stream_backpressure, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_control_plane, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_requests, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_three_nodes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_start_alloc_failures, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fds_return, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remote_ask, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_remote_tell_and_named, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_remote_errors, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_remote_stream, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_remote_cancel_and_deadline, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_peer_goes_away, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_caller_shuts_down, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_remote_tell_full_mailbox, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_route_drop, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_rest, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_peer, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_random_frames, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_rapid_reset, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_max_connections, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_bind_errors, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_silent_peer, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_big_message, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_stream_backpressure, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_control_plane, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_requests, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_three_nodes, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_alloc_failures, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_start_alloc_failures, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_fds_return, pul_test_setup, pul_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
