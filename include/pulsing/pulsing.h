@@ -335,6 +335,15 @@ typedef pul_ask_cb pul_stream_cb;
  * Returns 0 (cb will run exactly once), PUL_ECLOSED, PUL_ENOMEM, PUL_EINVAL. */
 PUL_EXTERN int pul_ask(pul_system_t *sys, pul_id_t target, pul_msg_t *msg, uint64_t deadline_ms,
                        pul_ask_cb cb, void *arg, pul_call_t **out_call);
+/* GET http://addr/path (a REST endpoint of any node, e.g. "/cluster/members") over the system's
+ * HTTP/2 control connection to addr; works on a system without a listener. cb runs once on the
+ * core thread, never inside this call: status 0 with a reply whose type is the HTTP status in
+ * decimal ("200") and whose payload is the response body, or PUL_EIO (cannot connect, reset),
+ * PUL_ETIMEDOUT (timeout_ms passed; 0 = none), PUL_ETOOBIG (body over max_message_size),
+ * PUL_ECLOSED. Any thread. Returns 0 (cb will run), PUL_EINVAL (path not starting with '/',
+ * over 270 bytes, or addr over PUL_ADDR_MAX), PUL_ECLOSED, PUL_ENOMEM. */
+PUL_EXTERN int pul_http_get(pul_system_t *sys, const char *addr, const char *path,
+                            uint64_t timeout_ms, pul_ask_cb cb, void *arg);
 /* Like pul_ask but the reply is a stream (a plain reply arrives as one item then EOF). */
 PUL_EXTERN int pul_ask_stream(pul_system_t *sys, pul_id_t target, pul_msg_t *msg,
                               uint64_t deadline_ms, pul_stream_cb cb, void *arg,

@@ -10,6 +10,7 @@ writes the eventfd only when the queue goes from empty to non-empty; `CoreSystem
 `loop.add_reader` callback) empties the whole queue in one pass.
 """
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -277,6 +278,12 @@ class CoreSystem:
         """Like ask, to the instance of `name` on node `node_id` (None: this node)."""
 
     # ---- cluster (pul_members, pul_resolve_name, pul_named_foreach, pul_actor_node) ----
+    def http_get(
+        self, addr: str, path: str, future: asyncio.Future[Any], timeout_ms: int = 0
+    ) -> None:
+        """GET http://addr/path (a REST endpoint such as "/cluster/members") over the core's
+        HTTP/2 client; `future` gets (HTTP status as a decimal str, body bytes) or a CoreError
+        (EIO: cannot connect; ETIMEDOUT). Works on a system without a listener."""
     def members(self) -> list[tuple[int, str, str, int]]:
         """(node_id, addr, status, incarnation) per member, this node first; status is
         "Alive", "Suspect", "Dead" or "Left"; addr is "" for a node without a listener."""

@@ -47,6 +47,7 @@ struct rcall_s {
     pul__tmr_t timer;
     pul__task_t task;
     int later;
+    int get; /* RC_POST sent as a GET without a body */
 };
 
 /* ---- helpers ------------------------------------------------------------------------------- */
@@ -746,7 +747,7 @@ rcall_submit(conn_t *cn, rcall_t *rc, const char *path, const char *mode, const 
     pul_id_format(net->sys->node_id, from);
     nghttp2_nv nva[9];
     size_t n = 0;
-    nva[n++] = (nghttp2_nv)NV(":method", "POST");
+    nva[n++] = (nghttp2_nv)NV(":method", rc->get ? "GET" : "POST");
     nva[n++] = (nghttp2_nv)NV(":path", path);
     nva[n++] = (nghttp2_nv)NV(":scheme", "http");
     nva[n++] = (nghttp2_nv)NV(":authority", cn->peer != NULL ? cn->peer->addr : "pulsing");
@@ -761,12 +762,12 @@ rcall_submit(conn_t *cn, rcall_t *rc, const char *path, const char *mode, const 
                      (unsigned long long)(due > now ? due - now : 1));
             nva[n++] = (nghttp2_nv)NV("pul-deadline", deadline);
         }
-    } else {
+    } else if (!rc->get) {
         nva[n++] = (nghttp2_nv)NV("content-type", "application/msgpack");
     }
     rc->out.eof = 1;
     nghttp2_data_provider prov = outq_provider(&rc->out);
-    int32_t sid = nghttp2_submit_request(cn->ses, NULL, nva, n, &prov, rc);
+    int32_t sid = nghttp2_submit_request(cn->ses, NULL, nva, n, rc->get ? NULL : &prov, rc);
     if (sid < 0) {
         return sid == NGHTTP2_ERR_NOMEM ? PUL_ENOMEM : PUL_EIO;
     }
@@ -912,9 +913,9 @@ post_later_task(pul__task_t *t)
     rcall_free(rc);
 }
 
-int
-pul__net_post(pul__net_t *net, const char *addr, const char *path, const uint8_t *body,
-              size_t len, uint64_t timeout_ms, pul__net_resp_cb cb, void *arg)
+static int
+net_ctrl(pul__net_t *net, int get, const char *addr, const char *path, const uint8_t *body,
+         size_t len, uint64_t timeout_ms, pul__net_resp_cb cb, void *arg)
 {
     if (net == NULL || net->closing) {
         return PUL_ECLOSED;
@@ -925,7 +926,8 @@ pul__net_post(pul__net_t *net, const char *addr, const char *path, const uint8_t
     }
     rc->cb = cb;
     rc->arg = arg;
-    if (outq_push_copy(&rc->out, body, len) != 0) {
+    rc->get = get;
+    if (!get && outq_push_copy(&rc->out, body, len) != 0) {
         rcall_free(rc);
         return PUL_ENOMEM;
     }
@@ -953,4 +955,89 @@ pul__net_post(pul__net_t *net, const char *addr, const char *path, const uint8_t
         }
     }
     return 0;
+}
+
+int
+pul__net_post(pul__net_t *net, const char *addr, const char *path, const uint8_t *body,
+              size_t len, uint64_t timeout_ms, pul__net_resp_cb cb, void *arg)
+{
+    return net_ctrl(net, 0, addr, path, body, len, timeout_ms, cb, arg);
+}
+
+int
+pul__net_get(pul__net_t *net, const char *addr, const char *path, uint64_t timeout_ms,
+             pul__net_resp_cb cb, void *arg)
+{
+    return net_ctrl(net, 1, addr, path, NULL, 0, timeout_ms, cb, arg);
+}
+
+/* ---- pul_http_get: the public door to pul__net_get ------------------------------------------ */
+
+#define HGET_PATH_MAX 270
+
+typedef struct {
+    pul_system_t *sys;
+    char addr[PUL_ADDR_MAX + 1];
+    char path[HGET_PATH_MAX + 1];
+    uint64_t timeout_ms;
+    pul_ask_cb cb;
+    void *arg;
+} hget_t;
+
+static void
+hget_resp(int status, const uint8_t *body, size_t len, void *arg)
+{
+    hget_t *h = arg;
+    pul_ask_cb cb = h->cb;
+    void *cbarg = h->arg;
+    pul__free(h);
+    if (status < 0) {
+        cb(status, NULL, NULL, cbarg);
+        return;
+    }
+    char type[16];
+    snprintf(type, sizeof type, "%d", status);
+    pul_msg_t *m = pul_msg_new(type, body, len);
+    if (m == NULL) {
+        cb(PUL_ENOMEM, NULL, NULL, cbarg);
+        return;
+    }
+    cb(0, m, NULL, cbarg);
+    pul_msg_unref(m);
+}
+
+static void
+hget_start(void *arg)
+{
+    hget_t *h = arg;
+    int rc = pul__net_get(h->sys->net, h->addr, h->path, h->timeout_ms, hget_resp, h);
+    if (rc != 0) {
+        /* We run on a posted task, not inside pul_http_get: answering now is not re-entrant. */
+        hget_resp(rc, NULL, 0, h);
+    }
+}
+
+int
+pul_http_get(pul_system_t *sys, const char *addr, const char *path, uint64_t timeout_ms,
+             pul_ask_cb cb, void *arg)
+{
+    if (sys == NULL || addr == NULL || path == NULL || cb == NULL || path[0] != '/' ||
+        strlen(addr) > PUL_ADDR_MAX || strlen(path) > HGET_PATH_MAX) {
+        return PUL_EINVAL;
+    }
+    hget_t *h = pul__calloc(1, sizeof *h);
+    if (h == NULL) {
+        return PUL_ENOMEM;
+    }
+    h->sys = sys;
+    strcpy(h->addr, addr);
+    strcpy(h->path, path);
+    h->timeout_ms = timeout_ms;
+    h->cb = cb;
+    h->arg = arg;
+    int rc = pul_system_post(sys, hget_start, h);
+    if (rc != 0) {
+        pul__free(h);
+    }
+    return rc;
 }

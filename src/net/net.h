@@ -67,6 +67,12 @@ typedef void (*pul__net_resp_cb)(int status, const uint8_t *body, size_t len, vo
 int pul__net_post(pul__net_t *net, const char *addr, const char *path, const uint8_t *body,
                   size_t len, uint64_t timeout_ms, pul__net_resp_cb cb, void *arg);
 
+/* GET http://addr/path over the same control connection (no request body), for the REST
+ * endpoints. Same contract as pul__net_post: cb runs exactly once, never inside this call.
+ * Returns 0 or PUL_ENOMEM/PUL_ECLOSED. Core thread. */
+int pul__net_get(pul__net_t *net, const char *addr, const char *path, uint64_t timeout_ms,
+                 pul__net_resp_cb cb, void *arg);
+
 /* A handler for POST requests under a path prefix ("/cluster/", "/head/"). It gets the whole
  * body and answers synchronously: returns the HTTP status and may set *resp (allocated with
  * pul__malloc, freed by the transport) and *resp_len. */

@@ -382,3 +382,35 @@ pulpy_sys_ask_named(PyObject *op, PyObject *args, PyObject *kw)
     }
     Py_RETURN_NONE;
 }
+
+/* http_get(addr, path, future, timeout_ms=0): GET a REST endpoint of any node over the core's
+ * HTTP/2 client; the future gets ("<status>", body bytes) or a CoreError. Home thread. */
+PyObject *
+pulpy_sys_http_get(PyObject *op, PyObject *args, PyObject *kw)
+{
+    CoreSystemObject *self = (CoreSystemObject *)op;
+    static char *names[] = {"addr", "path", "future", "timeout_ms", NULL};
+    const char *addr, *path;
+    PyObject *future;
+    unsigned long long timeout_ms = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "ssO|K:http_get", names, &addr, &path, &future,
+                                     &timeout_ms)) {
+        return NULL;
+    }
+    if (check(self) < 0) {
+        return NULL;
+    }
+    if (path[0] != '/' || strlen(path) > 270 || strlen(addr) > PUL_ADDR_MAX) {
+        PyErr_SetString(PyExc_ValueError, "http_get: addr too long, or path not an absolute path");
+        return NULL;
+    }
+    AskObject *a = pulpy_ask_prepare(self, future, 0);
+    if (a == NULL) {
+        return NULL;
+    }
+    int rc = pul_http_get(self->sys, addr, path, timeout_ms, pulpy_ask_core_cb, a);
+    if (rc != 0) {
+        return pulpy_ask_abort(self, a, rc, "http_get");
+    }
+    Py_RETURN_NONE;
+}

@@ -1215,6 +1215,9 @@ static PyMethodDef sys_methods[] = {
     {"ask_named", (PyCFunction)(void (*)(void))pulpy_sys_ask_named,
      METH_VARARGS | METH_KEYWORDS,
      "ask_named(node_id, name, msg_type, payload, future, deadline_ms=0, segments=False)"},
+    {"http_get", (PyCFunction)(void (*)(void))pulpy_sys_http_get, METH_VARARGS | METH_KEYWORDS,
+     "http_get(addr, path, future, timeout_ms=0): GET a node's REST endpoint; the future gets "
+     "(status str, body bytes)"},
     {"members", pulpy_sys_members, METH_NOARGS,
      "members() -> [(node_id, addr, status, incarnation)], this node first"},
     {"resolve_name", pulpy_sys_resolve_name, METH_O,

@@ -1208,6 +1208,85 @@ do_post(pul_system_t *from, const char *addr, const char *path, uint64_t timeout
     return op->status;
 }
 
+/* ---- pul_http_get: REST over the client side of the transport ---------------------------- */
+
+typedef struct {
+    int status;
+    int calls;
+    char type[16];
+    char body[4096];
+    tcount_t done;
+} hget_op_t;
+
+static void
+hget_cb(int status, pul_msg_t *reply, const pul_error_t *err, void *arg)
+{
+    (void)err;
+    hget_op_t *op = arg;
+    op->status = status;
+    op->calls++;
+    if (reply != NULL) {
+        size_t len = 0;
+        const void *p = pul_msg_data(reply, &len);
+        snprintf(op->type, sizeof op->type, "%s", pul_msg_type(reply));
+        snprintf(op->body, sizeof op->body, "%.*s", (int)len, (const char *)p);
+    }
+    tcount_add(&op->done, 1);
+}
+
+static int
+do_get(pul_system_t *from, const char *addr, const char *path, uint64_t timeout_ms,
+       hget_op_t *op)
+{
+    memset(op, 0, sizeof *op);
+    tcount_init(&op->done);
+    assert_int_equal(pul_http_get(from, addr, path, timeout_ms, hget_cb, op), 0);
+    tcount_wait(&op->done, 1);
+    usleep(1000); /* a second callback would show up here */
+    tcount_destroy(&op->done);
+    assert_int_equal(op->calls, 1);
+    return op->status;
+}
+
+static void
+test_http_get(void **state)
+{
+    (void)state;
+    pul_system_t *b = node_new();
+    /* The caller has no listener: GET needs only the client side. */
+    pul_system_config_t cfg;
+    pul_system_config_init(&cfg);
+    pul_system_t *a = NULL;
+    assert_int_equal(pul_system_new(&cfg, &a), 0);
+    hget_op_t op;
+    assert_int_equal(do_get(a, pul_system_addr(b), "/health", 2000, &op), 0);
+    assert_string_equal(op.type, "200");
+    assert_non_null(strstr(op.body, "{"));
+    assert_int_equal(do_get(a, pul_system_addr(b), "/cluster/members", 2000, &op), 0);
+    assert_string_equal(op.type, "200");
+    assert_non_null(strstr(op.body, pul_system_addr(b)));
+    assert_int_equal(do_get(a, pul_system_addr(b), "/metrics", 2000, &op), 0);
+    assert_string_equal(op.type, "200");
+    assert_int_equal(do_get(a, pul_system_addr(b), "/nope", 2000, &op), 0);
+    assert_string_equal(op.type, "404");
+    /* Bad arguments are refused at once; no callback. */
+    assert_int_equal(pul_http_get(a, pul_system_addr(b), "health", 0, hget_cb, &op), PUL_EINVAL);
+    assert_int_equal(pul_http_get(a, pul_system_addr(b), "/x", 0, NULL, &op), PUL_EINVAL);
+    /* Nobody listening: a transport failure. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    socklen_t sl = sizeof sa;
+    getsockname(fd, (struct sockaddr *)&sa, &sl);
+    char dead[32];
+    snprintf(dead, sizeof dead, "127.0.0.1:%d", ntohs(sa.sin_port));
+    assert_int_equal(do_get(a, dead, "/health", 2000, &op), PUL_EIO);
+    close(fd);
+    pul_system_shutdown(a);
+    pul_system_shutdown(b);
+}
+
 static void
 test_control_plane(void **state)
 {
@@ -1562,6 +1641,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_big_message, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_stream_backpressure, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_control_plane, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_http_get, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_bad_requests, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_three_nodes, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_alloc_failures, pul_test_setup, pul_test_teardown),

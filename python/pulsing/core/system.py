@@ -1309,6 +1309,26 @@ class ActorSystem:
         if self._closed:
             raise PulsingRuntimeError("Actor system is shut down")
 
+    async def http_get(
+        self, addr: str, path: str, *, timeout: float | None = 5.0
+    ) -> tuple[int, bytes]:
+        """GET a node's REST endpoint (`/health`, `/cluster/members`, `/actors`, `/metrics`) over
+        the runtime's own HTTP/2 client; works without a listener. Returns (HTTP status, body).
+        Raises `PulsingRuntimeError` when the node cannot be reached or does not answer within
+        `timeout` seconds (None: no limit)."""
+        self._check_open()
+        fut = self._loop.create_future()
+        timeout_ms = max(1, int(timeout * 1000)) if timeout else 0
+        try:
+            self._core.http_get(addr, path, fut, timeout_ms)
+        except ValueError as e:
+            raise PulsingRuntimeError(f"GET http://{addr}{path}: {e}", cause=e) from None
+        try:
+            status, body = await fut
+        except _core.CoreError as e:
+            raise PulsingRuntimeError(f"GET http://{addr}{path}: {e.args[0]}", cause=e) from None
+        return int(status), body
+
     def _core_system(self) -> Any:
         """The underlying `_core.CoreSystem` (benchmarks and tests)."""
         return self._core
