@@ -1,0 +1,7 @@
+"""`python -m pulsing.cli`: the `pulsing` command."""
+
+import sys
+
+from pulsing.cli import main
+
+sys.exit(main())

@@ -1,0 +1,271 @@
+"""The `pulsing` command driven as a user would: subprocesses against a real node on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+FIRST_LINE = re.compile(
+    r"^pulsing: node (127\.0\.0\.1:\d+) \(node id ([0-9a-f]{32})\) hosting (\S+)$"
+)
+
+_procs: list[subprocess.Popen] = []
+
+
+def _cmd() -> list[str]:
+    script = Path(sys.executable).with_name("pulsing")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("pulsing")
+    return [found] if found else [sys.executable, "-m", "pulsing"]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
+    env.pop("PULSING_DEBUG", None)
+    return env
+
+
+def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*_cmd(), *args], env=_env(), check=False, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def start_node(*args: str) -> tuple[subprocess.Popen, str, str]:
+    """Start `pulsing actor ...`; returns (process, addr, first line)."""
+    p = subprocess.Popen(
+        [*_cmd(), "actor", *args],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _procs.append(p)
+    line: list[str] = []
+    t = threading.Thread(target=lambda: line.append(p.stdout.readline()), daemon=True)
+    t.start()
+    t.join(20)
+    if not line or not line[0]:
+        p.kill()
+        _, err = p.communicate(timeout=10)
+        pytest.fail(f"node did not start: {err}")
+    m = FIRST_LINE.match(line[0].strip())
+    assert m, line[0]
+    return p, m.group(1), line[0].strip()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _kill_all():
+    yield
+    for p in _procs:
+        if p.poll() is None:
+            p.kill()
+        try:
+            p.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            print(f"process {p.pid} did not exit after SIGKILL", file=sys.stderr)
+    _procs.clear()
+
+
+@pytest.fixture(scope="module")
+def node():
+    _p, addr, first = start_node("cli_actors.Echo", "--addr", "127.0.0.1:0", "--name", "x")
+    return addr, first
+
+
+def dead_addr() -> str:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return f"127.0.0.1:{port}"
+
+
+def one_line_error(r: subprocess.CompletedProcess) -> str:
+    assert r.returncode != 0, r
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("pulsing: error: "), lines
+    return lines[0]
+
+
+def test_first_line(node):
+    _addr, first = node
+    assert first.endswith("hosting actors/x")
+
+
+def test_inspect_cluster(node):
+    addr, first = node
+    r = run("inspect", "cluster", "--endpoint", addr)
+    assert r.returncode == 0, r.stderr
+    assert addr in r.stdout and "Alive" in r.stdout and "NODE_ID" in r.stdout
+    assert FIRST_LINE.match(first).group(2) in r.stdout
+    r = run("inspect", "cluster", "--endpoint", addr, "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["via"] == addr
+    me = [m for m in doc["members"] if m["addr"] == addr]
+    assert me and me[0]["status"] == "Alive"
+
+
+def test_inspect_seeds_first_that_answers(node):
+    addr, _ = node
+    r = run("inspect", "cluster", "--seeds", f"{dead_addr()},{addr}", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["via"] == addr
+
+
+def test_inspect_actors(node):
+    addr, _ = node
+    r = run("inspect", "actors", "--endpoint", addr)
+    assert r.returncode == 0, r.stderr
+    assert "actors/x" in r.stdout and "system/" not in r.stdout
+    r = run("inspect", "actors", "--endpoint", addr, "--json", "--all")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    names = {row["name"] for row in rows if row["addr"] == addr}
+    assert "actors/x" in names and any(n and n.startswith("system/") for n in names)
+
+
+def test_inspect_metrics(node):
+    addr, _ = node
+    r = run("inspect", "metrics", "--endpoint", addr)
+    assert r.returncode == 0, r.stderr
+    assert "pulsing_actors" in r.stdout
+    r = run("inspect", "metrics", "--endpoint", addr, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)[addr]["pulsing_actors"] >= 1
+
+
+def test_inspect_watch(node):
+    addr, _ = node
+    r = run("inspect", "watch", "--endpoint", addr, "--count", "2", "--interval", "0.1")
+    assert r.returncode == 0, r.stderr
+    assert f"+ member {addr}" in r.stdout and "+ actor actors/x" in r.stdout
+
+
+def test_bench(node):
+    addr, _ = node
+    r = run(
+        "bench",
+        "--endpoint",
+        addr,
+        "--actor",
+        "x",
+        "--method",
+        "ping",
+        "--args",
+        "[7]",
+        "--concurrency",
+        "4",
+        "--duration",
+        "1",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "throughput" in r.stdout and "p50" in r.stdout and "p99" in r.stdout
+    assert "histogram" in r.stdout and "#" in r.stdout
+    m = re.search(r"(\d+) calls in [\d.]+s with concurrency 4, 0 errors", r.stdout)
+    assert m and int(m.group(1)) > 0, r.stdout
+    # stderr is not a terminal: no progress line.
+    assert r.stderr == ""
+
+
+def test_unreachable_endpoint():
+    line = one_line_error(run("inspect", "cluster", "--endpoint", dead_addr()))
+    assert "cannot reach" in line
+    line = one_line_error(run("bench", "--endpoint", dead_addr(), "--actor", "x", "--method", "m"))
+    assert "cannot reach" in line
+
+
+def test_wrong_actor_name(node):
+    addr, _ = node
+    line = one_line_error(
+        run("bench", "--endpoint", addr, "--actor", "nope", "--method", "ping", "--duration", "1")
+    )
+    assert "nope" in line
+
+
+def test_wrong_method(node):
+    addr, _ = node
+    line = one_line_error(
+        run("bench", "--endpoint", addr, "--actor", "x", "--method", "nometh", "--duration", "1")
+    )
+    assert "nometh" in line
+
+
+def test_class_cannot_be_imported():
+    line = one_line_error(run("actor", "no_such_module_xyz.Class", "--addr", "127.0.0.1:0"))
+    assert "no_such_module_xyz" in line
+    line = one_line_error(run("actor", "cli_actors.Missing", "--addr", "127.0.0.1:0"))
+    assert "Missing" in line
+
+
+def test_sigterm_stops_node_cleanly():
+    p, addr, first = start_node("cli_actors.Plain", "--addr", "127.0.0.1:0", "--name", "plain")
+    assert first.endswith("hosting actors/plain")
+    r = run("inspect", "actors", "--endpoint", addr, "--json")
+    assert any(row["name"] == "actors/plain" for row in json.loads(r.stdout))
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=20)
+    assert p.returncode == 0, err
+    assert "Traceback" not in err
+
+
+def test_ctor_args():
+    p, addr, _ = start_node(
+        "cli_actors.Echo", "--addr", "127.0.0.1:0", "--name", "greeter", "--", "--greeting", "yo"
+    )
+    r = run(
+        "bench",
+        "--endpoint",
+        addr,
+        "--actor",
+        "greeter",
+        "--method",
+        "hello",
+        "--duration",
+        "0.2",
+        "--json",
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["errors"] == 0
+    p.send_signal(signal.SIGINT)
+    p.communicate(timeout=20)
+    assert p.returncode == 0
+
+
+def test_parse_ctor_args():
+    from pulsing.cli.actor_cmd import parse_ctor_args
+
+    assert parse_ctor_args(["--size", "3", "--name=a b", "--verbose", "--x-y", "[1]", "pos"]) == (
+        ["pos"],
+        {"size": 3, "name": "a b", "verbose": True, "x_y": [1]},
+    )
+
+
+def test_python_dash_m(node):
+    addr, _ = node
+    r = subprocess.run(
+        [sys.executable, "-m", "pulsing", "inspect", "cluster", "--endpoint", addr],
+        env=_env(),
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 0, r.stderr
+    assert addr in r.stdout
