@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -269,3 +270,61 @@ def test_python_dash_m(node):
     )
     assert r.returncode == 0, r.stderr
     assert addr in r.stdout
+
+
+def test_bench_progress_line_on_a_terminal(node):
+    import pty
+
+    addr, _ = node
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.Popen(
+            [*_cmd(), "bench", "--endpoint", addr, "--actor", "x", "--method", "ping"]
+            + ["--concurrency", "2", "--duration", "1"],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            text=True,
+        )
+        _procs.append(p)
+        os.close(slave)
+        slave = -1
+        out, _ = p.communicate(timeout=30)
+        err = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the terminal's other side is closed
+                break
+            if not chunk:
+                break
+            err += chunk
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    assert p.returncode == 0, err
+    assert b"\r[#" in err and b"calls" in err, err
+    assert "throughput" in out
+
+
+def test_two_nodes_actors_of_every_member(node):
+    addr, _ = node
+    p, addr2, _ = start_node(
+        "cli_actors.Plain", "--addr", "127.0.0.1:0", "--seeds", addr, "--name", "second"
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        r = run("inspect", "actors", "--endpoint", addr, "--json")
+        assert r.returncode == 0, r.stderr
+        where = {row["name"]: row["addr"] for row in json.loads(r.stdout)}
+        if where.get("actors/second") == addr2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert where.get("actors/x") == addr and where.get("actors/second") == addr2, where
+    r = run("inspect", "cluster", "--endpoint", addr2, "--json")
+    alive = {m["addr"] for m in json.loads(r.stdout)["members"] if m["status"] == "Alive"}
+    assert {addr, addr2} <= alive
+    p.send_signal(signal.SIGTERM)
+    p.communicate(timeout=20)
+    assert p.returncode == 0
