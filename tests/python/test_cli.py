@@ -208,6 +208,15 @@ def test_wrong_method(node):
     assert "nometh" in line
 
 
+def test_usage_errors_are_one_line():
+    r = run("inspect", "cluster")
+    assert r.returncode == 2
+    line = one_line_error(r)
+    assert "--endpoint" in line and "pulsing inspect cluster --help" in line
+    r = run("bench", "--endpoint", "nohostport", "--actor", "x", "--method", "m")
+    assert "bad address" in one_line_error(r)
+
+
 def test_class_cannot_be_imported():
     line = one_line_error(run("actor", "no_such_module_xyz.Class", "--addr", "127.0.0.1:0"))
     assert "no_such_module_xyz" in line

@@ -5,9 +5,9 @@
     pulsing actor module.Class [--addr h:p] [--seeds ...] [--name x] [-- ctor args]
     pulsing bench --endpoint h:p --actor name --method m [--concurrency N] [--duration S]
 
-Errors the user can cause (unreachable node, unknown actor, class that cannot be imported, bad
-arguments) end the command with one line on stderr and exit status 1; set PULSING_DEBUG=1 for
-the traceback.
+Errors the user can cause (unreachable node, unknown actor, class that cannot be imported) end
+the command with one line on stderr and exit status 1; usage errors likewise with status 2. Set
+PULSING_DEBUG=1 for the traceback of an unexpected error.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import NoReturn
 
 __all__ = ["CliError", "main"]
 
@@ -23,10 +24,18 @@ class CliError(Exception):
     """An error to report as one line (`pulsing: error: <message>`) and exit 1."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line too (exit status 2, as argparse does)."""
+
+    def error(self, message: str) -> NoReturn:
+        _fail(f"{message} (see '{self.prog} --help')")
+        sys.exit(2)
+
+
 def _parser() -> argparse.ArgumentParser:
     from pulsing.cli import actor_cmd, bench_cmd, inspect_cmd
 
-    p = argparse.ArgumentParser(prog="pulsing", description="Pulsing command-line tools.")
+    p = _Parser(prog="pulsing", description="Pulsing command-line tools.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     inspect_cmd.add_parser(sub)
