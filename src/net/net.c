@@ -277,9 +277,13 @@ pul__net_start(pul_system_t *sys, char out_addr[PUL_ADDR_MAX + 1], pul__net_t **
     net->nhandles++;
     net->listening = 1;
     int backlog = 511;
-    if (uv_tcp_bind(&net->listener, (const struct sockaddr *)&sa, 0) != 0 ||
-        uv_listen((uv_stream_t *)&net->listener, backlog, net_on_connection) != 0) {
-        PUL__LOG(PUL__LOG_ERROR, "net", "cannot bind %s", listen);
+    int brc = uv_tcp_bind(&net->listener, (const struct sockaddr *)&sa, 0);
+    if (brc == 0) {
+        brc = uv_listen((uv_stream_t *)&net->listener, backlog, net_on_connection);
+    }
+    if (brc != 0) {
+        /* The caller gets PUL_EADDR and reports it; this line is for debugging only. */
+        PUL__LOG(PUL__LOG_DEBUG, "net", "cannot bind %s: %s", listen, uv_strerror(brc));
         goto fail;
     }
     struct sockaddr_storage bound;
