@@ -1198,7 +1198,30 @@ test_client_pause(void **state)
     assert_true(c.order_ok);
     pul_call_release(a, call);
     tcoll_destroy(&c);
+    /* The caller's system shuts down while a remote and a local stream are paused (with pause
+     * requests still in flight): both end with PUL_ECLOSED, nothing is left behind. */
+    tcoll_t c2;
+    tcoll_init(&c);
+    tcoll_init(&c2);
+    pul_call_t *call2 = NULL;
+    call = NULL;
+    assert_int_equal(
+        pul_ask_stream(a, id, pul_msg_new("forever_big", "", 0), 0, tcoll_cb, &c, &call), 0);
+    assert_int_equal(
+        pul_ask_stream(a, lid, pul_msg_new("forever", "", 0), 0, tcoll_cb, &c2, &call2), 0);
+    assert_true(tcount_wait(&c.items, 3) >= 3);
+    assert_int_equal(pul_call_pause(a, call, 1), 0);
+    assert_int_equal(pul_call_pause(a, call2, 1), 0);
+    (void)tcount_wait_ms(&t->produced, 100000, 200);
+    (void)pul_call_pause(a, call, 0);
+    (void)pul_call_pause(a, call2, 1);
     pul_system_shutdown(a);
+    assert_int_equal(c.status, PUL_ECLOSED);
+    assert_int_equal(c2.status, PUL_ECLOSED);
+    pul_call_release(a, call);
+    pul_call_release(a, call2);
+    tcoll_destroy(&c);
+    tcoll_destroy(&c2);
     pul_system_shutdown(b);
 }
 

@@ -76,3 +76,19 @@ async def test_break_while_held_frees_the_producer():
                 break
         await eventually(lambda: CLOSED > before, 20, "the held generator to be closed")
         assert YIELDED < 1000
+
+
+async def test_consumer_shutdown_while_held_frees_the_producer():
+    global YIELDED
+    async with cluster(2) as (a, b):
+        await Producer.spawn(system=b, name="producer")
+        p = await Producer.resolve("producer", system=a, timeout=20)
+        YIELDED = 0
+        before = CLOSED
+        it = p.produce(100_000).__aiter__()
+        await it.__anext__()
+        held = await settled()
+        assert held < 500, held
+        await a.shutdown()  # the consumer's node goes while the producer is held
+        await eventually(lambda: CLOSED > before, 20, "the held generator to be closed")
+        assert YIELDED < 1000
