@@ -330,7 +330,8 @@ typedef void (*pul_ask_cb)(int status, pul_msg_t *reply, const pul_error_t *err,
 typedef pul_ask_cb pul_stream_cb;
 
 /* Send `msg` and get one reply. Takes ownership of msg on success. deadline_ms 0 = the system
- * default. *out_call (may be NULL) lets the caller cancel. Any thread. When the target mailbox
+ * default. *out_call (may be NULL) lets the caller cancel; it is set before cb can first run,
+ * so cb may read it. Any thread. When the target mailbox
  * is full the message waits (the ask is held, not dropped) until there is room or the deadline.
  * Returns 0 (cb will run exactly once), PUL_ECLOSED, PUL_ENOMEM, PUL_EINVAL. */
 PUL_EXTERN int pul_ask(pul_system_t *sys, pul_id_t target, pul_msg_t *msg, uint64_t deadline_ms,
@@ -370,6 +371,15 @@ PUL_EXTERN int pul_tell(pul_system_t *sys, pul_id_t target, pul_msg_t *msg);
  * completion, whichever is later; call it at most once, before or inside the callback never.
  * Any thread. */
 PUL_EXTERN void pul_call_cancel(pul_system_t *sys, pul_call_t *call);
+/* Hold (paused != 0) or restart the delivery of a stream call's items: the consumer's buffer is
+ * full. While held, items already on their way may still arrive (at most one HTTP/2 stream
+ * window of a remote call, whose window is no longer returned; none of a local one, whose items
+ * wait in the producer's stream window), and the producer is held by flow control. Requests are
+ * applied in order on the core thread; the last one wins. Cancel and deadlines work as usual.
+ * call is a handle from out_call not yet released or cancelled, or (inside the call's own
+ * callback, for an item) the call itself. Any thread. Returns 0, PUL_EINVAL, PUL_ECLOSED (the
+ * system is shutting down). */
+PUL_EXTERN int pul_call_pause(pul_system_t *sys, pul_call_t *call, int paused);
 /* Release a call handle obtained through out_call without cancelling. Any thread. */
 PUL_EXTERN void pul_call_release(pul_system_t *sys, pul_call_t *call);
 

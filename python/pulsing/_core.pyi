@@ -261,10 +261,13 @@ class CoreSystem:
         on_item: Callable[..., None],
         deadline_ms: int = 0,
         segments: bool = False,
+        flow: bool = False,
     ) -> StreamCall:
         """on_item(msg_type, payload, None) per item (on_item(msg_type, payload, None,
         segments) with segments=True); on_item(None, None, None) at the clean end;
-        on_item(None, None, err) on error. Runs on the home loop."""
+        on_item(None, None, err) on error. Runs on the home loop. flow=True bounds the items
+        handed over and not yet taken: the consumer calls StreamCall.taken() for each item it
+        takes, and the call is paused at 64 outstanding (the producer is held), resumed at 16."""
     def ask_named(
         self,
         node_id: int | None,
@@ -298,6 +301,10 @@ class StreamCall:
     def cancel(self) -> None:
         """Cancel: the producer sees its stream cancelled; on_item is not called again (not
         even for the end). Idempotent; harmless after the end."""
+    def taken(self) -> None:
+        """The consumer took one item (ask_stream(flow=True)). With 64 items handed over and
+        not taken the call is paused (the producer is held by flow control); at 16 it resumes.
+        Harmless after the end."""
     @property
     def done(self) -> bool:
         """True once the end was delivered or cancel() ran."""

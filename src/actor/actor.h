@@ -83,6 +83,9 @@ struct pul_call_s {
     void *net_op;  /* the transport's record of a remote call (core thread) */
     char *name;    /* a named call to another node: the normalized name (target = node id) */
     int paused;    /* stream delivery held by the consumer (pul__call_pause) */
+    pul__task_t flow_task;   /* pul_call_pause from another thread: applies flow_want */
+    atomic_int flow_want;    /* the pause state asked for by pul_call_pause */
+    atomic_int flow_queued;  /* flow_task is posted and has not run yet */
     void (*on_end)(int status, void *arg); /* pul_ctx_on_end (core thread) */
     void *on_end_arg;
 };
@@ -182,7 +185,8 @@ void pul__mailbox_drain(pul__actor_t *a, int status);
 pul__err_t *pul__err_copy(const pul_error_t *e);
 /* Hold / restart the delivery of a stream call's items (the consumer cannot take more: e.g. a
  * remote response whose socket is behind). While held, items stay in the stream window, so the
- * producer is held by it. Core thread. */
+ * producer is held by it; a call to another node stops returning HTTP/2 window instead
+ * (pul__net_resume gives it back). Core thread. */
 void pul__call_pause(pul_call_t *c);
 void pul__call_resume(pul_call_t *c);
 /* Shutdown: fail every pending call with PUL_ECLOSED and free the call freelist. Core thread. */

@@ -603,6 +603,7 @@ ask_start(pul_system_t *sys, pul_id_t target, pul_msg_t *msg, uint64_t deadline_
     c->due = deadline_ms != 0 ? pul__now_ms() + deadline_ms : 0;
     if (out_call != NULL) {
         atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed); /* the handle's */
+        *out_call = c; /* before the post: the callback may read it (pul_ask_stream) */
     }
     c->msg = msg;
     if (pul__loop_on_thread(&sys->loop)) {
@@ -612,13 +613,13 @@ ask_start(pul_system_t *sys, pul_id_t target, pul_msg_t *msg, uint64_t deadline_
         int rc = pul__loop_post(&sys->loop, &c->task);
         if (rc != 0) {
             c->msg = NULL; /* the caller keeps msg on error */
+            if (out_call != NULL) {
+                *out_call = NULL;
+            }
             atomic_store(&c->refs, 1);
             pul__call_unref(c);
             return rc;
         }
-    }
-    if (out_call != NULL) {
-        *out_call = c;
     }
     return 0;
 }
@@ -686,6 +687,50 @@ pul_call_cancel(pul_system_t *sys, pul_call_t *call)
     } else if (pul__loop_post(&sys->loop, &call->cancel_task) != 0) {
         pul__call_unref(call);
     }
+}
+
+static void
+call_flow_task(pul__task_t *t)
+{
+    pul_call_t *c = (pul_call_t *)((char *)t - offsetof(pul_call_t, flow_task));
+    /* Cleared before reading flow_want: a request made after this point posts again. */
+    atomic_store_explicit(&c->flow_queued, 0, memory_order_seq_cst);
+    int want = atomic_load_explicit(&c->flow_want, memory_order_seq_cst);
+    if (!c->done) {
+        if (want) {
+            pul__call_pause(c);
+        } else {
+            pul__call_resume(c);
+        }
+    }
+    pul__call_unref(c); /* the task's */
+}
+
+int
+pul_call_pause(pul_system_t *sys, pul_call_t *call, int paused)
+{
+    if (call == NULL) {
+        return PUL_EINVAL;
+    }
+    if (sys == NULL) {
+        sys = call->sys;
+    }
+    atomic_store_explicit(&call->flow_want, paused != 0, memory_order_seq_cst);
+    if (atomic_exchange_explicit(&call->flow_queued, 1, memory_order_seq_cst) != 0) {
+        return 0; /* the queued task reads flow_want when it runs */
+    }
+    atomic_fetch_add_explicit(&call->refs, 1, memory_order_relaxed);
+    call->flow_task.run = call_flow_task;
+    if (pul__loop_on_thread(&sys->loop)) {
+        pul__loop_defer(&sys->loop, &call->flow_task);
+        return 0;
+    }
+    if (pul__loop_post(&sys->loop, &call->flow_task) != 0) {
+        atomic_store_explicit(&call->flow_queued, 0, memory_order_seq_cst);
+        pul__call_unref(call);
+        return PUL_ECLOSED;
+    }
+    return 0;
 }
 
 void
@@ -988,6 +1033,9 @@ pul__call_resume(pul_call_t *c)
         return;
     }
     c->paused = 0;
+    if (c->net_op != NULL && !c->done) {
+        pul__net_resume(c->sys->net, c);
+    }
     struct pul_stream_s *s = c->stream;
     if (s == NULL || c->done) {
         return;

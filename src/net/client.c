@@ -481,7 +481,13 @@ cl_on_data_chunk(nghttp2_session *ses, uint8_t flags, int32_t sid, const uint8_t
         /* Window goes back as the consumer callback takes items: after each frame delivered,
          * or in 1 MiB steps within a frame larger than that. */
         r = frames_feed(rc, data, len);
-        rcall_consume(rc, cn, sid, len, rc->fs == FS_HDR || rc->done);
+        if (rc->c != NULL && rc->c->paused && !rc->done) {
+            /* The consumer paused the call: its window stays taken until pul__net_resume, so
+             * the server's window fills and it holds the producer. */
+            rc->unconsumed += len;
+        } else {
+            rcall_consume(rc, cn, sid, len, rc->fs == FS_HDR || rc->done);
+        }
     } else if (rc->kind == RC_TELL) {
         rcall_consume(rc, cn, sid, len, 1);
     } else {
@@ -856,6 +862,20 @@ pul__net_cancel(pul__net_t *net, pul_call_t *c)
     rc->done = 1;
     pul__call_unref(c);
     rcall_reset(rc, NGHTTP2_CANCEL);
+}
+
+void
+pul__net_resume(pul__net_t *net, pul_call_t *c)
+{
+    (void)net;
+    rcall_t *rc = c->net_op;
+    if (rc == NULL || rc->done || rc->cn == NULL || rc->cn->dead || rc->sid <= 0 ||
+        rc->unconsumed == 0) {
+        return;
+    }
+    (void)nghttp2_session_consume(rc->cn->ses, rc->sid, rc->unconsumed);
+    rc->unconsumed = 0;
+    conn_flush_later(rc->cn); /* the WINDOW_UPDATE */
 }
 
 int

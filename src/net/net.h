@@ -41,6 +41,9 @@ int pul__net_call_named(pul__net_t *net, pul_call_t *c, pul_id_t node_id, const 
  * c->net_op set, so the transport clears c->net_op before completing a call itself. Core
  * thread. */
 void pul__net_cancel(pul__net_t *net, pul_call_t *c);
+/* A paused remote stream call (c->paused was set, so its client stream kept the HTTP/2 window of
+ * the bytes it took) resumes: the held window goes back to the server. Core thread. */
+void pul__net_resume(pul__net_t *net, pul_call_t *c);
 /* Nonzero when a route to target's node is known (so a remote tell can fail at once with
  * PUL_ENOTFOUND). Any thread (routes are under a mutex). net may be NULL. */
 int pul__net_has_route(pul__net_t *net, pul_id_t target);

@@ -214,7 +214,18 @@ typedef struct {
     int finished;          /* the end was delivered (or the call was cancelled) */
     int core_ref;          /* the core still holds its reference */
     int segments;          /* on_item(type, payload, None, segments) for items */
+    /* Backpressure (docs/design/python-runtime.md): items handed over by the core and not yet
+     * taken by the consumer; above PULPY_STREAM_HIGH the call is paused, at PULPY_STREAM_LOW it
+     * resumes. Under flow_mu, taken by the core thread (per item) and the home loop (taken()). */
+    pthread_mutex_t flow_mu;
+    pul_call_t *ccall;     /* the call as the core thread sees it (set before its first item) */
+    long pending;
+    int paused;
+    int flow;              /* ask_stream(flow=True): the bound applies (immutable) */
 } StreamCallObject;
+
+#define PULPY_STREAM_HIGH 64
+#define PULPY_STREAM_LOW 16
 
 typedef struct {
     PyObject_HEAD

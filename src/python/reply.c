@@ -571,6 +571,19 @@ pulpy_streamcall_new(CoreSystemObject *sys, PyObject *on_item)
     s->finished = 0;
     s->core_ref = 0;
     s->segments = 0;
+    s->ccall = NULL;
+    s->pending = 0;
+    s->paused = 0;
+    s->flow = 0;
+    if (pthread_mutex_init(&s->flow_mu, NULL) != 0) {
+        s->on_item = NULL;
+        Py_DECREF(on_item);
+        Py_CLEAR(s->sys);
+        PyObject_GC_Del(s);
+        Py_DECREF(st->StreamCallType);
+        PyErr_NoMemory();
+        return NULL;
+    }
     PyObject_GC_Track(s);
     return (PyObject *)s;
 }
@@ -713,6 +726,25 @@ streamcall_cancel(PyObject *op, PyObject *unused)
 }
 
 static PyObject *
+streamcall_taken(PyObject *op, PyObject *unused)
+{
+    StreamCallObject *s = (StreamCallObject *)op;
+    pthread_mutex_lock(&s->flow_mu);
+    if (s->pending > 0) {
+        s->pending--;
+    }
+    if (s->paused && s->pending <= PULPY_STREAM_LOW) {
+        s->paused = 0;
+        if (!s->finished && s->call != NULL && s->sys->sys != NULL) {
+            /* A pointer push through the core's door; ECLOSED (shutting down) ends the call. */
+            (void)pul_call_pause(s->sys->sys, s->call, 0);
+        }
+    }
+    pthread_mutex_unlock(&s->flow_mu);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
 streamcall_get_done(PyObject *op, void *unused)
 {
     return PyBool_FromLong(((StreamCallObject *)op)->finished);
@@ -745,11 +777,15 @@ streamcall_dealloc(PyObject *op)
     pulpy_list_del(&s->link);
     Py_CLEAR(s->on_item);
     Py_CLEAR(s->sys);
+    pthread_mutex_destroy(&s->flow_mu);
     tp->tp_free(op);
     Py_DECREF(tp);
 }
 
 static PyMethodDef streamcall_methods[] = {
+    {"taken", streamcall_taken, METH_NOARGS,
+     "taken(): the consumer took one item. Once 64 items are handed over and not taken, the "
+     "call is paused (the producer is held by flow control); it resumes at 16."},
     {"cancel", streamcall_cancel, METH_NOARGS,
      "Cancel the stream: the producer sees it closed; on_item is not called again."},
     {NULL, NULL, 0, NULL},

@@ -1124,6 +1124,15 @@ stream_core_cb(int status, pul_msg_t *item, const pul_error_t *err, void *arg)
     StreamCallObject *s = arg;
     pulpy_entry_t e = {.kind = PULPY_E_STREAM, .status = status, .obj = s};
     if (status == 0 && item != NULL) {
+        /* Counted here, not when Python sees it: a busy home loop must hold the producer too. */
+        if (s->flow) {
+            pthread_mutex_lock(&s->flow_mu);
+            if (++s->pending >= PULPY_STREAM_HIGH && !s->paused && s->ccall != NULL) {
+                s->paused = 1;
+                (void)pul_call_pause(NULL, s->ccall, 1); /* alive inside its own callback */
+            }
+            pthread_mutex_unlock(&s->flow_mu);
+        }
         e.msg = pul_msg_ref(item);
     } else if (err != NULL) {
         e.err = pulpy_err_copy(err);
@@ -1139,12 +1148,12 @@ sys_ask_stream(PyObject *op, PyObject *args, PyObject *kw)
 {
     CoreSystemObject *self = (CoreSystemObject *)op;
     static char *kwlist[] = {"target",      "msg_type", "payload", "on_item",
-                             "deadline_ms", "segments", NULL};
+                             "deadline_ms", "segments", "flow",    NULL};
     PyObject *target_o, *type, *payload, *on_item;
     unsigned long long deadline = 0;
-    int segments = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOO|Kp:ask_stream", kwlist, &target_o, &type,
-                                     &payload, &on_item, &deadline, &segments)) {
+    int segments = 0, flow = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOO|Kpp:ask_stream", kwlist, &target_o, &type,
+                                     &payload, &on_item, &deadline, &segments, &flow)) {
         return NULL;
     }
     if (pulpy_system_check(self) < 0) {
@@ -1170,9 +1179,11 @@ sys_ask_stream(PyObject *op, PyObject *args, PyObject *kw)
     Py_INCREF(s); /* the core's reference */
     s->bridge = self->bridge;
     s->segments = segments;
+    s->flow = flow; /* before the post: the core callback reads it */
     s->core_ref = 1;
     pulpy_list_add(&self->streams, &s->link);
-    int rc = pul_ask_stream(self->sys, target, msg, deadline, stream_core_cb, s, &s->call);
+    int rc = pul_ask_stream(self->sys, target, msg, deadline, stream_core_cb, s, &s->ccall);
+    s->call = s->ccall;
     if (rc != 0) {
         pulpy_list_del(&s->link);
         s->core_ref = 0;
@@ -1210,8 +1221,8 @@ static PyMethodDef sys_methods[] = {
     {"tell", (PyCFunction)(void (*)(void))sys_tell, METH_FASTCALL,
      "tell(target, msg_type, payload)"},
     {"ask_stream", (PyCFunction)(void (*)(void))sys_ask_stream, METH_VARARGS | METH_KEYWORDS,
-     "ask_stream(target, msg_type, payload, on_item, deadline_ms=0, segments=False) -> "
-     "StreamCall"},
+     "ask_stream(target, msg_type, payload, on_item, deadline_ms=0, segments=False, flow=False) "
+     "-> StreamCall (flow=True: bounded, the consumer calls StreamCall.taken() per item)"},
     {"ask_named", (PyCFunction)(void (*)(void))pulpy_sys_ask_named,
      METH_VARARGS | METH_KEYWORDS,
      "ask_named(node_id, name, msg_type, payload, future, deadline_ms=0, segments=False)"},

@@ -201,10 +201,11 @@ tact_receive(pul_ctx_t *ctx, pul_msg_t *msg, void *state)
         pul_error_t e = {.kind = PUL_ERRKIND_TIMEOUT, .duration_ms = 1234, .message = "op"};
         pul_ctx_reply_error(ctx, &e);
     } else if (strcmp(type, "stream") == 0 || strcmp(type, "stream_fail") == 0 ||
-               strcmp(type, "forever") == 0 || strcmp(type, "forever_big") == 0) {
+               strcmp(type, "stream_big") == 0 || strcmp(type, "forever") == 0 ||
+               strcmp(type, "forever_big") == 0) {
         producer_t *p = calloc(1, sizeof *p);
         p->t = t;
-        p->big = strcmp(type, "forever_big") == 0;
+        p->big = strcmp(type, "forever_big") == 0 || strcmp(type, "stream_big") == 0;
         p->n = strncmp(type, "forever", 7) == 0 ? -1 : strtol(d, NULL, 10);
         p->fail = strcmp(type, "stream_fail") == 0;
         p->s = pul_ctx_stream(ctx);
@@ -1133,6 +1134,97 @@ test_stream_backpressure(void **state)
     pul_system_shutdown(b);
 }
 
+/* ---- backpressure: a caller that pauses its stream call holds the remote producer -------- */
+
+static void
+test_client_pause(void **state)
+{
+    (void)state;
+    pul_system_t *a = node_new(), *b = node_new();
+    route(a, b);
+    tact_t *t;
+    pul_id_t id = spawn_tact(b, NULL, &t);
+    /* 1000 items of 64 KiB: far more than one 16 MiB HTTP/2 stream window. */
+    tcoll_t c;
+    tcoll_init(&c);
+    pul_call_t *call = NULL;
+    assert_int_equal(
+        pul_ask_stream(a, id, pul_msg_new("stream_big", "1000", 4), 0, tcoll_cb, &c, &call), 0);
+    assert_true(tcount_wait(&c.items, 3) >= 3);
+    assert_int_equal(pul_call_pause(a, call, 1), 0);
+    /* Paused: a stops returning window, so b's window (256 items), output bound and stream
+     * window fill and the producer is held well before the end. */
+    long n = tcount_wait_ms(&t->produced, 1000, 2000);
+    assert_true(n < 600);
+    long got = tcount_wait_ms(&c.items, 1000, 300);
+    assert_true(got <= n);
+    assert_int_equal(tcount_get(&c.done), 0);
+    /* Pausing twice, then resuming: everything arrives, in order. */
+    assert_int_equal(pul_call_pause(a, call, 1), 0);
+    assert_int_equal(pul_call_pause(a, call, 0), 0);
+    assert_int_equal(tcount_wait(&c.done, 1), 1);
+    assert_int_equal(c.status, PUL_EOF);
+    assert_int_equal(c.nitems, 1000);
+    assert_true(c.order_ok);
+    assert_int_equal(tcount_get(&t->produced), 1000);
+    pul_call_release(a, call);
+    tcoll_destroy(&c);
+    /* Cancel while paused: the producer sees its stream closed, nothing is left behind. */
+    tcoll_init(&c);
+    call = NULL;
+    assert_int_equal(
+        pul_ask_stream(a, id, pul_msg_new("forever_big", "", 0), 0, tcoll_cb, &c, &call), 0);
+    assert_true(tcount_wait(&c.items, 3) >= 3);
+    assert_int_equal(pul_call_pause(a, call, 1), 0);
+    (void)tcount_wait_ms(&t->produced, 100000, 300);
+    pul_call_cancel(a, call);
+    assert_int_equal(tcount_wait(&c.done, 1), 1);
+    assert_int_equal(c.status, PUL_ECANCELED);
+    assert_int_equal(tcount_wait(&t->stopped_streams, 1), 1);
+    tcoll_destroy(&c);
+    /* A local stream call paused the same way: the producer is held by the stream window. */
+    tact_t *lt;
+    pul_id_t lid = spawn_tact(a, NULL, &lt);
+    tcoll_init(&c);
+    call = NULL;
+    assert_int_equal(
+        pul_ask_stream(a, lid, pul_msg_new("stream", "1000", 4), 0, tcoll_cb, &c, &call), 0);
+    assert_int_equal(pul_call_pause(a, call, 1), 0);
+    n = tcount_wait_ms(&lt->produced, 1000, 1000);
+    assert_true(n < 200);
+    assert_int_equal(pul_call_pause(a, call, 0), 0);
+    assert_int_equal(tcount_wait(&c.done, 1), 1);
+    assert_int_equal(c.nitems, 1000);
+    assert_true(c.order_ok);
+    pul_call_release(a, call);
+    tcoll_destroy(&c);
+    /* The caller's system shuts down while a remote and a local stream are paused (with pause
+     * requests still in flight): both end with PUL_ECLOSED, nothing is left behind. */
+    tcoll_t c2;
+    tcoll_init(&c);
+    tcoll_init(&c2);
+    pul_call_t *call2 = NULL;
+    call = NULL;
+    assert_int_equal(
+        pul_ask_stream(a, id, pul_msg_new("forever_big", "", 0), 0, tcoll_cb, &c, &call), 0);
+    assert_int_equal(
+        pul_ask_stream(a, lid, pul_msg_new("forever", "", 0), 0, tcoll_cb, &c2, &call2), 0);
+    assert_true(tcount_wait(&c.items, 3) >= 3);
+    assert_int_equal(pul_call_pause(a, call, 1), 0);
+    assert_int_equal(pul_call_pause(a, call2, 1), 0);
+    (void)tcount_wait_ms(&t->produced, 100000, 200);
+    (void)pul_call_pause(a, call, 0);
+    (void)pul_call_pause(a, call2, 1);
+    pul_system_shutdown(a);
+    assert_int_equal(c.status, PUL_ECLOSED);
+    assert_int_equal(c2.status, PUL_ECLOSED);
+    pul_call_release(a, call);
+    pul_call_release(a, call2);
+    tcoll_destroy(&c);
+    tcoll_destroy(&c2);
+    pul_system_shutdown(b);
+}
+
 /* ---- control plane ------------------------------------------------------------------------ */
 
 static int
@@ -1639,6 +1731,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_bind_errors, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_silent_peer, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_big_message, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_client_pause, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_stream_backpressure, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_control_plane, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_http_get, pul_test_setup, pul_test_teardown),

@@ -555,6 +555,38 @@ async def test_stream_items_then_end(core):
     call.cancel()  # harmless after the end
 
 
+async def test_stream_flow_bounds_items_not_taken(core):
+    # flow=True: the items handed over and not taken stay bounded (the C producer is held by
+    # its stream window), then taking them lets everything through, in order.
+    st = core.sys.spawn_builtin("streamer")
+    items: list = []
+    end = core.loop.create_future()
+
+    def on_item(t, b, err):
+        if t is not None:
+            items.append(b)
+        elif not end.done():
+            end.set_result(err)
+
+    call = core.sys.ask_stream(st, "s", u32(5000), on_item, flow=True)
+    last = -1
+    for _ in range(100):  # until the count stops moving (generous polling)
+        await asyncio.sleep(0.02)
+        if len(items) == last:
+            break
+        last = len(items)
+    assert len(items) < 500 and not end.done()
+    taken = 0
+    while not end.done() or taken < len(items):
+        if taken < len(items):
+            call.taken()
+            taken += 1
+        else:
+            await asyncio.sleep(0.001)
+    assert await end is None
+    assert [struct.unpack("<I", b)[0] for b in items] == list(range(5000))
+
+
 async def test_stream_empty(core):
     st = core.sys.spawn_builtin("streamer")
     _call, items, end = core.stream(st, "s", u32(0))

@@ -1753,7 +1753,12 @@ class _CoreStream:
     """The consuming end of a stream call through the core (`async for` over a method of an
     actor of another node): items are queued as the core delivers them and decoded when
     taken; an error arrives after the items before it; `close()` (early break, cancellation,
-    garbage collection) cancels the call, and with it the remote generator."""
+    garbage collection) cancels the call, and with it the remote generator.
+
+    Backpressure: the extension counts the items the core handed over and the consumer has not
+    taken (`StreamCall.taken()`); at 64 it pauses the call (the core stops returning HTTP/2
+    window, so the producer is held), at 16 it resumes. Items already on their way when it
+    paused still arrive (at most one stream window of bytes)."""
 
     __slots__ = ("__weakref__", "_call", "_end", "_items", "_name", "_system", "_waiter", "done")
 
@@ -1770,7 +1775,9 @@ class _CoreStream:
         self.done = False
         mt, payload = _encode(_RawPickled((_CALL_TAG, name, args, kwargs, _STREAM)))
         try:
-            self._call = system._core.ask_stream(actor_id, mt, payload, self._on_item, 0, True)
+            self._call = system._core.ask_stream(
+                actor_id, mt, payload, self._on_item, 0, True, flow=True
+            )
         except _core.CoreError as e:
             self._call = None
             self._end = e
@@ -1802,6 +1809,7 @@ class _CoreStream:
                 self._waiter = None
         if self._items:
             mt, payload, segs = self._items.popleft()
+            self._call.taken()
             try:
                 return _decode(mt, payload, segs, self._system)
             except Exception as e:  # noqa: BLE001
