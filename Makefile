@@ -44,6 +44,7 @@ $(VENV)/.installed: $(VENV)/.stamp $(C_SOURCES)
 # ---- demo ---------------------------------------------------------------------------------
 demo: install
 	$(VPY) examples/demo.py
+	$(VPY) examples/cluster_demo.py
 
 # ---- tests --------------------------------------------------------------------------------
 test: test-c test-py
