@@ -74,7 +74,7 @@ test-py: install
 # ---- benchmarks (figures, not pass/fail) ----------------------------------------------------
 bench: install build/plain/.configured
 	cmake --build build/plain -j $(JOBS)
-	$(VPY) bench/run.py
+	$(VPY) bench/run.py --all
 
 clean:
 	rm -rf build .deps.stamp $(VENV)/.installed

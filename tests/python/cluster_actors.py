@@ -61,6 +61,19 @@ class Echo:
             "type": type(buf).__name__,
         }
 
+    def nbytes(self, buf: Any) -> int:
+        """Just the size: for bandwidth figures (no hashing on the receiving side)."""
+        return memoryview(buf).nbytes
+
+    def blob(self, nbytes: int) -> Any:
+        """A numpy uint8 array of nbytes, kept between calls (for reply bandwidth figures)."""
+        import numpy as np
+
+        cache = self.__dict__.setdefault("_blobs", {})
+        if nbytes not in cache:
+            cache[nbytes] = np.ones(nbytes, dtype=np.uint8)
+        return cache[nbytes]
+
     def make(self, nbytes: int, seed: int = 7) -> Any:
         """A numpy uint8 array of nbytes, deterministic from seed (for replies that are large)."""
         import numpy as np
@@ -194,4 +207,18 @@ class Relay:
         return _here()
 
 
+class TellSink(pul.Actor):
+    """A low-level actor that counts what it is told; asked "count", it answers the count."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def receive(self, msg: Any) -> Any:
+        if msg == "count":
+            return self.count
+        self.count += 1
+        return None
+
+
 CLASSES = {c.__name__: c for c in (Counter, Echo, Streamer, Failer, Relay)}
+LOW_LEVEL = {"TellSink": TellSink}

@@ -80,8 +80,12 @@ def _emit(obj: dict) -> None:
 
 async def _spawn(spec: str) -> str:
     import cluster_actors
+    import pulsing as pul
 
     cls_name, _, name = spec.partition(":")
+    if cls_name in cluster_actors.LOW_LEVEL:
+        await pul.spawn(cluster_actors.LOW_LEVEL[cls_name](), name=name or None)
+        return name
     cls = cluster_actors.CLASSES[cls_name]
     await cls.spawn(name=name or None)
     return name
