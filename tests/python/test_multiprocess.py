@@ -642,3 +642,47 @@ async def test_64mib_payload(cluster):
         assert await echo.echo("small") == "small"
     finally:
         await system.shutdown()
+
+
+# ---- the harness itself (no network needed) -----------------------------------------------------
+
+
+def _pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_harness_never_leaves_a_node_behind(tmp_path):
+    # close() kills whatever is still running; a node ends cleanly on SIGTERM
+    with Cluster() as c:
+        a = c.start_node(extra_args=["--bind", "none"], spawn=["Counter:c"])
+        b = c.start_node(extra_args=["--bind", "none"])
+        assert a.alive and b.alive
+        assert b.terminate() == 0
+    assert _pid_gone(a.pid) and _pid_gone(b.pid)
+
+    # a test runner that dies (kill -9) takes its nodes with it
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, signal, sys\n"
+        f"sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})\n"
+        "from cluster_harness import Cluster\n"
+        "c = Cluster()\n"
+        "n = c.start_node(extra_args=['--bind', 'none'])\n"
+        "print(n.pid, flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    pid = int(out.stdout.strip())
+    deadline = time.monotonic() + 10
+    while not _pid_gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _pid_gone(pid), "a node outlived the process that started it"
