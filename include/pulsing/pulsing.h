@@ -124,8 +124,8 @@ typedef struct pul_system_s pul_system_t;
 
 /* Membership timings (docs/design/membership.md). Defaults: memberlist's LAN profile. */
 typedef struct {
-    uint32_t probe_interval_ms;     /* 1000 */
-    uint32_t probe_timeout_ms;      /* 500 */
+    uint32_t probe_interval_ms;     /* 500 (memberlist LAN: 1000; see membership.md) */
+    uint32_t probe_timeout_ms;      /* 250 */
     uint32_t indirect_checks;       /* 3 */
     uint32_t suspicion_mult;        /* 4 */
     uint32_t suspicion_max_mult;    /* 6 */

@@ -99,11 +99,16 @@ async def actor_system(
     *,
     seeds: list[str] | None = None,
     passphrase: str | None = None,
+    head_addr: str | None = None,
+    is_head_node: bool = False,
+    timing: dict[str, int] | None = None,
 ) -> ActorSystem:
-    """A new actor system that is not the global one (several may live side by side)."""
+    """A new actor system that is not the global one (several may live side by side, e.g.
+    three nodes of a test cluster in one process: `actor_system(addr="127.0.0.1:0",
+    seeds=[first.addr])`). Arguments as for `init`."""
     from pulsing.core import _config
 
-    return await create_system(_config(addr, seeds, passphrase, None, False))
+    return await create_system(_config(addr, seeds, passphrase, head_addr, is_head_node, timing))
 
 
 async def bootstrap(
@@ -113,10 +118,16 @@ async def bootstrap(
     passphrase: str | None = None,
     head_addr: str | None = None,
     is_head_node: bool = False,
+    timing: dict[str, int] | None = None,
 ) -> ActorSystem:
     """Make sure the global system is running and return it (init when needed)."""
     return await init(
-        addr, seeds=seeds, passphrase=passphrase, head_addr=head_addr, is_head_node=is_head_node
+        addr,
+        seeds=seeds,
+        passphrase=passphrase,
+        head_addr=head_addr,
+        is_head_node=is_head_node,
+        timing=timing,
     )
 
 

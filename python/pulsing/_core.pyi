@@ -32,6 +32,7 @@ ESTATE: int
 EOF: int
 EAGAIN: int
 EINTERNAL: int
+EADDR: int
 
 # error kinds (pul_errkind_t)
 ERRKIND_NONE: int
@@ -146,7 +147,21 @@ class CoreSystem:
         max_message_size: int = ...,
         stream_window: int = 32,
         default_deadline_ms: int = 0,
-    ) -> None: ...
+        listen_addr: str | None = None,
+        advertise_addr: str | None = None,
+        seeds: list[str] | tuple[str, ...] | None = None,
+        head_addr: str | None = None,
+        is_head_node: bool = False,
+        timing: dict[str, int] | None = None,
+        remote_deadline_ms: int = 0,
+    ) -> None:
+        """listen_addr "host:port" (port 0: ephemeral) opens this node's port and joins
+        `seeds` in the background; `timing` sets fields of pul_cluster_timing_t by name
+        (ValueError for an unknown one). A port that cannot be bound raises CoreError(EADDR).
+        Without listen_addr/seeds/head the system is a single process with no port."""
+    @property
+    def addr(self) -> str | None:
+        """The advertised "host:port" (the real port), or None without a listener."""
     def fileno(self) -> int: ...
     def drain(self) -> None:
         """Run every queued completion: resolve futures, call handlers and stream callbacks.
@@ -178,6 +193,7 @@ class CoreSystem:
         mailbox_capacity: int = 0,
         allow_system: bool = False,
         on_stop: Callable[[int], None] | None = None,
+        segments: bool = False,
     ) -> int:
         """Register a foreign (Python) actor in the C table and return its new actor id.
         name is normalized; ValueError for a bad name, KeyError-like CoreError(EEXIST) when taken.
@@ -187,7 +203,9 @@ class CoreSystem:
         held (strong reference) until the actor is unregistered and its last message drained.
         on_stop(actor_id), if given, runs on the home loop once the core is done with the
         actor (after unregister/stop from anywhere, and after its last message was handed
-        to handler); it is not called by close()."""
+        to handler); it is not called by close(). With segments=True the handler is called
+        as handler(msg_type, payload, reply, segments): payload is the message's payload
+        alone and segments a tuple of writable memoryviews (see Payloads above)."""
     def unregister(self, actor_id: int, /) -> None:
         """Remove it; asks still queued for it in the core fail with ESTOPPED. Idempotent."""
     def lookup(self, name: str, /) -> int | None:
@@ -217,8 +235,11 @@ class CoreSystem:
         payload: bytes | memoryview | Any,
         future: Any,
         deadline_ms: int = 0,
+        segments: bool = False,
     ) -> None:
-        """Send through the core; future.set_result((msg_type, bytes)) or
+        """Send through the core (to an actor of this node or, by its id's node prefix, of
+        another node); future.set_result((msg_type, bytes)) -- (msg_type, bytes, segments)
+        with segments=True -- or
         future.set_exception(CoreError) on the home loop (skipped if the future is already
         done). Cancelling the future cancels the call (through a done callback).
         Errors known at once (bad id/payload, closed system) raise here and leave the
@@ -229,11 +250,35 @@ class CoreSystem:
         target: int,
         msg_type: str,
         payload: bytes | memoryview | Any,
-        on_item: Callable[[str | None, bytes | None, CoreError | None], None],
+        on_item: Callable[..., None],
         deadline_ms: int = 0,
+        segments: bool = False,
     ) -> StreamCall:
-        """on_item(msg_type, payload, None) per item; on_item(None, None, None) at the clean
-        end; on_item(None, None, err) on error. Runs on the home loop."""
+        """on_item(msg_type, payload, None) per item (on_item(msg_type, payload, None,
+        segments) with segments=True); on_item(None, None, None) at the clean end;
+        on_item(None, None, err) on error. Runs on the home loop."""
+    def ask_named(
+        self,
+        node_id: int | None,
+        name: str,
+        msg_type: str,
+        payload: bytes | memoryview | Any,
+        future: Any,
+        deadline_ms: int = 0,
+        segments: bool = False,
+    ) -> None:
+        """Like ask, to the instance of `name` on node `node_id` (None: this node)."""
+
+    # ---- cluster (pul_members, pul_resolve_name, pul_named_foreach, pul_actor_node) ----
+    def members(self) -> list[tuple[int, str, str, int]]:
+        """(node_id, addr, status, incarnation) per member, this node first; status is
+        "Alive", "Suspect", "Dead" or "Left"; addr is "" for a node without a listener."""
+    def resolve_name(self, name: str, /) -> list[tuple[int, int]]:
+        """(node_id, actor_id) of the live instances of `name` cluster-wide, by node id."""
+    def named_actors(self) -> list[tuple[str, int, int]]:
+        """(name, node_id, actor_id) of every live named actor of the cluster view."""
+    def actor_node(self, actor_id: int, /) -> int | None:
+        """The node hosting `actor_id` (by its id prefix), or None when unknown."""
 
 class StreamCall:
     def cancel(self) -> None:

@@ -22,8 +22,8 @@ pul_system_config_init(pul_system_config_t *cfg)
     cfg->connect_timeout_ms = 2000;
     cfg->remote_deadline_ms = 0;
     pul_cluster_timing_t *t = &cfg->timing;
-    t->probe_interval_ms = 1000;
-    t->probe_timeout_ms = 500;
+    t->probe_interval_ms = 500;
+    t->probe_timeout_ms = 250;
     t->indirect_checks = 3;
     t->suspicion_mult = 4;
     t->suspicion_max_mult = 6;

@@ -209,11 +209,13 @@ pulpy_msg_bytes(pul_msg_t *msg)
     return out;
 }
 
-/* ---- MsgBuffer: exports a message's payload to memoryview without a copy ------------------ */
+/* ---- MsgBuffer: exports a message's payload or one segment without a copy ----------------- */
 
 typedef struct {
     PyObject_HEAD
     pul_msg_t *msg;
+    Py_ssize_t idx; /* -1: the payload; else the segment index */
+    int writable;
 } MsgBufferObject;
 
 static int
@@ -221,8 +223,13 @@ msgbuf_getbuffer(PyObject *self, Py_buffer *view, int flags)
 {
     MsgBufferObject *mb = (MsgBufferObject *)self;
     size_t len = 0;
-    const void *data = pul_msg_data(mb->msg, &len);
-    return PyBuffer_FillInfo(view, self, (void *)(len ? data : ""), (Py_ssize_t)len, 1, flags);
+    const void *data = mb->idx < 0 ? pul_msg_data(mb->msg, &len)
+                                   : pul_msg_segment(mb->msg, (size_t)mb->idx, &len);
+    /* A received segment belongs to the receiver alone (the transport allocated it), so it is
+     * exported writable: pickle.loads(..., buffers=) then rebuilds writable numpy arrays, as
+     * an in-band pickle would. */
+    return PyBuffer_FillInfo(view, self, (void *)(len ? data : ""), (Py_ssize_t)len,
+                             !mb->writable, flags);
 }
 
 static void
@@ -247,6 +254,21 @@ PyType_Spec pulpy_msgbuffer_spec = {
     .slots = msgbuf_slots,
 };
 
+static PyObject *
+msgbuf_view(pulpy_state *st, pul_msg_t *msg, Py_ssize_t idx, int writable)
+{
+    MsgBufferObject *mb = PyObject_New(MsgBufferObject, st->MsgBufferType);
+    if (mb == NULL) {
+        return NULL;
+    }
+    mb->msg = pul_msg_ref(msg);
+    mb->idx = idx;
+    mb->writable = writable;
+    PyObject *mv = PyMemoryView_FromObject((PyObject *)mb);
+    Py_DECREF(mb);
+    return mv;
+}
+
 PyObject *
 pulpy_msg_memoryview(pulpy_state *st, pul_msg_t *msg)
 {
@@ -259,12 +281,35 @@ pulpy_msg_memoryview(pulpy_state *st, pul_msg_t *msg)
         Py_DECREF(b);
         return mv;
     }
-    MsgBufferObject *mb = PyObject_New(MsgBufferObject, st->MsgBufferType);
-    if (mb == NULL) {
-        return NULL;
+    return msgbuf_view(st, msg, -1, 0);
+}
+
+PyObject *
+pulpy_msg_head_memoryview(pulpy_state *st, pul_msg_t *msg)
+{
+    return msgbuf_view(st, msg, -1, 0);
+}
+
+PyObject *
+pulpy_msg_head_bytes(pul_msg_t *msg)
+{
+    size_t len = 0;
+    const void *data = pul_msg_data(msg, &len);
+    return PyBytes_FromStringAndSize(len ? data : NULL, (Py_ssize_t)len);
+}
+
+PyObject *
+pulpy_msg_segments(pulpy_state *st, pul_msg_t *msg)
+{
+    size_t n = pul_msg_nsegments(msg);
+    PyObject *t = PyTuple_New((Py_ssize_t)n);
+    for (size_t i = 0; t != NULL && i < n; i++) {
+        PyObject *mv = msgbuf_view(st, msg, (Py_ssize_t)i, 1);
+        if (mv == NULL) {
+            Py_CLEAR(t);
+            break;
+        }
+        PyTuple_SET_ITEM(t, (Py_ssize_t)i, mv);
     }
-    mb->msg = pul_msg_ref(msg);
-    PyObject *mv = PyMemoryView_FromObject((PyObject *)mb);
-    Py_DECREF(mb);
-    return mv;
+    return t;
 }

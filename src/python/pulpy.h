@@ -166,6 +166,7 @@ typedef struct {
     PyObject *handler;
     PyObject *on_stop; /* optional: called on the home loop once the actor is gone */
     pul_id_t id;
+    int segments; /* deliver (type, payload, reply, segments) instead of concatenating */
 } pulpy_foreign_t;
 
 /* Per-writer state the core can name in on_writable callbacks (see reply.c). */
@@ -184,6 +185,9 @@ struct CoreSystemObject {
     pulpy_link_t writers;  /* pulpy_wstate_t of live writers */
     pulpy_link_t foreigns; /* pulpy_foreign_t */
     PyObject *weakreflist;
+    PyObject *addr;        /* str "host:port", or None without a listener */
+    char *cfg_mem;         /* strings of the config (the core may keep pointers to them) */
+    const char **cfg_seeds;
 };
 
 /* A pending ask: the core holds one reference (carried as an opaque pointer, never touched off
@@ -196,6 +200,7 @@ typedef struct {
     PyObject *future;      /* strong until resolved */
     pul_call_t *call;      /* our handle; NULL once cancelled or released */
     int completed;
+    int segments;          /* resolve with (type, payload, segments) */
 } AskObject;
 
 typedef struct {
@@ -207,6 +212,7 @@ typedef struct {
     pul_call_t *call;
     int finished;          /* the end was delivered (or the call was cancelled) */
     int core_ref;          /* the core still holds its reference */
+    int segments;          /* on_item(type, payload, None, segments) for items */
 } StreamCallObject;
 
 typedef struct {
@@ -230,6 +236,21 @@ int pulpy_system_check(CoreSystemObject *self);
  * Exceptions raised by callbacks are kept: the first is re-raised at the end (returns -1),
  * the others are reported as unraisable. GIL held, home thread. */
 int pulpy_system_drain(CoreSystemObject *self);
+
+/* Shared by system.c and cluster.c: an ask whose completion resolves `future` (the reference
+ * returned becomes the core's once the call is started; see sys_ask). */
+void pulpy_ask_core_cb(int status, pul_msg_t *reply, const pul_error_t *err, void *arg);
+AskObject *pulpy_ask_prepare(CoreSystemObject *self, PyObject *future, int segments);
+/* Undo pulpy_ask_prepare when starting the call failed (rc != 0); raises and returns NULL. */
+PyObject *pulpy_ask_abort(CoreSystemObject *self, AskObject *a, int rc, const char *what);
+/* Parse "host:port"-style config and the cluster queries (cluster.c). */
+int pulpy_config_from_kwargs(CoreSystemObject *self, pul_system_config_t *cfg, PyObject *seeds,
+                             PyObject *timing);
+PyObject *pulpy_sys_members(PyObject *op, PyObject *unused);
+PyObject *pulpy_sys_resolve_name(PyObject *op, PyObject *name);
+PyObject *pulpy_sys_named_actors(PyObject *op, PyObject *unused);
+PyObject *pulpy_sys_actor_node(PyObject *op, PyObject *arg);
+PyObject *pulpy_sys_ask_named(PyObject *op, PyObject *args, PyObject *kw);
 
 /* ---- reply.c ------------------------------------------------------------------------------- */
 
@@ -259,6 +280,12 @@ PyObject *pulpy_msg_bytes(pul_msg_t *msg);
 /* A read-only memoryview over the message's bytes without copying when it has no segments
  * (a MsgBuffer exporter keeps a reference on msg). GIL held. */
 PyObject *pulpy_msg_memoryview(pulpy_state *st, pul_msg_t *msg);
+/* Segment-aware receive (the `segments=True` calls): the payload alone as bytes, or as a
+ * read-only memoryview without a copy; and a tuple of writable memoryviews, one per
+ * out-of-band segment, each keeping a reference on msg (empty tuple when none). GIL held. */
+PyObject *pulpy_msg_head_bytes(pul_msg_t *msg);
+PyObject *pulpy_msg_head_memoryview(pulpy_state *st, pul_msg_t *msg);
+PyObject *pulpy_msg_segments(pulpy_state *st, pul_msg_t *msg);
 /* The message's type as str (NULL type gives ""). */
 PyObject *pulpy_msg_type(pul_msg_t *msg);
 /* Release of a zero-copy segment queued by the bridge. GIL held. */

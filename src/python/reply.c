@@ -503,6 +503,7 @@ pulpy_streamcall_new(CoreSystemObject *sys, PyObject *on_item)
     s->call = NULL;
     s->finished = 0;
     s->core_ref = 0;
+    s->segments = 0;
     PyObject_GC_Track(s);
     return (PyObject *)s;
 }
@@ -561,10 +562,19 @@ pulpy_streamcall_entry(pulpy_state *st, pulpy_entry_t *e)
     if (e->status == 0) {
         if (!s->finished && s->on_item != NULL && e->msg != NULL) {
             PyObject *t = pulpy_msg_type(e->msg);
-            PyObject *b = t ? pulpy_msg_bytes(e->msg) : NULL;
+            PyObject *b = NULL, *segs = NULL;
+            if (t != NULL && s->segments) {
+                b = pulpy_msg_head_bytes(e->msg);
+                segs = b ? pulpy_msg_segments(st, e->msg) : NULL;
+                if (segs == NULL) {
+                    Py_CLEAR(b);
+                }
+            } else if (t != NULL) {
+                b = pulpy_msg_bytes(e->msg);
+            }
             if (b != NULL) {
-                PyObject *args[3] = {t, b, Py_None};
-                PyObject *r = PyObject_Vectorcall(s->on_item, args, 3, NULL);
+                PyObject *args[4] = {t, b, Py_None, segs};
+                PyObject *r = PyObject_Vectorcall(s->on_item, args, segs ? 4 : 3, NULL);
                 if (r == NULL) {
                     ret = -1;
                 }
@@ -574,6 +584,7 @@ pulpy_streamcall_entry(pulpy_state *st, pulpy_entry_t *e)
             }
             Py_XDECREF(t);
             Py_XDECREF(b);
+            Py_XDECREF(segs);
         }
         pul_msg_unref(e->msg);
         return ret;

@@ -95,8 +95,8 @@ foreign_gone(CoreSystemObject *self, pulpy_foreign_t *fa)
 
 /* ---- Ask: a pending call, and the done callback of its future ------------------------------- */
 
-static void
-ask_core_cb(int status, pul_msg_t *reply, const pul_error_t *err, void *arg)
+void
+pulpy_ask_core_cb(int status, pul_msg_t *reply, const pul_error_t *err, void *arg)
 {
     /* Core thread: no PyObject API is used and no refcount touched; `arg` only travels back to
      * the home thread. a->bridge is immutable while the core holds its reference. */
@@ -197,10 +197,19 @@ ask_resolve(pulpy_state *st, AskObject *a, int status, pul_msg_t *msg, const pul
         Py_XDECREF(rm);
         if (status == 0) {
             PyObject *t = pulpy_msg_type(msg);
-            PyObject *b = t ? pulpy_msg_bytes(msg) : NULL;
-            PyObject *tup = b ? PyTuple_Pack(2, t, b) : NULL;
+            PyObject *tup = NULL;
+            if (a->segments) {
+                PyObject *b = t ? pulpy_msg_head_bytes(msg) : NULL;
+                PyObject *segs = b ? pulpy_msg_segments(st, msg) : NULL;
+                tup = segs ? PyTuple_Pack(3, t, b, segs) : NULL;
+                Py_XDECREF(b);
+                Py_XDECREF(segs);
+            } else {
+                PyObject *b = t ? pulpy_msg_bytes(msg) : NULL;
+                tup = b ? PyTuple_Pack(2, t, b) : NULL;
+                Py_XDECREF(b);
+            }
             Py_XDECREF(t);
-            Py_XDECREF(b);
             if (tup != NULL) {
                 r = PyObject_CallMethodOneArg(fut, st->str_set_result, tup);
                 Py_DECREF(tup);
@@ -269,10 +278,19 @@ deliver(pulpy_state *st, CoreSystemObject *self, pulpy_entry_t *e)
         return 0;
     }
     PyObject *t = pulpy_msg_type(e->msg);
-    PyObject *mv = t ? pulpy_msg_memoryview(st, e->msg) : NULL;
+    PyObject *mv = NULL, *segs = NULL;
+    if (t != NULL && fa->segments) {
+        mv = pulpy_msg_head_memoryview(st, e->msg);
+        segs = mv ? pulpy_msg_segments(st, e->msg) : NULL;
+        if (segs == NULL) {
+            Py_CLEAR(mv);
+        }
+    } else if (t != NULL) {
+        mv = pulpy_msg_memoryview(st, e->msg);
+    }
     if (mv != NULL) {
-        PyObject *args[3] = {t, mv, reply ? reply : Py_None};
-        PyObject *r = PyObject_Vectorcall(fa->handler, args, 3, NULL);
+        PyObject *args[4] = {t, mv, reply ? reply : Py_None, segs};
+        PyObject *r = PyObject_Vectorcall(fa->handler, args, segs ? 4 : 3, NULL);
         if (r == NULL) {
             ret = -1;
             /* The traceback would keep the Reply alive: a handler that raised without
@@ -291,6 +309,7 @@ deliver(pulpy_state *st, CoreSystemObject *self, pulpy_entry_t *e)
     }
     Py_XDECREF(t);
     Py_XDECREF(mv);
+    Py_XDECREF(segs);
     Py_XDECREF(reply);
     pul_msg_unref(e->msg);
     return ret;
@@ -420,15 +439,25 @@ static PyObject *
 sys_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"mailbox_capacity", "max_message_size", "stream_window",
-                             "default_deadline_ms", NULL};
+                             "default_deadline_ms", "listen_addr", "advertise_addr", "seeds",
+                             "head_addr", "is_head_node", "timing", "remote_deadline_ms", NULL};
     pul_system_config_t cfg;
     pul_system_config_init(&cfg);
     Py_ssize_t mailbox = (Py_ssize_t)cfg.mailbox_capacity;
     Py_ssize_t maxmsg = (Py_ssize_t)cfg.max_message_size;
     Py_ssize_t window = (Py_ssize_t)cfg.stream_window;
     unsigned long long deadline = cfg.default_deadline_ms;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|$nnnK:CoreSystem", kwlist, &mailbox, &maxmsg,
-                                     &window, &deadline)) {
+    const char *listen_addr = NULL, *advertise_addr = NULL, *head_addr = NULL;
+    PyObject *seeds = Py_None, *timing = Py_None;
+    int is_head = 0;
+    unsigned long long remote_deadline = cfg.remote_deadline_ms;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|$nnnKzzOzpOK:CoreSystem", kwlist, &mailbox,
+                                     &maxmsg, &window, &deadline, &listen_addr, &advertise_addr,
+                                     &seeds, &head_addr, &is_head, &timing, &remote_deadline)) {
+        return NULL;
+    }
+    if (is_head && head_addr != NULL) {
+        PyErr_SetString(PyExc_ValueError, "Cannot set both is_head_node and head_addr");
         return NULL;
     }
     if (mailbox <= 0 || maxmsg <= 0 || window <= 0) {
@@ -440,9 +469,20 @@ sys_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     cfg.max_message_size = (size_t)maxmsg;
     cfg.stream_window = (size_t)window;
     cfg.default_deadline_ms = deadline;
+    cfg.remote_deadline_ms = remote_deadline;
+    cfg.is_head_node = is_head;
 
     CoreSystemObject *self = (CoreSystemObject *)tp->tp_alloc(tp, 0);
     if (self == NULL) {
+        return NULL;
+    }
+    self->addr = Py_NewRef(Py_None);
+    cfg.listen_addr = listen_addr;
+    cfg.advertise_addr = advertise_addr;
+    cfg.head_addr = head_addr;
+    /* Copies the strings into self->cfg_mem (they must outlive the system). */
+    if (pulpy_config_from_kwargs(self, &cfg, seeds, timing) < 0) {
+        Py_DECREF(self);
         return NULL;
     }
     pulpy_list_init(&self->asks);
@@ -464,10 +504,34 @@ sys_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     Py_END_ALLOW_THREADS
     if (rc != 0) {
         Py_DECREF(self);
+        if (rc == PUL_EADDR) {
+            PyObject *exc = pulpy_error_new(pulpy_state_of_type(tp), rc, NULL, NULL);
+            if (exc != NULL) {
+                PyObject *m = PyUnicode_FromFormat(
+                    "cannot bind or resolve address %s%s%s", listen_addr ? listen_addr : "",
+                    head_addr ? " / head " : "", head_addr ? head_addr : "");
+                if (m != NULL) {
+                    (void)PyObject_SetAttrString(exc, "message", m);
+                    Py_SETREF(((PyBaseExceptionObject *)exc)->args, PyTuple_Pack(1, m));
+                    Py_DECREF(m);
+                }
+                PyErr_SetObject(pulpy_state_of_type(tp)->CoreError, exc);
+                Py_DECREF(exc);
+            }
+            return NULL;
+        }
         return pulpy_raise(pulpy_state_of_type(tp), rc, "cannot create the system");
     }
     self->sys = sys;
     self->closed = 0;
+    const char *bound = pul_system_addr(sys);
+    if (bound != NULL) {
+        Py_SETREF(self->addr, PyUnicode_FromString(bound));
+        if (self->addr == NULL) {
+            Py_DECREF(self);
+            return NULL;
+        }
+    }
     self->node_id = pulpy_id_to_py(pul_system_node_id(sys));
     if (self->node_id == NULL) {
         Py_DECREF(self);
@@ -522,6 +586,9 @@ sys_dealloc(PyObject *op)
         self->bridge = NULL;
     }
     Py_CLEAR(self->node_id);
+    Py_CLEAR(self->addr);
+    free(self->cfg_mem);
+    free(self->cfg_seeds);
     tp->tp_free(op);
     Py_DECREF(tp);
 }
@@ -576,6 +643,13 @@ sys_get_node_id(PyObject *op, void *unused)
         Py_RETURN_NONE;
     }
     return Py_NewRef(self->node_id);
+}
+
+static PyObject *
+sys_get_addr(PyObject *op, void *unused)
+{
+    CoreSystemObject *self = (CoreSystemObject *)op;
+    return Py_NewRef(self->addr ? self->addr : Py_None);
 }
 
 static PyObject *
@@ -644,12 +718,13 @@ sys_register(PyObject *op, PyObject *args, PyObject *kw)
 {
     CoreSystemObject *self = (CoreSystemObject *)op;
     static char *kwlist[] = {"name", "handler", "mailbox_capacity", "allow_system", "on_stop",
-                             NULL};
+                             "segments", NULL};
     PyObject *name, *handler, *on_stop = Py_None;
     Py_ssize_t mailbox = 0;
     int allow_system = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$npO:register", kwlist, &name, &handler,
-                                     &mailbox, &allow_system, &on_stop)) {
+    int segments = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|$npOp:register", kwlist, &name, &handler,
+                                     &mailbox, &allow_system, &on_stop, &segments)) {
         return NULL;
     }
     if (on_stop != Py_None && !PyCallable_Check(on_stop)) {
@@ -687,6 +762,7 @@ sys_register(PyObject *op, PyObject *args, PyObject *kw)
     fa->bridge = self->bridge;
     fa->handler = Py_NewRef(handler);
     fa->on_stop = on_stop == Py_None ? NULL : Py_NewRef(on_stop);
+    fa->segments = segments;
     pul_actor_vtable_t vt = {
         .receive = foreign_receive,
         .free_state = foreign_free_state,
@@ -870,17 +946,57 @@ sys_spawn_builtin(PyObject *op, PyObject *args, PyObject *kw)
     return pulpy_id_to_py(id);
 }
 
-/* ask(target, msg_type, payload, future, deadline_ms=0) */
+AskObject *
+pulpy_ask_prepare(CoreSystemObject *self, PyObject *future, int segments)
+{
+    pulpy_state *st = sys_state(self);
+    AskObject *a = PyObject_GC_New(AskObject, st->AskType);
+    if (a == NULL) {
+        return NULL;
+    }
+    a->link.next = a->link.prev = NULL;
+    a->sys = (CoreSystemObject *)Py_NewRef(self);
+    a->bridge = self->bridge;
+    a->future = Py_NewRef(future);
+    a->call = NULL;
+    a->completed = 0;
+    a->segments = segments;
+    PyObject_GC_Track(a);
+    /* The callback may be registered first: nothing completes before we return to the loop. */
+    PyObject *r = PyObject_CallMethodOneArg(future, st->str_add_done_callback, (PyObject *)a);
+    if (r == NULL) {
+        Py_DECREF(a);
+        return NULL;
+    }
+    Py_DECREF(r);
+    /* The reference we hold becomes the core's: released when its completion drains. */
+    pulpy_list_add(&self->asks, &a->link);
+    return a;
+}
+
+PyObject *
+pulpy_ask_abort(CoreSystemObject *self, AskObject *a, int rc, const char *what)
+{
+    pulpy_list_del(&a->link);
+    a->call = NULL;
+    a->completed = 1;
+    Py_DECREF(a);
+    return raise_code(self, rc, what);
+}
+
+/* ask(target, msg_type, payload, future, deadline_ms=0, segments=False) */
 static PyObject *
 sys_ask(PyObject *op, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     CoreSystemObject *self = (CoreSystemObject *)op;
     pulpy_state *st = sys_state(self);
-    static const char *names[] = {"target", "msg_type", "payload", "future", "deadline_ms"};
-    PyObject *argv[5] = {NULL, NULL, NULL, NULL, NULL};
+    static const char *names[] = {"target",   "msg_type",    "payload",
+                                  "future",   "deadline_ms", "segments"};
+    enum { NARGS = 6 };
+    PyObject *argv[NARGS] = {NULL, NULL, NULL, NULL, NULL, NULL};
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    if (nargs > 5) {
-        PyErr_SetString(PyExc_TypeError, "ask() takes at most 5 arguments");
+    if (nargs > NARGS) {
+        PyErr_SetString(PyExc_TypeError, "ask() takes at most 6 arguments");
         return NULL;
     }
     for (Py_ssize_t i = 0; i < nargs; i++) {
@@ -889,7 +1005,7 @@ sys_ask(PyObject *op, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
     for (Py_ssize_t k = 0; k < nkw; k++) {
         PyObject *kn = PyTuple_GET_ITEM(kwnames, k);
         int found = 0;
-        for (int i = 0; i < 5; i++) {
+        for (int i = 0; i < NARGS; i++) {
             if (PyUnicode_CompareWithASCIIString(kn, names[i]) == 0) {
                 if (argv[i] != NULL) {
                     PyErr_Format(PyExc_TypeError, "ask() got multiple values for %s", names[i]);
@@ -918,6 +1034,10 @@ sys_ask(PyObject *op, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
             return NULL;
         }
     }
+    int segments = 0;
+    if (argv[5] != NULL && (segments = PyObject_IsTrue(argv[5])) < 0) {
+        return NULL;
+    }
     if (pulpy_system_check(self) < 0) {
         return NULL;
     }
@@ -929,36 +1049,15 @@ sys_ask(PyObject *op, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
     if (msg == NULL) {
         return NULL;
     }
-    AskObject *a = PyObject_GC_New(AskObject, st->AskType);
+    AskObject *a = pulpy_ask_prepare(self, argv[3], segments);
     if (a == NULL) {
         pul_msg_unref(msg);
         return NULL;
     }
-    a->link.next = a->link.prev = NULL;
-    a->sys = (CoreSystemObject *)Py_NewRef(op);
-    a->bridge = self->bridge;
-    a->future = Py_NewRef(argv[3]);
-    a->call = NULL;
-    a->completed = 0;
-    PyObject_GC_Track(a);
-    /* The callback may be registered first: nothing completes before we return to the loop. */
-    PyObject *r = PyObject_CallMethodOneArg(argv[3], st->str_add_done_callback, (PyObject *)a);
-    if (r == NULL) {
-        pul_msg_unref(msg);
-        Py_DECREF(a);
-        return NULL;
-    }
-    Py_DECREF(r);
-    /* The reference we hold becomes the core's: released when its completion drains. */
-    pulpy_list_add(&self->asks, &a->link);
-    int rc = pul_ask(self->sys, target, msg, deadline, ask_core_cb, a, &a->call);
+    int rc = pul_ask(self->sys, target, msg, deadline, pulpy_ask_core_cb, a, &a->call);
     if (rc != 0) {
-        pulpy_list_del(&a->link);
-        a->call = NULL;
-        a->completed = 1;
         pul_msg_unref(msg);
-        Py_DECREF(a);
-        return raise_code(self, rc, "ask");
+        return pulpy_ask_abort(self, a, rc, "ask");
     }
     Py_RETURN_NONE;
 }
@@ -1011,11 +1110,13 @@ static PyObject *
 sys_ask_stream(PyObject *op, PyObject *args, PyObject *kw)
 {
     CoreSystemObject *self = (CoreSystemObject *)op;
-    static char *kwlist[] = {"target", "msg_type", "payload", "on_item", "deadline_ms", NULL};
+    static char *kwlist[] = {"target",      "msg_type", "payload", "on_item",
+                             "deadline_ms", "segments", NULL};
     PyObject *target_o, *type, *payload, *on_item;
     unsigned long long deadline = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOO|K:ask_stream", kwlist, &target_o, &type,
-                                     &payload, &on_item, &deadline)) {
+    int segments = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOO|Kp:ask_stream", kwlist, &target_o, &type,
+                                     &payload, &on_item, &deadline, &segments)) {
         return NULL;
     }
     if (pulpy_system_check(self) < 0) {
@@ -1040,6 +1141,7 @@ sys_ask_stream(PyObject *op, PyObject *args, PyObject *kw)
     }
     Py_INCREF(s); /* the core's reference */
     s->bridge = self->bridge;
+    s->segments = segments;
     s->core_ref = 1;
     pulpy_list_add(&self->streams, &s->link);
     int rc = pul_ask_stream(self->sys, target, msg, deadline, stream_core_cb, s, &s->call);
@@ -1080,13 +1182,27 @@ static PyMethodDef sys_methods[] = {
     {"tell", (PyCFunction)(void (*)(void))sys_tell, METH_FASTCALL,
      "tell(target, msg_type, payload)"},
     {"ask_stream", (PyCFunction)(void (*)(void))sys_ask_stream, METH_VARARGS | METH_KEYWORDS,
-     "ask_stream(target, msg_type, payload, on_item, deadline_ms=0) -> StreamCall"},
+     "ask_stream(target, msg_type, payload, on_item, deadline_ms=0, segments=False) -> "
+     "StreamCall"},
+    {"ask_named", (PyCFunction)(void (*)(void))pulpy_sys_ask_named,
+     METH_VARARGS | METH_KEYWORDS,
+     "ask_named(node_id, name, msg_type, payload, future, deadline_ms=0, segments=False)"},
+    {"members", pulpy_sys_members, METH_NOARGS,
+     "members() -> [(node_id, addr, status, incarnation)], this node first"},
+    {"resolve_name", pulpy_sys_resolve_name, METH_O,
+     "resolve_name(name) -> [(node_id, actor_id)] live instances cluster-wide"},
+    {"named_actors", pulpy_sys_named_actors, METH_NOARGS,
+     "named_actors() -> [(name, node_id, actor_id)] of the cluster view"},
+    {"actor_node", pulpy_sys_actor_node, METH_O,
+     "actor_node(actor_id) -> node id hosting it, or None when no known member has its prefix"},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef sys_getset[] = {
     {"closed", sys_get_closed, NULL, "True once close() ran.", NULL},
     {"node_id", sys_get_node_id, NULL, "This system's 128-bit node id.", NULL},
+    {"addr", sys_get_addr, NULL, "The advertised \"host:port\", or None without a listener.",
+     NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

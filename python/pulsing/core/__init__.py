@@ -75,6 +75,8 @@ class SystemConfig:
         self.is_head_node = False
         self.head_addr: str | None = None
         self.mailbox_capacity = 256
+        self.timing: dict[str, int] | None = None  # pul_cluster_timing_t fields by name
+        self.remote_deadline_ms = 0  # remote asks without a deadline get this one; 0 = none
 
     @classmethod
     def standalone(cls) -> SystemConfig:
@@ -103,6 +105,10 @@ class SystemConfig:
     def with_head_addr(self, addr: str) -> SystemConfig:
         return self._copy(head_addr=addr)
 
+    def with_timing(self, **timing: int) -> SystemConfig:
+        """Membership timings (fields of pul_cluster_timing_t, e.g. probe_interval_ms=200)."""
+        return self._copy(timing={**(self.timing or {}), **timing})
+
     def with_mailbox_capacity(self, capacity: int) -> SystemConfig:
         if capacity <= 0:
             raise ValueError("mailbox capacity must be positive")
@@ -116,19 +122,79 @@ class SystemConfig:
         )
 
 
+JOIN_WAIT_S = 5.0  # how long init() waits for the first successful join when seeds are given
+
+
 async def create_system(config: SystemConfig) -> ActorSystem:
-    """Build a system from a config on the running loop."""
+    """Build a system from a config on the running loop.
+
+    With an address the node listens there ("host:port"; port 0 takes an ephemeral port,
+    reported by `system.addr`), runs the `system/placement` service, and joins `seeds` (or the
+    head node) in the background; this waits, without blocking the loop, up to JOIN_WAIT_S
+    for the first successful join and then returns either way (seeds are retried)."""
     if config.is_head_node and config.head_addr:
         raise ValueError("Cannot set both is_head_node and head_addr")
-    if config.addr is not None or config.seeds or config.head_addr or config.is_head_node:
-        raise PulsingRuntimeError(
-            "Cluster mode (addr, seeds, head node) needs the network transport, which this "
-            "build of Pulsing does not have yet; use init() without an address for a single "
-            "process"
-        )
     if config.passphrase is not None:
-        raise PulsingRuntimeError("a passphrase (TLS) needs an address to listen on")
-    return ActorSystem(mailbox_capacity=config.mailbox_capacity)
+        raise PulsingRuntimeError(
+            "a cluster passphrase (mutual TLS) is not supported by this build yet; run "
+            "without passphrase on a trusted network"
+        )
+    clustered = bool(
+        config.addr is not None or config.seeds or config.head_addr or config.is_head_node
+    )
+    system = ActorSystem(
+        addr=config.addr,
+        mailbox_capacity=config.mailbox_capacity,
+        seeds=list(config.seeds),
+        head_addr=config.head_addr,
+        is_head_node=config.is_head_node,
+        timing=config.timing,
+        remote_deadline_ms=config.remote_deadline_ms,
+    )
+    if not clustered:
+        return system
+    try:
+        if system.addr is not None:
+            _warn_if_exposed(system.addr)
+            from pulsing.core.remote import start_placement_service
+
+            start_placement_service(system)
+        if config.seeds or config.head_addr:
+            await _wait_joined(system, JOIN_WAIT_S)
+    except BaseException:
+        await system.shutdown()
+        raise
+    return system
+
+
+def _warn_if_exposed(addr: str) -> None:
+    host = addr.rsplit(":", 1)[0].strip("[]")
+    if host not in ("127.0.0.1", "::1", "localhost") and not host.startswith("127."):
+        import logging
+
+        logging.getLogger("pulsing").warning(
+            "Pulsing node listening on %s WITHOUT a passphrase: payloads are pickles, so anyone "
+            "who can reach this port can run code in this process. Bind 127.0.0.1 or use a "
+            "trusted network.",
+            addr,
+        )
+
+
+async def _wait_joined(system: ActorSystem, limit: float) -> bool:
+    """True once another member is Alive in this node's view (at most `limit` seconds)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while True:
+        if system._alive_peers():
+            return True
+        if loop.time() >= deadline:
+            import logging
+
+            logging.getLogger("pulsing").warning(
+                "no seed answered within %.1f s; joining continues in the background", limit
+            )
+            return False
+        await asyncio.sleep(0.02)
 
 
 async def _create(config: SystemConfig, loop: Any = None) -> ActorSystem:
@@ -156,10 +222,14 @@ def _systems_for_loop() -> list[ActorSystem]:
     return list(_live_systems)
 
 
-def _config(addr, seeds, passphrase, head_addr, is_head_node) -> SystemConfig:
+def _config(addr, seeds, passphrase, head_addr, is_head_node, timing=None) -> SystemConfig:
     if head_addr and is_head_node:
         raise ValueError("Cannot set both is_head_node and head_addr")
+    if isinstance(seeds, str):
+        seeds = [seeds]
     config = SystemConfig(addr)
+    if timing:
+        config = config._copy(timing=dict(timing))
     if seeds:
         config = config.with_seeds(seeds)
     if passphrase:
@@ -178,12 +248,16 @@ async def init(
     passphrase: str | None = None,
     head_addr: str | None = None,
     is_head_node: bool = False,
+    timing: dict[str, int] | None = None,
 ) -> ActorSystem:
     """Start the global actor system (a second call returns the same system).
 
-    Without `addr` it is a single process that opens no port."""
+    Without `addr` it is a single process that opens no port. With `addr="host:port"` it is a
+    node of a cluster: it joins through `seeds` (gossip) or `head_addr` (head-node mode), or is
+    the head with `is_head_node=True`; `timing` tunes membership (pul_cluster_timing_t fields
+    by name, e.g. {"probe_interval_ms": 200})."""
     global _system
-    config = _config(addr, seeds, passphrase, head_addr, is_head_node)
+    config = _config(addr, seeds, passphrase, head_addr, is_head_node, timing)
     if _system is not None:
         if not _system._closed and not _system._loop.is_closed():
             return _system

@@ -24,7 +24,7 @@ from pulsing.core.system import (
     _done_future,
     _Policy,
 )
-from pulsing.exceptions import PulsingRuntimeError, PulsingUnsupportedError
+from pulsing.exceptions import PulsingRuntimeError
 
 logger = logging.getLogger("pulsing")
 
@@ -43,6 +43,47 @@ __all__ = [
 ]
 
 _actor_class_registry: dict[str, type] = {}
+
+PLACEMENT_SERVICE = "system/placement"
+_PLACEMENT_DEADLINE_MS = 30_000  # import + constructor on the other node
+
+
+class PlacementService:
+    """`system/placement`, on every node with a listener: builds the actors other nodes place
+    here (`spawn(placement=...)`). The class is imported by module and qualname (it must be
+    importable on this node), constructed with the arguments sent, and spawned with the name
+    and the supervision options of its @remote decorator; the answer is the new actor id.
+    Failures come back typed: an unimportable class is a PulsingRuntimeError, a constructor
+    that rejects its arguments a PulsingBusinessError, a taken name a PulsingRuntimeError."""
+
+    def __init__(self, system: ActorSystem) -> None:
+        self._system = system
+
+    async def spawn(
+        self, module: str, qualname: str, args: tuple, kwargs: dict, name: str | None
+    ) -> int:
+        import importlib
+
+        try:
+            obj: Any = importlib.import_module(module)
+            for part in qualname.split("."):
+                obj = getattr(obj, part)
+        except Exception as e:  # noqa: BLE001
+            raise PulsingRuntimeError(
+                f"placement: cannot import {module}.{qualname} on node "
+                f"{self._system.node_id}: {type(e).__name__}: {e}"
+            ) from None
+        if not isinstance(obj, ActorClass):
+            if not isinstance(obj, type):
+                raise PulsingRuntimeError(f"placement: {module}.{qualname} is not a class")
+            obj = ActorClass(obj)
+        proxy = await obj.local(self._system, *args, name=name, **kwargs)
+        return proxy.ref._id
+
+
+def start_placement_service(system: ActorSystem) -> None:
+    """Register `system/placement` on a node that has a listener."""
+    system._spawn_cell(PlacementService(system), None, True, PLACEMENT_SERVICE, allow_system=True)
 
 
 def _public_methods(cls: type) -> tuple[list[str], set[str]]:
@@ -138,9 +179,11 @@ class _StreamIter:
             ref = call._ref
             cell = ref._cell
             if cell is None:
-                raise PulsingUnsupportedError(
-                    f"streaming call '{call._name}' to a non-Python actor"
+                # another node (or a system reached through the core): items as they arrive
+                src = self._src = ref._system._core_stream(
+                    ref._id, call._name, call._args, call._kwargs
                 )
+                return await src.__anext__()
             if cell.stopped:
                 raise cell._stopped_error()
             src = self._src = await cell.open_stream(call._name, call._args, call._kwargs)
@@ -394,26 +437,48 @@ class ActorClass(Generic[T]):
     async def _spawn_placed(
         self, system: ActorSystem, placement: Any, args: tuple, kwargs: dict, name: str | None
     ) -> ActorProxy:
+        """Create the actor on another node through its `system/placement` service."""
         from pulsing.core.ids import NodeId
 
-        members = await system.members()
-        others = [m for m in members if m["node_id"] != str(system.node_id.id)]
+        me = system.node_id.id
         if placement == "remote":
-            if not others:
-                logger.warning("spawn(placement='remote'): no remote nodes, spawning locally")
-                return await self.local(system, *args, name=name, **kwargs)
+            peers = system._alive_peers()
+            if not peers:
+                raise PulsingRuntimeError(
+                    "spawn(placement='remote'): no other Alive member in the cluster"
+                )
+            n = system._rr.get("system/placement", 0)
+            system._rr["system/placement"] = n + 1
+            target = peers[n % len(peers)]
         else:
             try:
-                target = NodeId(placement)
+                target = NodeId(placement).id
             except (TypeError, ValueError):
                 raise ValueError(
                     f"placement must be None, 'local', 'remote' or a node id, not {placement!r}"
                 ) from None
-            if target == system.node_id:
+            if target == me:
                 return await self.local(system, *args, name=name, **kwargs)
-            if not any(m["node_id"] == str(target.id) for m in others):
-                raise PulsingRuntimeError(f"placement: node {target} is not a member")
-        raise PulsingRuntimeError("placement on another node needs the cluster transport")
+            members = {int(m["node_id"]): m["status"] for m in await system.members()}
+            if members.get(target) != "Alive":
+                raise PulsingRuntimeError(
+                    f"placement: node {NodeId(target)} is not an Alive member "
+                    f"({members.get(target, 'unknown')})"
+                )
+        call = (
+            _sys._CALL_TAG,
+            "spawn",
+            (self._cls.__module__, self._cls.__qualname__, args, kwargs, name),
+            {},
+            _sys._VALUE,
+        )
+        actor_id = await system._core_ask(
+            0,
+            _sys._RawPickled(call),
+            deadline_ms=_PLACEMENT_DEADLINE_MS,
+            named=(target, PLACEMENT_SERVICE),
+        )
+        return ActorProxy(ActorRef(system, actor_id, None), self._methods, self._async_methods)
 
     async def local(
         self,

@@ -769,10 +769,10 @@ class _Cell:
 
     # ---- messages through the core (C actors, other systems, later the network) ----
 
-    def handle_core(self, msg_type: str, payload: memoryview, reply: Any) -> None:
+    def handle_core(self, msg_type: str, payload: memoryview, reply: Any, segs: tuple = ()) -> None:
         try:
             if msg_type == PICKLE_TYPE:
-                obj = pickle.loads(payload)
+                obj = _loads(self.system, payload, segs)
             else:
                 obj = Message(msg_type, payload)
         except Exception as e:  # noqa: BLE001
@@ -864,20 +864,56 @@ async def _log_errors(aw: Any, what: str) -> None:
         logger.exception("%s raised", what)
 
 
+# Buffers at least this large (numpy arrays, bytearrays, PickleBuffer-aware objects) leave the
+# pickle stream and travel as out-of-band segments of the message, written to the socket from
+# their own memory; smaller ones stay in band (cheaper than the bookkeeping).
+_OOB_MIN = 64 * 1024
+
+
 def _encode(value: Any) -> tuple[str, Any]:
+    """(msg_type, payload) for a value sent through the core: a pickle (protocol 5) whose large
+    buffers are out of band, payload = [pickle, *buffers], or a Message's own type and bytes."""
     if type(value) is _RawPickled:
         value = value.value
     elif isinstance(value, Message) and not value.is_stream:
         return value.msg_type, value.payload
+    bufs: list = []
+
+    def out_of_band(pb: pickle.PickleBuffer) -> bool:
+        with memoryview(pb) as m:
+            if m.nbytes < _OOB_MIN or not m.contiguous:
+                return True  # in band
+        bufs.append(pb)
+        return False
+
     try:
-        return PICKLE_TYPE, pickle.dumps(value, protocol=5)
+        head = pickle.dumps(value, protocol=5, buffer_callback=out_of_band)
     except Exception as e:
         raise _errors.serialization_error(value, e, "value") from e
+    if bufs:
+        return PICKLE_TYPE, [head, *bufs]
+    return PICKLE_TYPE, head
 
 
-def _decode(msg_type: str, payload: bytes) -> Any:
+# The system whose message is being unpickled: an ActorRef in it binds to that system (several
+# nodes may share a process). pickle.loads is synchronous on the home loop, so a plain slot will do.
+_decoding: list = [None]
+
+
+def _loads(system: Any, payload: Any, segs: tuple) -> Any:
+    prev = _decoding[0]
+    _decoding[0] = system
+    try:
+        return pickle.loads(payload, buffers=segs)
+    finally:
+        _decoding[0] = prev
+
+
+def _decode(msg_type: str, payload: bytes, segs: tuple = (), system: Any = None) -> Any:
     if msg_type == PICKLE_TYPE:
-        return pickle.loads(payload)
+        return _loads(system, payload, segs)
+    if segs:
+        payload = b"".join([payload, *segs])
     return Message(msg_type, payload)
 
 
@@ -915,6 +951,7 @@ def _reply_from_future(fut: asyncio.Future, reply: Any) -> None:
 
 async def _stream_to_core(cell: _Cell, name: str, args: tuple, kwargs: dict, reply: Any) -> None:
     writer = None
+    src = None
     try:
         src = await cell.open_stream(name, args, kwargs)
         writer = reply.stream()
@@ -926,7 +963,7 @@ async def _stream_to_core(cell: _Cell, name: str, args: tuple, kwargs: dict, rep
                 await room
         writer.end()
     except _core.CoreError:
-        return  # the consumer went away
+        return  # the consumer went away (finally closes the producer)
     except BaseException as e:
         err = e if isinstance(e, PulsingError) else _errors.classify(e, name, cell.name)
         try:
@@ -935,6 +972,9 @@ async def _stream_to_core(cell: _Cell, name: str, args: tuple, kwargs: dict, rep
             pass
         if isinstance(e, asyncio.CancelledError):
             raise
+    finally:
+        if src is not None and not src.done:
+            src.close()  # a cancelled consumer closes the generator now, not at GC
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1073,7 +1113,8 @@ class ActorRef:
         return self._system
 
     def is_local(self) -> bool:
-        return True
+        """True when the actor lives in this process's system (not on another node)."""
+        return self._cell is not None or (self._id >> 64) == (self._system._node_id.id >> 64)
 
     def ask(self, msg: Any) -> CallFuture:
         """Send `msg` and await the reply (cancellable: a cancelled ask cancels the work)."""
@@ -1116,7 +1157,8 @@ class ActorRef:
 
     def __repr__(self) -> str:
         name = self._cell.name if self._cell is not None else None
-        return f"ActorRef({ActorId(self._id)}{', ' + name if name else ''})"
+        where = "" if self.is_local() else ", remote"
+        return f"ActorRef({ActorId(self._id)}{', ' + name if name else ''}{where})"
 
     def __reduce__(self):
         return (_unpickle_ref, (self._id,))
@@ -1125,6 +1167,9 @@ class ActorRef:
 def _unpickle_ref(actor_id: int) -> ActorRef:
     from pulsing.core import _global_system, _systems_for_loop
 
+    system = _decoding[0]
+    if system is not None and not system._closed:
+        return ActorRef(system, actor_id, system._cells.get(actor_id))
     for system in _systems_for_loop():
         cell = system._cells.get(actor_id)
         if cell is not None:
@@ -1143,11 +1188,41 @@ def _unpickle_ref(actor_id: int) -> ActorRef:
 class ActorSystem:
     """An actor system: the actors of one node and the way to reach the others."""
 
-    def __init__(self, *, addr: str | None = None, mailbox_capacity: int = 256) -> None:
+    def __init__(
+        self,
+        *,
+        addr: str | None = None,
+        mailbox_capacity: int = 256,
+        seeds: list[str] | None = None,
+        head_addr: str | None = None,
+        is_head_node: bool = False,
+        timing: dict[str, int] | None = None,
+        remote_deadline_ms: int = 0,
+    ) -> None:
         loop = asyncio.get_running_loop()
         self._loop = loop
-        self._core = _core.CoreSystem(mailbox_capacity=mailbox_capacity)
+        try:
+            self._core = _core.CoreSystem(
+                mailbox_capacity=mailbox_capacity,
+                listen_addr=addr,
+                seeds=list(seeds or ()),
+                head_addr=head_addr,
+                is_head_node=is_head_node,
+                timing=timing,
+                remote_deadline_ms=remote_deadline_ms,
+            )
+        except _core.CoreError as e:
+            if e.code == _core.EADDR:
+                raise PulsingRuntimeError(f"{e.args[0]} (is the port in use?)", cause=e) from None
+            if addr is not None and e.code == _core.EINVAL:
+                raise PulsingRuntimeError(
+                    f"cannot start a node on {addr!r}: {e.args[0]} (this build may lack the "
+                    "network transport)",
+                    cause=e,
+                ) from None
+            raise _errors.from_core_error(e, "actor system") from None
         loop.add_reader(self._core.fileno(), self._core.drain)
+        self._rr: dict = {}  # round-robin counters: resolve per name, placement
         self._mailbox_capacity = mailbox_capacity
         self._cells: dict[int, _Cell] = {}
         self._names: dict[str, _Cell] = {}
@@ -1155,7 +1230,7 @@ class ActorSystem:
         self._deferred: list = []
         self._releasing: dict[int, str | None] = {}  # stopped, not yet released by the core
         self._closed = False
-        self._addr = addr
+        self._addr = self._core.addr
         self._node_id = NodeId(self._core.node_id)
         self._queue_api = None
         self._topic_api = None
@@ -1280,6 +1355,7 @@ class ActorSystem:
                     cell.handle_core,
                     allow_system=allow_system,
                     on_stop=self._released,
+                    segments=True,
                 )
                 break
             except ValueError as e:
@@ -1361,29 +1437,50 @@ class ActorSystem:
     async def resolve(
         self, name: str, *, node_id: Any = None, timeout: float | None = None
     ) -> ActorRef:
-        """The actor registered under `name`, waiting up to `timeout` seconds for it to appear.
-        Raises PulsingRuntimeError once the timeout has passed."""
+        """The actor registered under `name` anywhere in the cluster (round-robin among its
+        live instances, or the one on `node_id`), waiting up to `timeout` seconds for it to
+        appear. Raises PulsingRuntimeError once the timeout has passed."""
         self._check_open()
         normalized = _core.normalize_name(name, True)
         want_node = NodeId(node_id).id if node_id is not None else None
         deadline = None if not timeout else time.monotonic() + timeout
         while True:
-            if want_node is None or want_node == self._node_id.id:
-                cell = self._names.get(normalized)
-                if cell is not None and not cell.stopped:
-                    return cell.ref
-                core_id = self._core.lookup(normalized)
-                if (
-                    core_id is not None
-                    and core_id not in self._cells
-                    and core_id not in self._releasing
-                ):
-                    return ActorRef(self, core_id, None)
+            ref = self._pick_instance(normalized, want_node)
+            if ref is not None:
+                return ref
             if deadline is None or time.monotonic() >= deadline:
                 where = f" on node {NodeId(want_node)}" if want_node is not None else ""
                 raise PulsingRuntimeError(f"Actor '{normalized}' not found{where}")
             await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
             self._check_open()
+
+    def _pick_instance(self, normalized: str, want_node: int | None) -> ActorRef | None:
+        me = self._node_id.id
+        if want_node is None or want_node == me:
+            cell = self._names.get(normalized)
+            if cell is not None and not cell.stopped and want_node == me:
+                return cell.ref
+        live = []
+        for node, actor_id in self._core.resolve_name(normalized):
+            if want_node is not None and node != want_node:
+                continue
+            if node == me:
+                cell = self._cells.get(actor_id)
+                if cell is not None:
+                    if cell.stopped:
+                        continue
+                elif actor_id in self._releasing:
+                    continue
+            live.append(actor_id)
+        if not live:
+            return None
+        if len(live) == 1:
+            actor_id = live[0]
+        else:
+            n = self._rr.get(normalized, 0)
+            self._rr[normalized] = n + 1
+            actor_id = live[n % len(live)]
+        return ActorRef(self, actor_id, self._cells.get(actor_id))
 
     resolve_named = resolve
 
@@ -1454,40 +1551,53 @@ class ActorSystem:
     # ---- introspection ----
 
     async def members(self) -> list[dict[str, Any]]:
-        """The nodes of the cluster: dicts with node_id, addr and status."""
-        return [{"node_id": str(self._node_id.id), "addr": self._addr, "status": "Alive"}]
+        """The nodes of the cluster as this node sees them, itself first: dicts with node_id
+        (str of the int), addr ("host:port", None without a listener), status ("Alive",
+        "Suspect" or "Dead"; a node that left gracefully is "Dead" with left=True) and
+        incarnation."""
+        self._check_open()
+        out = []
+        for node, addr, status, inc in self._core.members():
+            out.append(
+                {
+                    "node_id": str(node),
+                    "addr": addr or None,
+                    "status": "Dead" if status == "Left" else status,
+                    "left": status == "Left",
+                    "incarnation": inc,
+                }
+            )
+        return out
+
+    def _alive_peers(self) -> list[int]:
+        me = self._node_id.id
+        return [n for n, _a, st, _i in self._core.members() if n != me and st == "Alive"]
 
     async def all_named_actors(self) -> list[dict[str, Any]]:
-        """Every named actor of the cluster: name, node_id, actor_id."""
-        out = []
-        seen = set()
-        for cell in list(self._cells.values()):
-            if cell.name is not None and not cell.name.startswith("system/"):
-                seen.add(cell.id)
-                out.append(
-                    {
-                        "name": cell.name,
-                        "node_id": str(self._node_id.id),
-                        "actor_id": str(cell.aid),
-                        "instances": 1,
-                    }
-                )
-        for actor_id, name in self._core.actors():
-            if (
-                name
-                and actor_id not in seen
-                and actor_id not in self._cells
-                and actor_id not in self._releasing
-            ):
-                out.append(
-                    {
-                        "name": name,
-                        "node_id": str(self._node_id.id),
-                        "actor_id": str(ActorId(actor_id)),
-                        "instances": 1,
-                    }
-                )
-        out.sort(key=lambda d: d["name"])
+        """Every named actor of the cluster (one entry per instance): name, node_id, actor_id
+        and instances (how many nodes host that name). `system/` services are left out."""
+        self._check_open()
+        me = self._node_id.id
+        rows = []
+        for name, node, actor_id in self._core.named_actors():
+            if name.startswith("system/"):
+                continue
+            if node == me and actor_id not in self._cells and actor_id in self._releasing:
+                continue
+            rows.append((name, node, actor_id))
+        counts: dict[str, int] = {}
+        for name, _n, _a in rows:
+            counts[name] = counts.get(name, 0) + 1
+        out = [
+            {
+                "name": name,
+                "node_id": str(node),
+                "actor_id": str(ActorId(actor_id)),
+                "instances": counts[name],
+            }
+            for name, node, actor_id in rows
+        ]
+        out.sort(key=lambda d: (d["name"], d["node_id"]))
         return out
 
     async def list_actors(self) -> list[dict[str, Any]]:
@@ -1499,7 +1609,11 @@ class ActorSystem:
 
     # ---- calls through the core ----
 
-    def _core_ask(self, actor_id: int, msg: Any) -> CallFuture:
+    def _core_ask(
+        self, actor_id: int, msg: Any, deadline_ms: int = 0, named: tuple | None = None
+    ) -> CallFuture:
+        """Ask through the core: an actor of another node (or a C actor, or another system),
+        or with `named=(node_id, name)` the instance of a name on a node."""
         loop = self._loop
         fut = CallFuture(loop=loop)
         if self._closed:
@@ -1523,14 +1637,17 @@ class ActorSystem:
                 fut.set_exception(_errors.from_core_error(e, "ask"))
                 return
             try:
-                fut.set_result(_decode(*f.result()))
+                fut.set_result(_decode(*f.result(), system=self))
             except Exception as exc:  # noqa: BLE001
                 fut.set_exception(PulsingRuntimeError(f"cannot decode reply: {exc}", exc))
 
         inner.add_done_callback(done)
         fut.add_done_callback(lambda f: inner.cancel() if f.cancelled() else None)
         try:
-            self._core.ask(actor_id, mt, payload, inner)
+            if named is not None:
+                self._core.ask_named(named[0], named[1], mt, payload, inner, deadline_ms, True)
+            else:
+                self._core.ask(actor_id, mt, payload, inner, deadline_ms, True)
         except _core.CoreError as e:
             inner.cancel()
             fut.set_exception(_errors.from_core_error(e, "ask"))
@@ -1550,6 +1667,11 @@ class ActorSystem:
 
     def _core_call(self, actor_id: int, name: str, args: tuple, kwargs: dict) -> CallFuture:
         return self._core_ask(actor_id, _RawPickled((_CALL_TAG, name, args, kwargs, _VALUE)))
+
+    def _core_stream(self, actor_id: int, name: str, args: tuple, kwargs: dict) -> _CoreStream:
+        """A streamed method call through the core: items as they arrive."""
+        self._check_open()
+        return _CoreStream(self, actor_id, name, args, kwargs)
 
     # ---- shutdown ----
 
@@ -1590,6 +1712,82 @@ class ActorSystem:
 
     def __repr__(self) -> str:
         return f"ActorSystem(node_id={self._node_id}, addr={self._addr})"
+
+
+class _CoreStream:
+    """The consuming end of a stream call through the core (`async for` over a method of an
+    actor of another node): items are queued as the core delivers them and decoded when
+    taken; an error arrives after the items before it; `close()` (early break, cancellation,
+    garbage collection) cancels the call, and with it the remote generator."""
+
+    __slots__ = ("__weakref__", "_call", "_end", "_items", "_name", "_system", "_waiter", "done")
+
+    _EOF = object()
+
+    def __init__(
+        self, system: ActorSystem, actor_id: int, name: str, args: tuple, kwargs: dict
+    ) -> None:
+        self._system = system
+        self._name = name
+        self._items: deque = deque()
+        self._end: Any = None
+        self._waiter: asyncio.Future | None = None
+        self.done = False
+        mt, payload = _encode(_RawPickled((_CALL_TAG, name, args, kwargs, _STREAM)))
+        try:
+            self._call = system._core.ask_stream(actor_id, mt, payload, self._on_item, 0, True)
+        except _core.CoreError as e:
+            self._call = None
+            self._end = e
+
+    def _on_item(self, msg_type: Any, payload: Any, err: Any, segs: tuple = ()) -> None:
+        if msg_type is None:
+            self._end = err if err is not None else _CoreStream._EOF
+        else:
+            self._items.append((msg_type, payload, segs))
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def __aiter__(self) -> _CoreStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        while not self._items and self._end is None:
+            if self._system._closed:
+                self.close()
+                raise PulsingRuntimeError("Actor system is shut down")
+            self._waiter = self._system._loop.create_future()
+            try:
+                await self._waiter
+            except asyncio.CancelledError:
+                self.close()
+                raise
+            finally:
+                self._waiter = None
+        if self._items:
+            mt, payload, segs = self._items.popleft()
+            try:
+                return _decode(mt, payload, segs, self._system)
+            except Exception as e:  # noqa: BLE001
+                self.close()
+                raise PulsingRuntimeError(f"cannot decode stream item: {e}", e) from None
+        self.done = True
+        end = self._end
+        if end is _CoreStream._EOF:
+            raise StopAsyncIteration
+        raise _errors.from_core_error(end, self._name)
+
+    def close(self) -> None:
+        """Stop consuming: the producer sees its stream cancelled."""
+        self.done = True
+        self._items.clear()
+        call = self._call
+        if call is not None and not call.done:
+            try:
+                call.cancel()
+            except Exception:
+                logger.debug("cancelling a stream call failed", exc_info=True)
 
 
 class _RawPickled:
