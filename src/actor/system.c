@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "actor/actor.h"
+#include "cluster/cluster.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
@@ -157,11 +158,12 @@ table_grow(pul_system_t *sys)
     return 0;
 }
 
-static void
+/* Returns 1 when a was mapped (its name, if any, is released now). */
+static int
 table_unmap(pul_system_t *sys, pul__actor_t *a)
 {
     if (!a->in_maps) {
-        return;
+        return 0;
     }
     size_t m = sys->nbuckets - 1;
     pul__actor_t **p = &sys->by_id[table_hash_id(a->id) & m];
@@ -178,6 +180,16 @@ table_unmap(pul_system_t *sys, pul__actor_t *a)
     }
     a->in_maps = 0;
     sys->nmapped--;
+    return 1;
+}
+
+/* Tell the cluster that a local name was registered or released. Called outside tmu. */
+static void
+system_name_changed(pul_system_t *sys, const char *name, pul_id_t id, int live)
+{
+    if (name != NULL && sys->cluster != NULL) {
+        pul__cluster_name_changed(sys->cluster, name, id, live);
+    }
 }
 
 pul__actor_t *
@@ -256,11 +268,27 @@ fail:
     return PUL_ENOMEM;
 }
 
+static void system_shutdown_rest(void *arg);
+
 static void
 system_shutdown_task(pul__task_t *t)
 {
     pul_system_t *sys = (pul_system_t *)((char *)t - offsetof(pul_system_t, shutdown_task));
     atomic_store(&sys->closing, 1);
+    if (sys->cluster != NULL) {
+        /* Leave the cluster while the transport still runs; the rest of the shutdown follows
+         * the leave's done callback (at most 500 ms later) and the loop keeps turning
+         * meanwhile. */
+        pul__cluster_leave(sys->cluster, system_shutdown_rest, sys);
+        return;
+    }
+    system_shutdown_rest(sys);
+}
+
+static void
+system_shutdown_rest(void *arg)
+{
+    pul_system_t *sys = arg;
     /* Actors first (their on_stop may still reply to deferred asks), then every call left. */
     for (;;) {
         pthread_mutex_lock(&sys->tmu);
@@ -283,6 +311,12 @@ system_shutdown_task(pul__task_t *t)
         sys->timers = ut->next;
         pul__timer_disarm(&sys->loop, &ut->t);
         pul__free(ut);
+    }
+    /* The transport closes here (pul__net_close), before the cluster is freed: the cluster's
+     * outstanding posts call back with PUL_ECLOSED and the last one releases it. */
+    if (sys->cluster != NULL) {
+        pul__cluster_free(sys->cluster);
+        sys->cluster = NULL;
     }
     pul__loop_stop(&sys->loop);
 }
@@ -502,7 +536,7 @@ pul__actor_stop(pul__actor_t *a, int status)
     }
     a->stopped = 1;
     pthread_mutex_lock(&sys->tmu);
-    table_unmap(sys, a);
+    int released = table_unmap(sys, a);
     if (a->all_prev != NULL) {
         a->all_prev->all_next = a->all_next;
     } else {
@@ -513,6 +547,9 @@ pul__actor_stop(pul__actor_t *a, int status)
     }
     a->all_prev = a->all_next = NULL;
     pthread_mutex_unlock(&sys->tmu);
+    if (released) {
+        system_name_changed(sys, a->name, a->id, 0);
+    }
     pul__timer_disarm(&sys->loop, &a->restart_timer);
     pul__mailbox_drain(a, status);
     if (!a->started && a->vt.factory == NULL) {
@@ -670,6 +707,9 @@ pul_spawn(pul_system_t *sys, const pul_actor_vtable_t *vt, void *state,
     pthread_mutex_unlock(&sys->tmu);
 
     pul_id_t id = a->id;
+    if (nlen > 0) {
+        system_name_changed(sys, name, id, 1);
+    }
     if (pul__loop_on_thread(&sys->loop)) {
         pul__loop_defer(&sys->loop, &a->start_task);
     } else if (pul__loop_post(&sys->loop, &a->start_task) != 0) {
@@ -723,10 +763,13 @@ pul_stop(pul_system_t *sys, pul_id_t id)
         return PUL_ENOTFOUND;
     }
     /* Unmapped at once: the name is free again and new calls fail promptly. */
-    table_unmap(sys, a);
+    int released = table_unmap(sys, a) && a->name != NULL;
     a->stop_posted = 1;
     atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed);
     pthread_mutex_unlock(&sys->tmu);
+    if (released) {
+        system_name_changed(sys, a->name, id, 0); /* a->name lives while we hold a ref */
+    }
     if (pul__loop_on_thread(&sys->loop)) {
         pul__loop_defer(&sys->loop, &a->stop_task);
     } else if (pul__loop_post(&sys->loop, &a->stop_task) != 0) {

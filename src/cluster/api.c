@@ -28,6 +28,9 @@ pul_members(pul_system_t *sys, pul_member_t *out, size_t max)
     if (sys == NULL || (out == NULL && max != 0)) {
         return PUL_EINVAL;
     }
+    if (sys->cluster != NULL) {
+        return pul__cluster_members(sys->cluster, out, max);
+    }
     if (max >= 1) {
         memset(&out[0], 0, sizeof out[0]);
         out[0].node_id = sys->node_id;
@@ -46,6 +49,9 @@ pul_resolve_name(pul_system_t *sys, const char *name, pul_instance_t *out, size_
     char norm[PUL_NAME_MAX + 1];
     if (pul_name_normalize(name, strlen(name), 1, norm, sizeof norm) != 0) {
         return PUL_ENAME;
+    }
+    if (sys->cluster != NULL) {
+        return pul__cluster_resolve(sys->cluster, norm, out, max);
     }
     pul_id_t id;
     if (pul_lookup(sys, norm, &id) != 0) {
@@ -81,6 +87,10 @@ pul_named_foreach(pul_system_t *sys,
     if (sys == NULL || cb == NULL) {
         return;
     }
+    if (sys->cluster != NULL) {
+        /* Other nodes' entries from the cluster view; ours from the actor table below. */
+        pul__cluster_named_foreach(sys->cluster, cb, arg);
+    }
     named_walk_t w = {sys, cb, arg};
     pul_actors_foreach(sys, named_walk, &w);
 }
@@ -96,6 +106,14 @@ pul_actor_node(pul_system_t *sys, pul_id_t actor_id, pul_id_t *out_node)
             *out_node = sys->node_id;
         }
         return 0;
+    }
+    if (sys->cluster != NULL) {
+        pul_id_t node;
+        int rc = pul__cluster_node_of(sys->cluster, actor_id.hi, &node);
+        if (rc == 0 && out_node != NULL) {
+            *out_node = node;
+        }
+        return rc;
     }
     return PUL_ENOTFOUND;
 }

@@ -651,6 +651,12 @@ helper_nack(pul__swim_t *s, size_t i)
 static void
 on_preq(pul__swim_t *s, const pul__gpacket_t *p, const pul__gmsg_t *g, uint64_t now)
 {
+    if (pul_id_eq(g->node, s->m[0]->id)) {
+        /* Asked to ping ourselves (the prober's view of addresses is stale): we are alive. */
+        pul__gmsg_t a = {.t = PUL__G_ACK, .seq = g->seq};
+        send_one(s, p->addr, &a);
+        return;
+    }
     if (s->nhelpers == s->helpers_cap) {
         size_t nc = s->helpers_cap ? s->helpers_cap * 2 : 8;
         if (nc > 1024) {

@@ -1,0 +1,573 @@
+/* test_cluster_glue.c — the cluster glue (cluster.c, head.c, the name hooks of system.c and the
+ * public queries of api.c) on real systems and their core threads, over an in-process network
+ * that stands in for the transport: join by seed, names resolvable everywhere, graceful leave
+ * seen as Left, an abrupt kill seen as Dead with its names gone and its route dropped, head-node
+ * mode. */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "pul_test.h"
+#include "actor/actor.h"
+#include "cluster/cluster.h"
+#include "core/alloc.h"
+
+static long mem_base;
+
+static int
+setup(void **state)
+{
+    (void)state;
+    mem_base = pul_mem_live();
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    (void)state;
+    assert_int_equal(pul_mem_live(), mem_base);
+    return 0;
+}
+
+/* ---- an in-process network ---------------------------------------------------------------- */
+
+#define MAXN 5
+
+typedef struct {
+    pul_system_t *sys;
+    char addr[32];
+    pul__net_handler_fn h_cluster, h_head;
+    void *a_cluster, *a_head;
+    pul_id_t id;
+    int down; /* abruptly gone: refuses everything, sends nothing */
+    int routed[MAXN]; /* route to node j: 1 set, 0 never, -1 dropped */
+} fnode_t;
+
+static fnode_t fn[MAXN];
+static int nfn;
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static long g_inflight;
+
+typedef struct {
+    fnode_t *src;
+    fnode_t *dst;
+    char path[64];
+    uint8_t *body;
+    size_t len;
+    pul__net_resp_cb cb;
+    void *arg;
+    int status;
+    uint8_t *resp;
+    size_t resp_len;
+} freq_t;
+
+static void
+deliver_resp(void *arg)
+{
+    freq_t *r = arg;
+    r->cb(r->status, r->resp, r->resp_len, r->arg);
+    free(r->body);
+    pul__free(r->resp);
+    free(r);
+    pthread_mutex_lock(&g_mu);
+    g_inflight--;
+    pthread_mutex_unlock(&g_mu);
+}
+
+static void
+send_back(freq_t *r)
+{
+    /* The source keeps running until its requests have called back (the test waits). */
+    assert_int_equal(pul_system_post(r->src->sys, deliver_resp, r), 0);
+}
+
+static void
+run_handler(void *arg)
+{
+    freq_t *r = arg;
+    pthread_mutex_lock(&g_mu);
+    int down = r->dst->down;
+    pthread_mutex_unlock(&g_mu);
+    pul__net_handler_fn h = NULL;
+    void *ha = NULL;
+    if (strncmp(r->path, "/cluster/", 9) == 0) {
+        h = r->dst->h_cluster;
+        ha = r->dst->a_cluster;
+    } else if (strncmp(r->path, "/head/", 6) == 0) {
+        h = r->dst->h_head;
+        ha = r->dst->a_head;
+    }
+    if (down || h == NULL) {
+        r->status = PUL_EIO;
+    } else {
+        r->status = h(ha, r->path, r->body, r->len, &r->resp, &r->resp_len);
+    }
+    send_back(r);
+}
+
+static int
+fake_post(void *net, const char *addr, const char *path, const uint8_t *body, size_t len,
+          uint64_t timeout_ms, pul__net_resp_cb cb, void *arg)
+{
+    fnode_t *src = net;
+    (void)timeout_ms;
+    pthread_mutex_lock(&g_mu);
+    if (src->down) {
+        pthread_mutex_unlock(&g_mu);
+        return PUL_ECLOSED;
+    }
+    fnode_t *dst = NULL;
+    for (int i = 0; i < nfn; i++) {
+        if (strcmp(fn[i].addr, addr) == 0 && fn[i].sys != NULL) {
+            dst = &fn[i];
+        }
+    }
+    int dst_down = dst == NULL || dst->down;
+    g_inflight++;
+    pthread_mutex_unlock(&g_mu);
+    freq_t *r = calloc(1, sizeof *r);
+    r->src = src;
+    r->dst = dst;
+    snprintf(r->path, sizeof r->path, "%s", path);
+    r->body = malloc(len ? len : 1);
+    memcpy(r->body, body, len);
+    r->len = len;
+    r->cb = cb;
+    r->arg = arg;
+    if (dst_down || pul_system_post(dst->sys, run_handler, r) != 0) {
+        r->status = PUL_EIO; /* connection refused, on a later turn */
+        send_back(r);
+    }
+    return 0;
+}
+
+static int
+fake_handle(void *net, const char *prefix, pul__net_handler_fn f, void *arg)
+{
+    fnode_t *x = net;
+    if (strcmp(prefix, "/cluster/") == 0) {
+        x->h_cluster = f;
+        x->a_cluster = arg;
+    } else {
+        x->h_head = f;
+        x->a_head = arg;
+    }
+    return 0;
+}
+
+static int
+node_index(pul_id_t id)
+{
+    for (int i = 0; i < nfn; i++) {
+        if (pul_id_eq(fn[i].id, id)) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+static int
+fake_route_set(void *net, pul_id_t node, const char *addr)
+{
+    fnode_t *x = net;
+    (void)addr;
+    pthread_mutex_lock(&g_mu);
+    int j = node_index(node);
+    if (j >= 0) {
+        x->routed[j] = 1;
+    }
+    pthread_mutex_unlock(&g_mu);
+    return 0;
+}
+
+static void
+fake_route_drop(void *net, pul_id_t node)
+{
+    fnode_t *x = net;
+    pthread_mutex_lock(&g_mu);
+    int j = node_index(node);
+    if (j >= 0) {
+        x->routed[j] = -1;
+    }
+    pthread_mutex_unlock(&g_mu);
+}
+
+static const pul__cluster_net_ops_t fake_ops = {fake_post, fake_handle, fake_route_set,
+                                                fake_route_drop};
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+typedef struct {
+    tcount_t done;
+    int i;
+    int rc;
+} job_t;
+
+static void
+job_start(void *arg)
+{
+    job_t *j = arg;
+    fnode_t *x = &fn[j->i];
+    j->rc = pul__cluster_start_with(x->sys, x, &fake_ops, x->addr, &x->sys->cluster);
+    tcount_add(&j->done, 1);
+}
+
+static void
+job_left(void *arg)
+{
+    job_t *j = arg;
+    tcount_add(&j->done, 1);
+}
+
+static void
+job_leave(void *arg)
+{
+    job_t *j = arg;
+    pul__cluster_leave(fn[j->i].sys->cluster, job_left, j);
+}
+
+static void
+job_free(void *arg)
+{
+    job_t *j = arg;
+    pul_system_t *sys = fn[j->i].sys;
+    pul__cluster_t *cl = sys->cluster;
+    sys->cluster = NULL;
+    pul__cluster_free(cl);
+    tcount_add(&j->done, 1);
+}
+
+static void
+job_silence(void *arg)
+{
+    job_t *j = arg;
+    pul__cluster_silence(fn[j->i].sys->cluster);
+    tcount_add(&j->done, 1);
+}
+
+static void
+run_on(int i, void (*f)(void *), job_t *j)
+{
+    memset(j, 0, sizeof *j);
+    tcount_init(&j->done);
+    j->i = i;
+    assert_int_equal(pul_system_post(fn[i].sys, f, j), 0);
+    assert_int_equal(tcount_wait(&j->done, 1), 1);
+    tcount_destroy(&j->done);
+}
+
+static pul_cluster_timing_t
+fast_timing(void)
+{
+    pul_system_config_t cfg;
+    pul_system_config_init(&cfg);
+    pul_cluster_timing_t t = cfg.timing;
+    t.probe_interval_ms = 100;
+    t.probe_timeout_ms = 50;
+    t.gossip_interval_ms = 50;
+    t.push_pull_interval_ms = 1000;
+    t.join_retry_ms = 100;
+    t.heartbeat_interval_ms = 100;
+    t.heartbeat_timeout_ms = 500;
+    return t;
+}
+
+static const char *seed_list[1];
+
+/* Start node i: seeds (gossip) or head mode (head < 0: gossip; head == i: the head). */
+static void
+node_start(int i, int head)
+{
+    pul_system_config_t cfg;
+    pul_system_config_init(&cfg);
+    cfg.timing = fast_timing();
+    fnode_t *x = &fn[i];
+    memset(x, 0, sizeof *x);
+    snprintf(x->addr, sizeof x->addr, "sim-%d:1", i);
+    assert_int_equal(pul_system_new(&cfg, &x->sys), 0);
+    x->id = pul_system_node_id(x->sys);
+    /* The test plays the transport: it sets what pul_system_new refuses without one. */
+    snprintf(x->sys->addr, sizeof x->sys->addr, "%s", x->addr);
+    if (head < 0) {
+        seed_list[0] = fn[0].addr;
+        x->sys->cfg.seeds = seed_list;
+        x->sys->cfg.nseeds = i == 0 ? 0 : 1;
+    } else if (head == i) {
+        x->sys->cfg.is_head_node = 1;
+    } else {
+        x->sys->cfg.head_addr = fn[head].addr;
+    }
+    job_t j;
+    run_on(i, job_start, &j);
+    assert_int_equal(j.rc, 0);
+}
+
+static void
+wait_quiet(void)
+{
+    for (int k = 0; k < 1000; k++) {
+        pthread_mutex_lock(&g_mu);
+        long n = g_inflight;
+        pthread_mutex_unlock(&g_mu);
+        if (n == 0) {
+            return;
+        }
+        usleep(2000);
+    }
+    fail_msg("requests still in flight");
+}
+
+/* Graceful: leave, then free the cluster, then shut the system down. */
+static void
+node_stop(int i, int graceful)
+{
+    job_t j;
+    if (graceful) {
+        run_on(i, job_leave, &j);
+    } else {
+        pthread_mutex_lock(&g_mu);
+        fn[i].down = 1;
+        pthread_mutex_unlock(&g_mu);
+    }
+    run_on(i, job_free, &j);
+    /* Requests to and from it call back before its loop goes away. */
+    wait_quiet();
+    pthread_mutex_lock(&g_mu);
+    fn[i].down = 1;
+    pthread_mutex_unlock(&g_mu);
+    wait_quiet();
+    pul_system_shutdown(fn[i].sys);
+    pthread_mutex_lock(&g_mu);
+    fn[i].sys = NULL;
+    pthread_mutex_unlock(&g_mu);
+}
+
+static int
+status_in(int i, int j)
+{
+    pul_member_t ms[8];
+    int n = pul_members(fn[i].sys, ms, 8);
+    for (int k = 0; k < n && k < 8; k++) {
+        if (pul_id_eq(ms[k].node_id, fn[j].id)) {
+            return (int)ms[k].status;
+        }
+    }
+    return -1;
+}
+
+static int
+count_alive(int i)
+{
+    pul_member_t ms[8];
+    int n = pul_members(fn[i].sys, ms, 8);
+    int a = 0;
+    for (int k = 0; k < n && k < 8; k++) {
+        a += ms[k].status == PUL_MEMBER_ALIVE;
+    }
+    return a;
+}
+
+/* Poll pred every 10 ms for at most ms; returns the elapsed ms or -1. */
+#define WAIT_FOR(ms, pred)                                                                   \
+    ({                                                                                       \
+        long _r = -1;                                                                        \
+        for (long _t = 0; _t <= (ms); _t += 10) {                                            \
+            if (pred) {                                                                      \
+                _r = _t;                                                                     \
+                break;                                                                       \
+            }                                                                                \
+            usleep(10000);                                                                   \
+        }                                                                                    \
+        _r;                                                                                  \
+    })
+
+static int
+echo_receive(pul_ctx_t *ctx, pul_msg_t *msg, void *state)
+{
+    (void)state;
+    pul_msg_t *r = pul_msg_new("echo", NULL, 0);
+    (void)msg;
+    return pul_ctx_reply(ctx, r);
+}
+
+static const pul_actor_vtable_t echo_vt = {.receive = echo_receive};
+
+static pul_id_t
+spawn_named(int i, const char *name)
+{
+    pul_spawn_opts_t o;
+    pul_spawn_opts_init(&o);
+    o.name = name;
+    pul_id_t id;
+    assert_int_equal(pul_spawn(fn[i].sys, &echo_vt, NULL, &o, &id), 0);
+    return id;
+}
+
+static int
+resolves_everywhere(const char *name, int want)
+{
+    for (int i = 0; i < nfn; i++) {
+        pul_instance_t in[4];
+        if (fn[i].sys != NULL && !fn[i].down && pul_resolve_name(fn[i].sys, name, in, 4) != want) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void
+count_named(const char *name, pul_id_t node, pul_id_t actor, void *arg)
+{
+    (void)node;
+    (void)actor;
+    if (strcmp(name, "services/echo") == 0) {
+        (*(int *)arg)++;
+    }
+}
+
+/* Every running node other than j sees j in status st. */
+static int
+all_see(int j, int st)
+{
+    for (int i = 0; i < nfn; i++) {
+        if (i != j && fn[i].sys != NULL && !fn[i].down && status_in(i, j) != st) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* ---- tests -------------------------------------------------------------------------------- */
+
+static void
+test_gossip_cluster(void **state)
+{
+    (void)state;
+    nfn = 4;
+    for (int i = 0; i < nfn; i++) {
+        node_start(i, -1);
+    }
+    long t = WAIT_FOR(10000, count_alive(0) == 4 && count_alive(1) == 4 && count_alive(2) == 4 &&
+                                 count_alive(3) == 4);
+    print_message("4 systems converged in %ld ms\n", t);
+    assert_true(t >= 0);
+    pul_member_t ms[8];
+    assert_int_equal(pul_members(fn[2].sys, ms, 8), 4);
+    assert_true(pul_id_eq(ms[0].node_id, pul_system_node_id(fn[2].sys))); /* self first */
+    for (int j = 1; j < nfn; j++) {
+        assert_int_equal(fn[0].routed[j], 1);
+    }
+
+    /* Names: one instance on node 1, then another on node 2; resolvable everywhere. */
+    pul_id_t a1 = spawn_named(1, "services/echo");
+    t = WAIT_FOR(5000, resolves_everywhere("services/echo", 1));
+    print_message("name resolvable on all in %ld ms\n", t);
+    assert_true(t >= 0);
+    pul_instance_t in[4];
+    assert_int_equal(pul_resolve_name(fn[3].sys, "services/echo", in, 4), 1);
+    assert_true(pul_id_eq(in[0].actor_id, a1));
+    assert_true(pul_id_eq(in[0].node_id, pul_system_node_id(fn[1].sys)));
+    pul_id_t node;
+    assert_int_equal(pul_actor_node(fn[0].sys, a1, &node), 0);
+    assert_true(pul_id_eq(node, pul_system_node_id(fn[1].sys)));
+    pul_id_t a2 = spawn_named(2, "services/echo");
+    assert_true(WAIT_FOR(5000, resolves_everywhere("services/echo", 2)) >= 0);
+    assert_int_equal(pul_resolve_name(fn[0].sys, "services/echo", in, 4), 2);
+    assert_true(in[0].node_id.hi < in[1].node_id.hi ||
+                (in[0].node_id.hi == in[1].node_id.hi && in[0].node_id.lo < in[1].node_id.lo));
+    int cnt = 0;
+    pul_named_foreach(fn[0].sys, count_named, &cnt);
+    assert_int_equal(cnt, 2);
+    /* A stopped actor's name goes everywhere (tombstone). */
+    assert_int_equal(pul_stop(fn[2].sys, a2), 0);
+    assert_true(WAIT_FOR(5000, resolves_everywhere("services/echo", 1)) >= 0);
+    a2 = spawn_named(2, "services/echo");
+    assert_true(WAIT_FOR(5000, resolves_everywhere("services/echo", 2)) >= 0);
+
+    /* Graceful leave of node 3: Left everywhere, route dropped. */
+    node_stop(3, 1);
+    t = WAIT_FOR(5000, all_see(3, PUL_MEMBER_LEFT));
+    print_message("gracefully shut down system seen Left in %ld ms\n", t);
+    assert_true(t >= 0);
+    assert_int_equal(fn[0].routed[3], -1);
+
+    /* Abrupt kill of node 2: Dead everywhere, its name gone, its route dropped. */
+    node_stop(2, 0);
+    t = WAIT_FOR(10000, resolves_everywhere("services/echo", 1) && all_see(2, PUL_MEMBER_DEAD));
+    print_message("abruptly killed system seen Dead, names gone, in %ld ms\n", t);
+    assert_true(t >= 0);
+    assert_int_equal(fn[0].routed[2], -1);
+    assert_int_equal(fn[1].routed[2], -1);
+    assert_int_equal(pul_resolve_name(fn[0].sys, "services/echo", in, 4), 1);
+    assert_true(pul_id_eq(in[0].actor_id, a1));
+    assert_int_equal(pul_actor_node(fn[0].sys, a2, &node), PUL_ENOTFOUND);
+
+    node_stop(1, 1);
+    node_stop(0, 1);
+}
+
+static void
+test_head_mode(void **state)
+{
+    (void)state;
+    nfn = 3;
+    node_start(0, 0); /* the head */
+    node_start(1, 0);
+    node_start(2, 0);
+    long t = WAIT_FOR(10000, count_alive(0) == 3 && count_alive(1) == 3 && count_alive(2) == 3);
+    print_message("head + 2 workers converged in %ld ms\n", t);
+    assert_true(t >= 0);
+    pul_id_t a = spawn_named(1, "services/echo");
+    spawn_named(0, "services/echo");
+    assert_true(WAIT_FOR(5000, resolves_everywhere("services/echo", 2)) >= 0);
+    pul_instance_t in[4];
+    assert_int_equal(pul_resolve_name(fn[2].sys, "services/echo", in, 4), 2);
+    assert_true(pul_id_eq(in[0].actor_id, a) || pul_id_eq(in[1].actor_id, a));
+    /* Worker 1 stops heartbeating: the head declares it Dead; worker 2 follows the head. */
+    node_stop(1, 0);
+    t = WAIT_FOR(10000, all_see(1, PUL_MEMBER_DEAD) && resolves_everywhere("services/echo", 1));
+    print_message("silent worker declared Dead by the head and its view in %ld ms\n", t);
+    assert_true(t >= 0);
+    assert_int_equal(fn[2].routed[1], -1);
+    /* A graceful worker is Left at the head at once. */
+    node_stop(2, 1);
+    assert_true(WAIT_FOR(5000, status_in(0, 2) == PUL_MEMBER_LEFT) >= 0);
+    node_stop(0, 1);
+}
+
+/* A node that freezes (answers 503, sends nothing, refuses nothing) is declared Dead by probe
+ * timeouts alone; its shutdown afterwards skips the leave. */
+static void
+test_silenced_node(void **state)
+{
+    (void)state;
+    nfn = 3;
+    for (int i = 0; i < nfn; i++) {
+        node_start(i, -1);
+    }
+    assert_true(WAIT_FOR(10000, count_alive(0) == 3 && count_alive(1) == 3 &&
+                                    count_alive(2) == 3) >= 0);
+    spawn_named(2, "services/echo");
+    assert_true(WAIT_FOR(5000, resolves_everywhere("services/echo", 1)) >= 0);
+    job_t j;
+    run_on(2, job_silence, &j);
+    long t = WAIT_FOR(10000, all_see(2, PUL_MEMBER_DEAD) &&
+                                 pul_resolve_name(fn[0].sys, "services/echo", NULL, 0) == 0 &&
+                                 pul_resolve_name(fn[1].sys, "services/echo", NULL, 0) == 0);
+    print_message("frozen system seen Dead in %ld ms\n", t);
+    assert_true(t >= 0);
+    for (int i = 0; i < nfn; i++) {
+        node_stop(i, 1);
+    }
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_gossip_cluster, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_head_mode, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_silenced_node, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
