@@ -374,6 +374,14 @@ PUL_EXTERN int pul_ctx_reply(pul_ctx_t *ctx, pul_msg_t *msg);
 PUL_EXTERN int pul_ctx_reply_error(pul_ctx_t *ctx, const pul_error_t *err);
 /* Detach the reply to answer later from any thread (pul_reply_*). NULL for tells. */
 PUL_EXTERN pul_reply_t *pul_ctx_defer(pul_ctx_t *ctx);
+/* For an ask: cb(status, arg) runs exactly once, on the core thread, when the call ends: 0 or
+ * PUL_EACTOR once answered (also through a deferred reply), PUL_ESTOPPED when abandoned, and
+ * PUL_ECANCELED / PUL_ETIMEDOUT / PUL_ECLOSED when it ended unanswered because the caller
+ * cancelled it (locally, or by resetting its HTTP/2 stream), its deadline passed or the system
+ * is closing -- so the work of a deferred reply can be stopped. Call it inside receive (before
+ * or after pul_ctx_defer), at most once. Returns 0, PUL_ESTATE (a tell, or the call already
+ * ended: cb will not run), PUL_EINVAL. */
+PUL_EXTERN int pul_ctx_on_end(pul_ctx_t *ctx, void (*cb)(int status, void *arg), void *arg);
 /* Answer with a stream. The stream is owned by the actor until pul_stream_end/_error. */
 PUL_EXTERN pul_stream_t *pul_ctx_stream(pul_ctx_t *ctx);
 

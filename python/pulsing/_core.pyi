@@ -106,6 +106,13 @@ class Reply:
     ) -> None: ...
     def stream(self) -> StreamWriter: ...
     def abandon(self) -> None: ...
+    def on_cancel(self, callback: Callable[[], None], /) -> None:
+        """callback() runs on the home loop if the caller gives up before the answer (it
+        cancelled, its HTTP/2 stream was reset, its deadline passed); at once when it already
+        has; never once answered (pul_ctx_on_end)."""
+    @property
+    def cancelled(self) -> bool:
+        """True once the caller gave up unanswered."""
 
 class StreamWriter:
     """Producing end of a streamed reply to a core caller."""

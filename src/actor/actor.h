@@ -80,6 +80,11 @@ struct pul_call_s {
     pul__err_t *reply_err;
     int reply_status;
     struct pul_stream_s *stream;
+    void *net_op;  /* the transport's record of a remote call (core thread) */
+    char *name;    /* a named call to another node: the normalized name (target = node id) */
+    int paused;    /* stream delivery held by the consumer (pul__call_pause) */
+    void (*on_end)(int status, void *arg); /* pul_ctx_on_end (core thread) */
+    void *on_end_arg;
 };
 
 enum { STREAM_OPEN, STREAM_ENDED, STREAM_ERRORED, STREAM_CANCELED, STREAM_CLOSED };
@@ -145,6 +150,7 @@ struct pul_system_s {
     size_t nfree;
     pul__utimer_t *timers;
     pul__task_t shutdown_task;
+    void *cfg_strings; /* one block: copies of every string of cfg (the caller's die) */
 };
 
 /* system.c */
@@ -174,6 +180,11 @@ void pul__call_unref(pul_call_t *c);
 void pul__mailbox_drain(pul__actor_t *a, int status);
 /* Copy a structured error into one block. NULL on allocation failure. */
 pul__err_t *pul__err_copy(const pul_error_t *e);
+/* Hold / restart the delivery of a stream call's items (the consumer cannot take more: e.g. a
+ * remote response whose socket is behind). While held, items stay in the stream window, so the
+ * producer is held by it. Core thread. */
+void pul__call_pause(pul_call_t *c);
+void pul__call_resume(pul_call_t *c);
 /* Shutdown: fail every pending call with PUL_ECLOSED and free the call freelist. Core thread. */
 void pul__calls_shutdown(pul_system_t *sys);
 

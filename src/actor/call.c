@@ -6,6 +6,8 @@
 #include "actor/actor.h"
 #include "core/alloc.h"
 #include "core/clock.h"
+#include "core/log.h"
+#include "net/net.h"
 
 #define CALL_FREELIST_MAX 4096
 #define DISPATCH_BATCH 256
@@ -17,6 +19,7 @@ struct pul_ctx_s {
 };
 
 static void stream_unref(struct pul_stream_s *s);
+static int stream_need_post(struct pul_stream_s *s);
 
 /* ---- errors ------------------------------------------------------------------------------- */
 
@@ -88,6 +91,8 @@ pul__call_unref(pul_call_t *c)
     pul_msg_unref(c->msg);
     pul_msg_unref(c->reply_msg);
     pul__free(c->reply_err);
+    pul__free(c->name);
+    c->name = NULL;
     if (pul__loop_on_thread(&sys->loop) && !atomic_load(&sys->closing) &&
         sys->nfree < CALL_FREELIST_MAX) {
         c->next = sys->freelist;
@@ -138,8 +143,17 @@ pul__call_complete(pul_call_t *c, int status, pul_msg_t *reply, const pul__err_t
         return;
     }
     c->done = 1;
+    if (c->net_op != NULL) {
+        /* A remote call given up here (cancel, deadline, shutdown): reset its stream. */
+        pul__net_cancel(sys->net, c);
+    }
     pul__timer_disarm(&sys->loop, &c->deadline);
     pending_remove(sys, c);
+    void (*on_end)(int, void *) = c->on_end;
+    c->on_end = NULL;
+    if (on_end != NULL) {
+        on_end(status, c->on_end_arg); /* the actor may stop the work of a deferred reply */
+    }
     struct pul_stream_s *s = c->stream;
     c->stream = NULL;
     if (s != NULL) {
@@ -263,6 +277,15 @@ call_accept(pul_call_t *c)
     }
     if (atomic_load(&sys->closing)) {
         call_fail_later(c, PUL_ECLOSED);
+        return;
+    }
+    if (c->name != NULL || pul__net_is_remote(sys, c->target)) {
+        /* Another node's actor: the transport takes the call over. */
+        int rc = c->name != NULL ? pul__net_call_named(sys->net, c, c->target, c->name)
+                                 : pul__net_call(sys->net, c);
+        if (rc != 0) {
+            call_fail_later(c, rc);
+        }
         return;
     }
     pul__actor_t *a = pul__actor_get(sys, c->target);
@@ -446,6 +469,54 @@ tell_task(pul__task_t *t)
     pul__free(op);
 }
 
+typedef struct {
+    pul__task_t task;
+    pul_system_t *sys;
+    pul_id_t target;
+    pul_msg_t *msg;
+} remote_tell_t;
+
+static void
+remote_tell_task(pul__task_t *t)
+{
+    remote_tell_t *op = (remote_tell_t *)t;
+    pul_system_t *sys = op->sys;
+    int rc = atomic_load(&sys->closing) ? PUL_ECLOSED : pul__net_tell(sys->net, op->target, op->msg);
+    if (rc != 0) {
+        PUL__LOG(PUL__LOG_DEBUG, "call", "remote tell dropped: %s", pul_strerror(rc));
+        pul_msg_unref(op->msg);
+    }
+    pul__system_unref(sys);
+    pul__free(op);
+}
+
+/* A tell to another node's actor: to the transport, on the core thread. */
+static int
+tell_remote(pul_system_t *sys, pul_id_t target, pul_msg_t *msg)
+{
+    if (pul__loop_on_thread(&sys->loop)) {
+        return pul__net_tell(sys->net, target, msg);
+    }
+    if (!pul__net_has_route(sys->net, target)) {
+        return PUL_ENOTFOUND;
+    }
+    remote_tell_t *op = pul__malloc(sizeof *op);
+    if (op == NULL) {
+        return PUL_ENOMEM;
+    }
+    op->task.run = remote_tell_task;
+    op->sys = sys;
+    op->target = target;
+    op->msg = msg;
+    pul__system_ref(sys);
+    int rc = pul__loop_post(&sys->loop, &op->task);
+    if (rc != 0) {
+        pul__system_unref(sys);
+        pul__free(op);
+    }
+    return rc;
+}
+
 int
 pul_tell(pul_system_t *sys, pul_id_t target, pul_msg_t *msg)
 {
@@ -454,6 +525,9 @@ pul_tell(pul_system_t *sys, pul_id_t target, pul_msg_t *msg)
     }
     if (atomic_load_explicit(&sys->closing, memory_order_relaxed)) {
         return PUL_ECLOSED;
+    }
+    if (pul__net_is_remote(sys, target)) {
+        return tell_remote(sys, target, msg);
     }
     pul__actor_t *a = pul__actor_get(sys, target);
     if (a == NULL) {
@@ -494,7 +568,7 @@ pul_tell(pul_system_t *sys, pul_id_t target, pul_msg_t *msg)
 
 static int
 ask_start(pul_system_t *sys, pul_id_t target, pul_msg_t *msg, uint64_t deadline_ms,
-          pul_ask_cb cb, void *arg, pul_call_t **out_call, int stream_mode)
+          pul_ask_cb cb, void *arg, pul_call_t **out_call, int stream_mode, const char *name)
 {
     if (out_call != NULL) {
         *out_call = NULL;
@@ -508,9 +582,19 @@ ask_start(pul_system_t *sys, pul_id_t target, pul_msg_t *msg, uint64_t deadline_
     if (deadline_ms == 0) {
         deadline_ms = sys->cfg.default_deadline_ms;
     }
+    if (deadline_ms == 0 && (name != NULL || pul__net_is_remote(sys, target))) {
+        deadline_ms = sys->cfg.remote_deadline_ms;
+    }
     pul_call_t *c = call_new(sys);
     if (c == NULL) {
         return PUL_ENOMEM;
+    }
+    if (name != NULL) {
+        c->name = pul__strndup(name, strlen(name));
+        if (c->name == NULL) {
+            pul__call_unref(c);
+            return PUL_ENOMEM;
+        }
     }
     c->target = target;
     c->cb = cb;
@@ -543,14 +627,14 @@ int
 pul_ask(pul_system_t *sys, pul_id_t target, pul_msg_t *msg, uint64_t deadline_ms, pul_ask_cb cb,
         void *arg, pul_call_t **out_call)
 {
-    return ask_start(sys, target, msg, deadline_ms, cb, arg, out_call, 0);
+    return ask_start(sys, target, msg, deadline_ms, cb, arg, out_call, 0, NULL);
 }
 
 int
 pul_ask_stream(pul_system_t *sys, pul_id_t target, pul_msg_t *msg, uint64_t deadline_ms,
                pul_stream_cb cb, void *arg, pul_call_t **out_call)
 {
-    return ask_start(sys, target, msg, deadline_ms, cb, arg, out_call, 1);
+    return ask_start(sys, target, msg, deadline_ms, cb, arg, out_call, 1, NULL);
 }
 
 int
@@ -564,14 +648,19 @@ pul_ask_named(pul_system_t *sys, pul_id_t node_id, const char *name, pul_msg_t *
         return PUL_EINVAL;
     }
     if (!pul_id_is_zero(node_id) && !pul_id_eq(node_id, sys->node_id)) {
-        return PUL_ENOTFOUND; /* no transport yet: only this node's names */
+        /* Another node's instance: POST /named/<name> there. */
+        char norm[PUL_NAME_MAX + 1];
+        if (pul_name_normalize(name, strlen(name), 1, norm, sizeof norm) != 0) {
+            return PUL_ENAME;
+        }
+        return ask_start(sys, node_id, msg, deadline_ms, cb, arg, out_call, 0, norm);
     }
     pul_id_t target;
     int rc = pul_lookup(sys, name, &target);
     if (rc != 0) {
         return rc;
     }
-    return ask_start(sys, target, msg, deadline_ms, cb, arg, out_call, 0);
+    return ask_start(sys, target, msg, deadline_ms, cb, arg, out_call, 0, NULL);
 }
 
 static void
@@ -668,6 +757,20 @@ pul_ctx_defer(pul_ctx_t *ctx)
     ctx->answered = 1;
     atomic_fetch_add_explicit(&ctx->call->refs, 1, memory_order_relaxed);
     return (pul_reply_t *)ctx->call;
+}
+
+int
+pul_ctx_on_end(pul_ctx_t *ctx, void (*cb)(int status, void *arg), void *arg)
+{
+    if (ctx == NULL || cb == NULL) {
+        return PUL_EINVAL;
+    }
+    if (ctx->call == NULL || ctx->call->done || ctx->call->on_end != NULL) {
+        return PUL_ESTATE;
+    }
+    ctx->call->on_end = cb;
+    ctx->call->on_end_arg = arg;
+    return 0;
 }
 
 /* ---- deferred replies --------------------------------------------------------------------- */
@@ -781,6 +884,9 @@ stream_task(pul__task_t *t)
     }
     int delivered_full = 0;
     for (;;) {
+        if (c->paused && !c->done) {
+            break; /* resumed by pul__call_resume */
+        }
         pthread_mutex_lock(&s->mu);
         if (s->count == 0) {
             pthread_mutex_unlock(&s->mu);
@@ -867,6 +973,31 @@ stream_new(pul_call_t *c)
     atomic_init(&s->refs, 2); /* the producer handle + the first schedule */
     s->scheduled = 1;
     return s;
+}
+
+void
+pul__call_pause(pul_call_t *c)
+{
+    c->paused = 1;
+}
+
+void
+pul__call_resume(pul_call_t *c)
+{
+    if (!c->paused) {
+        return;
+    }
+    c->paused = 0;
+    struct pul_stream_s *s = c->stream;
+    if (s == NULL || c->done) {
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    int post = stream_need_post(s);
+    pthread_mutex_unlock(&s->mu);
+    if (post) {
+        pul__loop_defer(&c->sys->loop, &s->task);
+    }
 }
 
 pul_stream_t *

@@ -8,6 +8,7 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "net/net.h"
 
 /* ---- configuration ------------------------------------------------------------------------ */
 
@@ -65,6 +66,7 @@ pul__system_unref(pul_system_t *sys)
         pthread_mutex_destroy(&sys->tmu);
         pul__free(sys->by_id);
         pul__free(sys->by_name);
+        pul__free(sys->cfg_strings);
         pul__free(sys);
     }
 }
@@ -208,6 +210,107 @@ pul__actor_get(pul_system_t *sys, pul_id_t id)
 
 static void system_shutdown_task(pul__task_t *t);
 
+/* Copy every string of the config into one block owned by the system. 0 or PUL_ENOMEM. */
+static int
+system_copy_strings(pul_system_t *sys)
+{
+    pul_system_config_t *c = &sys->cfg;
+    size_t n = 0;
+    const char *one[3] = {c->listen_addr, c->advertise_addr, c->head_addr};
+    for (int i = 0; i < 3; i++) {
+        n += one[i] != NULL ? strlen(one[i]) + 1 : 0;
+    }
+    if (c->seeds == NULL) {
+        c->nseeds = 0;
+    }
+    for (size_t i = 0; i < c->nseeds; i++) {
+        n += c->seeds[i] != NULL ? strlen(c->seeds[i]) + 1 : 1;
+    }
+    size_t ptrs = c->nseeds * sizeof(char *);
+    if (n + ptrs == 0) {
+        return 0;
+    }
+    char *block = pul__malloc(ptrs + n);
+    if (block == NULL) {
+        return PUL_ENOMEM;
+    }
+    char **seeds = (char **)block;
+    char *p = block + ptrs;
+    const char **dst[3] = {&c->listen_addr, &c->advertise_addr, &c->head_addr};
+    for (int i = 0; i < 3; i++) {
+        if (one[i] != NULL) {
+            size_t l = strlen(one[i]) + 1;
+            memcpy(p, one[i], l);
+            *dst[i] = p;
+            p += l;
+        }
+    }
+    for (size_t i = 0; i < c->nseeds; i++) {
+        const char *sd = c->seeds[i] != NULL ? c->seeds[i] : "";
+        size_t l = strlen(sd) + 1;
+        memcpy(p, sd, l);
+        seeds[i] = p;
+        p += l;
+    }
+    c->seeds = c->nseeds > 0 ? (const char *const *)seeds : NULL;
+    sys->cfg_strings = block;
+    return 0;
+}
+
+/* Start the transport on the core thread and wait for it (the port is bound on return). */
+typedef struct {
+    pul__task_t task;
+    pul_system_t *sys;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    int rc;
+} net_start_t;
+
+static void
+system_net_start_task(pul__task_t *t)
+{
+    net_start_t *op = (net_start_t *)t;
+    pul_system_t *sys = op->sys;
+    pul__net_t *net = NULL;
+    int rc = pul__net_start(sys, sys->addr, &net);
+    if (rc == 0) {
+        sys->net = net;
+        /* Membership needs an address to advertise: only with a listener. */
+        if (sys->cfg.listen_addr != NULL) {
+            rc = pul__cluster_start(sys, net, sys->addr, &sys->cluster);
+        }
+    }
+    pthread_mutex_lock(&op->mu);
+    op->rc = rc;
+    op->done = 1;
+    pthread_cond_signal(&op->cv);
+    pthread_mutex_unlock(&op->mu);
+}
+
+static int
+system_net_start(pul_system_t *sys)
+{
+    net_start_t op;
+    memset(&op, 0, sizeof op);
+    op.task.run = system_net_start_task;
+    op.sys = sys;
+    pthread_mutex_init(&op.mu, NULL);
+    pthread_cond_init(&op.cv, NULL);
+    int rc = pul__loop_post(&sys->loop, &op.task);
+    if (rc == 0) {
+        pthread_mutex_lock(&op.mu);
+        while (!op.done) {
+            pthread_cond_wait(&op.cv, &op.mu);
+        }
+        rc = op.rc;
+        pthread_mutex_unlock(&op.mu);
+    }
+    pthread_mutex_destroy(&op.mu);
+    pthread_cond_destroy(&op.cv);
+    return rc;
+}
+
 int
 pul_system_new(const pul_system_config_t *cfg, pul_system_t **out)
 {
@@ -233,10 +336,13 @@ pul_system_new(const pul_system_config_t *cfg, pul_system_t **out)
     if (sys->cfg.max_message_size == 0) {
         sys->cfg.max_message_size = (64u << 20) + (1u << 20);
     }
-    if (sys->cfg.listen_addr != NULL || sys->cfg.nseeds != 0 || sys->cfg.head_addr != NULL ||
-        sys->cfg.is_head_node) {
+    if (sys->cfg.listen_addr != NULL && strlen(sys->cfg.listen_addr) > PUL_ADDR_MAX) {
         pul__free(sys);
-        return PUL_EINVAL; /* the transport is not built in yet */
+        return PUL_EADDR;
+    }
+    if (system_copy_strings(sys) != 0) {
+        pul__free(sys);
+        return PUL_ENOMEM;
     }
     atomic_init(&sys->refs, 1);
     sys->node_id = pul_id_random();
@@ -255,7 +361,15 @@ pul_system_new(const pul_system_config_t *cfg, pul_system_t **out)
         pthread_mutex_destroy(&sys->tmu);
         pul__free(sys->by_id);
         pul__free(sys->by_name);
+        pul__free(sys->cfg_strings);
         pul__free(sys);
+        return rc;
+    }
+    /* Every system gets a transport (it can call other nodes); a listener only with
+     * listen_addr. */
+    rc = system_net_start(sys);
+    if (rc != 0) {
+        pul_system_shutdown(sys);
         return rc;
     }
     *out = sys;
@@ -264,6 +378,7 @@ pul_system_new(const pul_system_config_t *cfg, pul_system_t **out)
 fail:
     pul__free(sys->by_id);
     pul__free(sys->by_name);
+    pul__free(sys->cfg_strings);
     pul__free(sys);
     return PUL_ENOMEM;
 }
@@ -289,6 +404,9 @@ static void
 system_shutdown_rest(void *arg)
 {
     pul_system_t *sys = arg;
+    /* The transport: outgoing calls fail with PUL_ECLOSED, connections close (the loop runs
+     * until their handles are closed, then the transport frees itself). */
+    pul__net_close(sys->net);
     /* Actors first (their on_stop may still reply to deferred asks), then every call left. */
     for (;;) {
         pthread_mutex_lock(&sys->tmu);
@@ -312,8 +430,8 @@ system_shutdown_rest(void *arg)
         pul__timer_disarm(&sys->loop, &ut->t);
         pul__free(ut);
     }
-    /* The transport closes here (pul__net_close), before the cluster is freed: the cluster's
-     * outstanding posts call back with PUL_ECLOSED and the last one releases it. */
+    /* The transport closed above, before the cluster is freed: the cluster's outstanding
+     * posts call back with PUL_ECLOSED and the last one releases it. */
     if (sys->cluster != NULL) {
         pul__cluster_free(sys->cluster);
         sys->cluster = NULL;

@@ -34,6 +34,9 @@ int pul__net_call(pul__net_t *net, pul_call_t *c);
 int pul__net_call_named(pul__net_t *net, pul_call_t *c, pul_id_t node_id, const char *name);
 /* The call layer gave up on c (cancel, deadline, shutdown): reset its HTTP/2 stream. */
 void pul__net_cancel(pul__net_t *net, pul_call_t *c);
+/* Nonzero when a route to target's node is known (so a remote tell can fail at once with
+ * PUL_ENOTFOUND). Any thread (routes are under a mutex). net may be NULL. */
+int pul__net_has_route(pul__net_t *net, pul_id_t target);
 /* A remote tell: takes msg on success. Returns 0, PUL_ENOTFOUND, PUL_ENOMEM. */
 int pul__net_tell(pul__net_t *net, pul_id_t target, pul_msg_t *msg);
 

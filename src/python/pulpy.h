@@ -71,6 +71,7 @@ typedef enum {
     PULPY_E_FOREIGN_FREE,  /* obj: pulpy_foreign_t whose actor is gone for good */
     PULPY_E_WRITABLE,      /* obj: pulpy_wstate_t (a stream writer may push again) */
     PULPY_E_BUF_RELEASE,   /* obj: pulpy_segment_t (a zero-copy segment freed off the GIL) */
+    PULPY_E_REPLY_CANCEL,  /* obj: pulpy_rtoken_t (a deferred ask ended unanswered) */
 } pulpy_entry_kind;
 
 /* A structured error copied off the core thread (the core's pul_error_t is borrowed). */
@@ -220,7 +221,20 @@ typedef struct {
     pulpy_link_t link;
     CoreSystemObject *sys; /* strong */
     pul_reply_t *reply;    /* NULL once consumed */
+    PyObject *on_cancel;   /* optional: called when the caller gave up before the answer */
+    int cancelled;         /* the caller gave up (before on_cancel was set) */
 } ReplyObject;
+
+/* Names a deferred reply for pul_ctx_on_end (malloc'd on the core thread, freed there or by the
+ * drain of its REPLY_CANCEL entry). The reply pointer stays valid while it is unconsumed, and
+ * a reused pointer cannot be confused with it: a later delivery drains after this entry. */
+typedef struct {
+    pulpy_bridge_t *bridge;
+    pul_reply_t *reply;
+} pulpy_rtoken_t;
+
+/* Drain handler of REPLY_CANCEL (reply.c): run on_cancel of the matching live Reply. */
+int pulpy_reply_cancel_entry(CoreSystemObject *sys, pulpy_entry_t *e);
 
 typedef struct {
     PyObject_HEAD

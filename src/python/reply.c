@@ -319,6 +319,8 @@ pulpy_reply_new(CoreSystemObject *sys, pul_reply_t *r)
     }
     o->sys = (CoreSystemObject *)Py_NewRef(sys);
     o->reply = r;
+    o->on_cancel = NULL;
+    o->cancelled = 0;
     pulpy_list_add(&sys->replies, &o->link);
     PyObject_GC_Track(o);
     return (PyObject *)o;
@@ -416,6 +418,57 @@ reply_abandon(PyObject *op, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+int
+pulpy_reply_cancel_entry(CoreSystemObject *sys, pulpy_entry_t *e)
+{
+    pulpy_rtoken_t *tok = e->obj;
+    int ret = 0;
+    for (pulpy_link_t *l = sys->replies.next; l != NULL && l != &sys->replies; l = l->next) {
+        ReplyObject *o = PULPY_CONTAINER(l, ReplyObject, link);
+        if (o->reply != tok->reply) {
+            continue;
+        }
+        o->cancelled = 1;
+        PyObject *cb = o->on_cancel;
+        o->on_cancel = NULL;
+        if (cb != NULL && !sys->closing) {
+            PyObject *r = PyObject_CallNoArgs(cb);
+            if (r == NULL) {
+                ret = -1;
+            }
+            Py_XDECREF(r);
+        }
+        Py_XDECREF(cb);
+        break;
+    }
+    free(tok);
+    return ret;
+}
+
+static PyObject *
+reply_on_cancel(PyObject *op, PyObject *cb)
+{
+    ReplyObject *o = (ReplyObject *)op;
+    if (!PyCallable_Check(cb)) {
+        PyErr_SetString(PyExc_TypeError, "callback must be callable");
+        return NULL;
+    }
+    if (o->cancelled) {
+        return PyObject_CallNoArgs(cb); /* the caller already gave up */
+    }
+    if (o->reply == NULL) {
+        Py_RETURN_NONE; /* answered: nothing can be cancelled any more */
+    }
+    Py_XSETREF(o->on_cancel, Py_NewRef(cb));
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+reply_get_cancelled(PyObject *op, void *unused)
+{
+    return PyBool_FromLong(((ReplyObject *)op)->cancelled);
+}
+
 static PyObject *
 reply_get_is_ask(PyObject *op, void *unused)
 {
@@ -433,6 +486,14 @@ reply_traverse(PyObject *op, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(op));
     Py_VISIT(((ReplyObject *)op)->sys);
+    Py_VISIT(((ReplyObject *)op)->on_cancel);
+    return 0;
+}
+
+static int
+reply_clear(PyObject *op)
+{
+    Py_CLEAR(((ReplyObject *)op)->on_cancel);
     return 0;
 }
 
@@ -448,6 +509,7 @@ reply_dealloc(PyObject *op)
         pulpy_list_del(&o->link);
         pul_reply_abandon(r); /* dropped unanswered: the caller gets ESTOPPED */
     }
+    Py_CLEAR(o->on_cancel);
     Py_CLEAR(o->sys);
     tp->tp_free(op);
     Py_DECREF(tp);
@@ -461,12 +523,16 @@ static PyMethodDef reply_methods[] = {
      "type_name=None): answer with a structured error."},
     {"stream", reply_stream, METH_NOARGS, "stream() -> StreamWriter: answer with a stream."},
     {"abandon", reply_abandon, METH_NOARGS, "Drop unanswered (the caller gets ESTOPPED)."},
+    {"on_cancel", reply_on_cancel, METH_O,
+     "on_cancel(callback): callback() runs on the home loop if the caller gives up (cancels, "
+     "or its deadline passes) before the answer; at once if it already has."},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef reply_getset[] = {
     {"is_ask", reply_get_is_ask, NULL, "Always True (a tell has no Reply).", NULL},
     {"used", reply_get_used, NULL, "True once send/error/stream/abandon consumed it.", NULL},
+    {"cancelled", reply_get_cancelled, NULL, "True once the caller gave up unanswered.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -474,6 +540,7 @@ static PyType_Slot reply_slots[] = {
     {Py_tp_doc, "The deferred reply to a message delivered by the core to a Python actor."},
     {Py_tp_dealloc, reply_dealloc},
     {Py_tp_traverse, reply_traverse},
+    {Py_tp_clear, reply_clear},
     {Py_tp_methods, reply_methods},
     {Py_tp_getset, reply_getset},
     {0, NULL},

@@ -34,11 +34,37 @@ raise_code(CoreSystemObject *self, int rc, const char *context)
 
 /* ---- foreign (Python) actors: the vtable runs on the core thread ---------------------------- */
 
+/* pul_ctx_on_end of a deferred ask (core thread): a call that ended unanswered (the caller
+ * cancelled, e.g. by resetting its HTTP/2 stream, or its deadline passed) tells the Reply, so
+ * the Python side can cancel the work. */
+static void
+foreign_ask_end(int status, void *arg)
+{
+    pulpy_rtoken_t *tok = arg;
+    if (status == PUL_ECANCELED || status == PUL_ETIMEDOUT) {
+        pulpy_entry_t e = {.kind = PULPY_E_REPLY_CANCEL, .obj = tok};
+        if (pulpy_bridge_push(tok->bridge, &e) == 0) {
+            return;
+        }
+    }
+    free(tok);
+}
+
 static int
 foreign_receive(pul_ctx_t *ctx, pul_msg_t *msg, void *state)
 {
     pulpy_foreign_t *fa = state;
     pul_reply_t *r = pul_ctx_is_ask(ctx) ? pul_ctx_defer(ctx) : NULL;
+    if (r != NULL) {
+        pulpy_rtoken_t *tok = malloc(sizeof *tok);
+        if (tok != NULL) {
+            tok->bridge = fa->bridge;
+            tok->reply = r;
+            if (pul_ctx_on_end(ctx, foreign_ask_end, tok) != 0) {
+                free(tok);
+            }
+        }
+    }
     pulpy_entry_t e = {
         .kind = PULPY_E_DELIVER, .obj = fa, .msg = pul_msg_ref(msg), .reply = r};
     if (pulpy_bridge_push(fa->bridge, &e) != 0) {
@@ -332,6 +358,8 @@ run_entry(pulpy_state *st, CoreSystemObject *self, pulpy_entry_t *e)
     case PULPY_E_BUF_RELEASE:
         pulpy_segment_entry(e);
         return 0;
+    case PULPY_E_REPLY_CANCEL:
+        return pulpy_reply_cancel_entry(self, e);
     default:
         return 0;
     }

@@ -20,9 +20,9 @@ pul__frame_decode(const uint8_t *buf, size_t len, size_t max_body, pul__frame_t 
     if (len < PUL__FRAME_HEADER) {
         return 0;
     }
-    uint32_t blen = ((uint32_t)buf[0] << 24) | ((uint32_t)buf[1] << 16) |
-                    ((uint32_t)buf[2] << 8) | (uint32_t)buf[3];
-    unsigned kind = buf[4];
+    unsigned kind = buf[0];
+    uint32_t blen = ((uint32_t)buf[1] << 24) | ((uint32_t)buf[2] << 16) |
+                    ((uint32_t)buf[3] << 8) | (uint32_t)buf[4];
     if (!frame_kind_ok(kind)) {
         return PUL_EPROTO;
     }
@@ -54,11 +54,11 @@ pul__frame_encode(pul__frame_kind_t kind, const void *body, size_t len, size_t m
     if (len > max_body || len > UINT32_MAX || outsz < PUL__FRAME_HEADER + len) {
         return PUL_ETOOBIG;
     }
-    out[0] = (uint8_t)(len >> 24);
-    out[1] = (uint8_t)(len >> 16);
-    out[2] = (uint8_t)(len >> 8);
-    out[3] = (uint8_t)len;
-    out[4] = (uint8_t)kind;
+    out[0] = (uint8_t)kind;
+    out[1] = (uint8_t)(len >> 24);
+    out[2] = (uint8_t)(len >> 16);
+    out[3] = (uint8_t)(len >> 8);
+    out[4] = (uint8_t)len;
     if (len > 0) {
         memcpy(out + PUL__FRAME_HEADER, body, len);
     }

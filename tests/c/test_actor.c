@@ -33,7 +33,17 @@ typedef struct {
     tcount_t *gate; /* "block" waits for gate >= 1 */
     tcount_t *stopped;
     pul_reply_t *deferred;
+    tcount_t *ended; /* "defer_end": pul_ctx_on_end ran, with end_status */
+    int end_status;
 } tact_t;
+
+static void
+tact_on_end(int status, void *arg)
+{
+    tact_t *t = arg;
+    t->end_status = status;
+    tcount_add(t->ended, 1);
+}
 
 static int
 tact_receive(pul_ctx_t *ctx, pul_msg_t *msg, void *state)
@@ -60,6 +70,10 @@ tact_receive(pul_ctx_t *ctx, pul_msg_t *msg, void *state)
         pul_error_t e = {.kind = PUL_ERRKIND_BUSINESS, .code = 400, .message = "bad input"};
         assert_int_equal(pul_ctx_reply_error(ctx, &e), 0);
     } else if (strcmp(type, "defer") == 0) {
+        t->deferred = pul_ctx_defer(ctx);
+    } else if (strcmp(type, "defer_end") == 0) {
+        assert_int_equal(pul_ctx_on_end(ctx, tact_on_end, t), 0);
+        assert_int_equal(pul_ctx_on_end(ctx, tact_on_end, t), PUL_ESTATE); /* at most once */
         t->deferred = pul_ctx_defer(ctx);
     } else if (strcmp(type, "block") == 0) {
         tcount_wait(t->gate, 1);
@@ -235,6 +249,57 @@ test_deadline_and_cancel(void **state)
     assert_int_equal(tcount_get(&a.done), 1);
     tcount_destroy(&a.done);
     pul_system_shutdown(sys);
+}
+
+/* pul_ctx_on_end: a deferred ask cancelled by its caller says so (the actor can stop the work);
+ * an answered one reports the answer; a tell cannot register. */
+static void
+test_on_end(void **state)
+{
+    (void)state;
+    pul_system_t *sys = new_system(0);
+    tcount_t ended;
+    tcount_init(&ended);
+    tact_t t = {.ended = &ended};
+    pul_id_t id;
+    assert_int_equal(pul_spawn(sys, &tact_vt, &t, NULL, &id), 0);
+
+    tans_t a;
+    memset(&a, 0, sizeof a);
+    tcount_init(&a.done);
+    pul_call_t *call = NULL;
+    pul_msg_t *m = pul_msg_new("defer_end", NULL, 0);
+    assert_int_equal(pul_ask(sys, id, m, 0, tans_cb, &a, &call), 0);
+    while (t.seen < 1) {
+        usleep(1000);
+    }
+    pul_call_cancel(sys, call);
+    assert_int_equal(tcount_wait(&ended, 1), 1);
+    assert_int_equal(t.end_status, PUL_ECANCELED);
+    assert_int_equal(tcount_wait(&a.done, 1), 1);
+    pul_reply_abandon(t.deferred); /* the late answer changes nothing */
+    tcount_destroy(&a.done);
+
+    assert_int_equal(task_ask(sys, id, "defer_end", "", 30, &a), PUL_ETIMEDOUT);
+    assert_int_equal(tcount_wait(&ended, 2), 2);
+    assert_int_equal(t.end_status, PUL_ETIMEDOUT);
+    pul_reply_abandon(t.deferred);
+
+    memset(&a, 0, sizeof a);
+    tcount_init(&a.done);
+    m = pul_msg_new("defer_end", NULL, 0);
+    assert_int_equal(pul_ask(sys, id, m, 0, tans_cb, &a, NULL), 0);
+    while (t.seen < 3) {
+        usleep(1000);
+    }
+    pul_msg_t *r = pul_msg_new("ok", NULL, 0);
+    assert_int_equal(pul_reply_send(t.deferred, r), 0);
+    assert_int_equal(tcount_wait(&a.done, 1), 1);
+    assert_int_equal(tcount_wait(&ended, 3), 3);
+    assert_int_equal(t.end_status, 0);
+    tcount_destroy(&a.done);
+    pul_system_shutdown(sys);
+    tcount_destroy(&ended);
 }
 
 static void *
@@ -414,6 +479,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_mailbox_order_and_capacity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deadline_and_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deferred_from_thread, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_on_end, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_fails_queued, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_systems, setup, teardown),

@@ -48,12 +48,16 @@ fast_timing(pul_cluster_timing_t *t)
 
 /* Start system i; head < 0: gossip with system 0 as seed; head == i: the head; else a worker
  * of system head. Returns 0, or PUL_EINVAL when the library has no transport. */
+static int default_timings;
+
 static int
 start(int i, int head)
 {
     pul_system_config_t cfg;
     pul_system_config_init(&cfg);
-    fast_timing(&cfg.timing);
+    if (!default_timings) {
+        fast_timing(&cfg.timing);
+    }
     cfg.listen_addr = "127.0.0.1:0";
     if (head < 0 && i > 0) {
         seed_list[0] = addrs[0];
@@ -272,6 +276,35 @@ test_killed_system(void **state)
     sys[0] = sys[1] = NULL;
 }
 
+/* The same with the default timings: the real detection time of the shipped profile. */
+static void
+test_killed_system_default_timings(void **state)
+{
+    (void)state;
+    default_timings = 1;
+    int rc = start(0, -1);
+    if (rc == PUL_EINVAL) {
+        default_timings = 0;
+        skip();
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(start(1, -1), 0);
+    assert_int_equal(start(2, -1), 0);
+    assert_int_equal(start(3, -1), 0);
+    default_timings = 0;
+    assert_true(WAIT_FOR(10000, all_alive(4)) >= 0);
+    silence(3);
+    pul_system_shutdown(sys[3]);
+    sys[3] = NULL;
+    long t = WAIT_FOR(20000, all_see(4, 3, 3, PUL_MEMBER_DEAD));
+    print_message("killed system seen Dead by all in %ld ms (default timings)\n", t);
+    assert_true(t >= 0);
+    for (int i = 0; i < 3; i++) {
+        pul_system_shutdown(sys[i]);
+        sys[i] = NULL;
+    }
+}
+
 static void
 test_head_mode(void **state)
 {
@@ -312,6 +345,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_gossip_cluster, setup, teardown),
         cmocka_unit_test_setup_teardown(test_killed_system, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_killed_system_default_timings, setup, teardown),
         cmocka_unit_test_setup_teardown(test_head_mode, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,5 +1,7 @@
 /* test_wire.c — name rules (valid/invalid table) and the frame codec. */
 #include "pul_test.h"
+#include "core/alloc.h"
+#include "wire/envelope.h"
 #include "wire/frame.h"
 
 static void
@@ -71,17 +73,85 @@ test_frames(void **state)
     assert_int_equal(pul__frame_decode(buf + n, (size_t)m, 1024, &f), m);
     assert_int_equal(f.kind, PUL__FRAME_END);
     /* Oversize: rejected from the header alone, before any body arrives. */
-    uint8_t big[5] = {0x7f, 0xff, 0xff, 0xff, PUL__FRAME_ITEM};
+    uint8_t big[5] = {PUL__FRAME_ITEM, 0x7f, 0xff, 0xff, 0xff};
     assert_int_equal(pul__frame_decode(big, sizeof big, 1024, &f), PUL_ETOOBIG);
     assert_int_equal(pul__frame_encode(PUL__FRAME_ITEM, buf, 10, 4, big, sizeof big),
                      PUL_ETOOBIG);
     assert_int_equal(pul__frame_encode(PUL__FRAME_ITEM, "x", 1, 4, big, 5), PUL_ETOOBIG);
     /* Protocol errors. */
-    uint8_t bad[5] = {0, 0, 0, 0, 9};
+    uint8_t bad[5] = {9, 0, 0, 0, 0};
     assert_int_equal(pul__frame_decode(bad, sizeof bad, 1024, &f), PUL_EPROTO);
-    uint8_t badend[6] = {0, 0, 0, 1, PUL__FRAME_END, 0};
+    uint8_t badend[6] = {PUL__FRAME_END, 0, 0, 0, 1, 0};
     assert_int_equal(pul__frame_decode(badend, sizeof badend, 1024, &f), PUL_EPROTO);
     assert_int_equal(pul__frame_encode(9, NULL, 0, 4, buf, sizeof buf), PUL_EINVAL);
+}
+
+static void
+test_envelope(void **state)
+{
+    (void)state;
+    long base = pul_mem_live();
+    pul_msg_t *m = pul_msg_new("t", "payload", 7);
+    static const char seg1[] = "segment-one", seg2[] = "";
+    assert_int_equal(pul_msg_add_segment(m, seg1, 11, NULL, NULL), 0);
+    assert_int_equal(pul_msg_add_segment(m, seg2, 0, NULL, NULL), 0);
+    uint8_t buf[256];
+    long h = pul__env_header_encode(m, buf, sizeof buf);
+    assert_int_equal(h, 4 + 8 * 3);
+    assert_int_equal((size_t)h, pul__env_header_size(m));
+    memcpy(buf + h, "payload", 7);
+    memcpy(buf + h + 7, seg1, 11);
+    size_t total = (size_t)h + 18;
+    /* Byte by byte: each part lands in its own buffer. */
+    pul__env_rx_t rx;
+    pul__env_rx_init(&rx, 1024);
+    for (size_t i = 0; i < total; i++) {
+        assert_false(pul__env_rx_done(&rx));
+        assert_int_equal(pul__env_rx_feed(&rx, buf + i, 1), 1);
+    }
+    assert_true(pul__env_rx_done(&rx));
+    assert_int_equal(pul__env_rx_feed(&rx, buf, 1), 0); /* nothing past the end */
+    pul_msg_t *d = pul__env_rx_take(&rx, "t2");
+    assert_non_null(d);
+    size_t len;
+    assert_memory_equal(pul_msg_data(d, &len), "payload", 7);
+    assert_int_equal(pul_msg_nsegments(d), 2);
+    assert_memory_equal(pul_msg_segment(d, 0, &len), seg1, 11);
+    assert_int_equal(len, 11);
+    (void)pul_msg_segment(d, 1, &len);
+    assert_int_equal(len, 0);
+    assert_string_equal(pul_msg_type(d), "t2");
+    pul_msg_unref(d);
+    pul_msg_unref(m);
+    /* A claimed size over the maximum is refused from the header, before any allocation of
+     * the parts; too many segments likewise. */
+    uint8_t big[12] = {0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0, 0};
+    pul__env_rx_init(&rx, 1024);
+    assert_int_equal(pul__env_rx_feed(&rx, big, sizeof big), PUL_ETOOBIG);
+    pul__env_rx_free(&rx);
+    uint8_t many[4] = {0, 0, 0x10, 0x01};
+    pul__env_rx_init(&rx, 1024);
+    assert_int_equal(pul__env_rx_feed(&rx, many, sizeof many), PUL_EPROTO);
+    pul__env_rx_free(&rx);
+    /* Error maps keep every field. */
+    pul_error_t e = {.kind = PUL_ERRKIND_BUSINESS, .code = -42, .recoverable = 1,
+                     .duration_ms = 77, .message = "m", .details = NULL, .type_name = "T"};
+    uint8_t *out = NULL;
+    size_t olen = 0;
+    assert_int_equal(pul__errmap_encode(&e, &out, &olen), 0);
+    pul_error_t g;
+    assert_int_equal(pul__errmap_decode(out, olen, &g), 0);
+    assert_int_equal(g.kind, e.kind);
+    assert_int_equal(g.code, -42);
+    assert_int_equal(g.recoverable, 1);
+    assert_int_equal(g.duration_ms, 77);
+    assert_string_equal(g.message, "m");
+    assert_null(g.details);
+    assert_string_equal(g.type_name, "T");
+    pul__errmap_clear(&g);
+    assert_int_equal(pul__errmap_decode(out, olen - 1, &g), PUL_EPROTO);
+    pul__free(out);
+    assert_int_equal(pul_mem_live(), base);
 }
 
 int
@@ -90,6 +160,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_frames),
+        cmocka_unit_test(test_envelope),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -835,3 +835,47 @@ async def test_close_from_inside_a_handler(core):
     assert await asyncio.wait_for(closed, 5)
     r = await asyncio.wait_for(asyncio.gather(other, return_exceptions=True), 5)
     assert r[0] == ("t", b"") or (isinstance(r[0], _core.CoreError) and r[0].code == _core.ECLOSED)
+
+
+async def test_reply_on_cancel_when_the_caller_gives_up(core):
+    replies = []
+    cancelled = []
+
+    def handler(msg_type, payload, reply):
+        replies.append(reply)
+        reply.on_cancel(lambda: cancelled.append(msg_type))
+
+    py = core.sys.register("py_cancel", handler)
+    fut = core.loop.create_future()
+    core.sys.ask(py, "first", b"", fut)
+    for _ in range(200):
+        if replies:
+            break
+        await asyncio.sleep(0.002)
+    fut.cancel()
+    for _ in range(500):
+        if cancelled:
+            break
+        await asyncio.sleep(0.002)
+    assert cancelled == ["first"] and replies[0].cancelled
+    replies[0].abandon()  # late: harmless
+    # a deadline that passes counts as giving up too; an answered ask never calls back
+    with pytest.raises(_core.CoreError):
+        await core.ask(py, "late", b"", deadline_ms=30)
+    for _ in range(500):
+        if len(cancelled) == 2:
+            break
+        await asyncio.sleep(0.002)
+    assert cancelled == ["first", "late"]
+    seen = []
+    replies[1].on_cancel(lambda: seen.append(1))  # already cancelled: runs at once
+    assert seen == [1]
+
+    def answer(msg_type, payload, reply):
+        reply.on_cancel(lambda: cancelled.append("never"))
+        reply.send("ok", b"")
+
+    py2 = core.sys.register("py_answer", answer)
+    assert await core.ask(py2, "x", b"") == ("ok", b"")
+    await asyncio.sleep(0.05)
+    assert "never" not in cancelled

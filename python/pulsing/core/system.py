@@ -38,6 +38,9 @@ SYNC, ASYNC, GEN, AGEN, ATTR, MISSING = range(6)
 _CALL, _MSG = 0, 1
 # What the caller wants from a call: the value, or a stream source.
 _VALUE, _STREAM = 0, 1
+# Mode bit of an envelope whose arguments were just unpickled from a message (nobody else holds
+# them): delivering it needs no copy of them (a 64 MiB argument is not copied once more).
+_FRESH = 2
 
 PICKLE_TYPE = "pulsing/pickle"  # msg_type of a pickled Python payload through the core
 _CALL_TAG = "__pulsing_call__"
@@ -516,7 +519,8 @@ class _Cell:
             return
         if kind == SYNC:
             try:
-                args, kwargs = copy_args(args, kwargs)
+                if not mode & _FRESH:
+                    args, kwargs = copy_args(args, kwargs)
                 method = self._lookup(name, kind)
             except BaseException as e:  # noqa: BLE001
                 _set_exc(fut, e if isinstance(e, PulsingError) else self._classify(e, name))
@@ -536,11 +540,14 @@ class _Cell:
             return
         # async methods, generators consumed for their final value, attributes: as a task,
         # so the mailbox is free at once.
-        self._spawn_task(self._run_value(name, args, kwargs, fut), fut)
+        self._spawn_task(self._run_value(name, args, kwargs, fut, mode & _FRESH), fut)
 
-    async def _run_value(self, name: str, args: tuple, kwargs: dict, fut: Any) -> None:
+    async def _run_value(
+        self, name: str, args: tuple, kwargs: dict, fut: Any, fresh: int = 0
+    ) -> None:
         try:
-            args, kwargs = copy_args(args, kwargs)
+            if not fresh:
+                args, kwargs = copy_args(args, kwargs)
             kind = self.kind(name)
             if kind in (GEN, AGEN):
                 result = await self._open_stream(name, args, kwargs, kind).consume()
@@ -782,7 +789,7 @@ class _Cell:
         if reply is None:
             try:
                 if isinstance(obj, tuple) and len(obj) == 5 and obj[0] == _CALL_TAG:
-                    self._enqueue((_CALL, obj[1], obj[2], obj[3], None, _VALUE))
+                    self._enqueue((_CALL, obj[1], obj[2], obj[3], None, _VALUE | _FRESH))
                 else:
                     self._enqueue((_MSG, None, obj, None, None, _VALUE))
             except PulsingError:
@@ -794,10 +801,12 @@ class _Cell:
             if mode == _STREAM:
                 self._spawn_task(_stream_to_core(self, name, args, kwargs, reply), None)
                 return
-            self._enqueue((_CALL, name, args, kwargs, fut, _VALUE))
+            self._enqueue((_CALL, name, args, kwargs, fut, _VALUE | _FRESH))
         else:
             self._enqueue((_MSG, None, obj, None, fut, _VALUE))
         fut.add_done_callback(lambda f: _reply_from_future(f, reply))
+        # A caller that gives up (cancel, deadline, a reset HTTP/2 stream) cancels the work.
+        reply.on_cancel(fut.cancel)
 
 
 class _Deferred:
@@ -1161,16 +1170,22 @@ class ActorRef:
         return f"ActorRef({ActorId(self._id)}{', ' + name if name else ''}{where})"
 
     def __reduce__(self):
-        return (_unpickle_ref, (self._id,))
+        return (_unpickle_ref, (self._id, self._system._node_id.id))
 
 
-def _unpickle_ref(actor_id: int) -> ActorRef:
+def _unpickle_ref(actor_id: int, home: int | None = None) -> ActorRef:
+    """Rebuild a ref in the system that decodes the message carrying it; for a local copy
+    (copy semantics), in the system the original belonged to."""
     from pulsing.core import _global_system, _systems_for_loop
 
     system = _decoding[0]
     if system is not None and not system._closed:
         return ActorRef(system, actor_id, system._cells.get(actor_id))
-    for system in _systems_for_loop():
+    live = _systems_for_loop()
+    for system in live:
+        if system._node_id.id == home and not system._closed:
+            return ActorRef(system, actor_id, system._cells.get(actor_id))
+    for system in live:
         cell = system._cells.get(actor_id)
         if cell is not None:
             return ActorRef(system, actor_id, cell)

@@ -1,0 +1,956 @@
+/* client.c — the calling side: actor calls (ask, stream, named), tells and control POSTs sent
+ * on client sessions, their responses decoded and completed into the call layer. Core thread. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "net/netint.h"
+
+enum { RC_CALL, RC_TELL, RC_POST };
+enum { PST_NONE, PST_OK, PST_STREAM, PST_ERROR };
+enum { FS_HDR, FS_TLEN, FS_TYPE, FS_MSG, FS_BODY, FS_DONE };
+
+struct rcall_s {
+    rcall_t *prev;
+    rcall_t *next;
+    conn_t *cn;
+    pul__net_t *net;
+    int32_t sid;
+    int kind;
+    int done;    /* the caller has its answer (or gave up) */
+    int freed_with_conn;
+    pul_call_t *c; /* RC_CALL: a reference */
+    outq_t out;
+    int http_status;
+    int pst;
+    char type[256];
+    size_t hdr_bytes;
+    pul__env_rx_t env;
+    uint8_t *buf; /* error map or POST answer */
+    size_t blen, bcap;
+    /* stream frames */
+    int fs;
+    uint8_t fh[PUL__SFRAME_HDR];
+    size_t fhlen;
+    unsigned fkind;
+    uint32_t flen, fgot;
+    size_t tlen, tgot;
+    char ftype[256];
+    size_t unconsumed;
+    int ended;
+    /* POST */
+    pul__net_resp_cb cb;
+    void *arg;
+    pul__tmr_t timer;
+    pul__task_t task;
+    int later;
+};
+
+/* ---- helpers ------------------------------------------------------------------------------- */
+
+static void
+rcall_link(conn_t *cn, rcall_t *rc)
+{
+    rc->cn = cn;
+    rc->prev = NULL;
+    rc->next = cn->calls;
+    if (cn->calls != NULL) {
+        cn->calls->prev = rc;
+    }
+    cn->calls = rc;
+}
+
+static void
+rcall_unlink(rcall_t *rc)
+{
+    conn_t *cn = rc->cn;
+    if (cn == NULL) {
+        return;
+    }
+    if (rc->prev != NULL) {
+        rc->prev->next = rc->next;
+    } else {
+        cn->calls = rc->next;
+    }
+    if (rc->next != NULL) {
+        rc->next->prev = rc->prev;
+    }
+    rc->prev = rc->next = NULL;
+    rc->cn = NULL;
+}
+
+static void
+rcall_free(rcall_t *rc)
+{
+    if (rc->c != NULL) {
+        rc->c->net_op = NULL;
+        pul__call_unref(rc->c);
+    }
+    pul__timer_disarm(&rc->net->sys->loop, &rc->timer);
+    outq_free(&rc->out);
+    pul__env_rx_free(&rc->env);
+    pul__free(rc->buf);
+    pul__free(rc);
+}
+
+static int
+map_remote(int http, const pul_error_t *e)
+{
+    if (e != NULL) {
+        if (e->kind == PUL_ERRKIND_RUNTIME && e->code < 0 && e->code >= PUL_EADDR) {
+            /* The remote node closing is, for this caller, a transport failure. */
+            return e->code == PUL_ECLOSED ? PUL_EIO : (int)e->code;
+        }
+        return PUL_EACTOR;
+    }
+    switch (http) {
+    case 404:
+        return PUL_ENOTFOUND;
+    case 413:
+        return PUL_ETOOBIG;
+    case 400:
+        return PUL_EPROTO;
+    default:
+        return PUL_EIO;
+    }
+}
+
+/* Complete the caller's call once (ownership of msg moves). */
+static void
+rcall_complete(rcall_t *rc, int status, pul_msg_t *msg, const pul_error_t *e)
+{
+    pul_call_t *c = rc->c;
+    rc->done = 1;
+    if (c == NULL) {
+        pul_msg_unref(msg);
+        return;
+    }
+    rc->c = NULL;
+    c->net_op = NULL;
+    if (status != 0 && status != PUL_EOF) {
+        atomic_fetch_add_explicit(&rc->net->errors, 1, memory_order_relaxed);
+    }
+    pul__err_t *ce = NULL;
+    if (status == PUL_EACTOR) {
+        ce = pul__err_copy(e);
+        if (ce == NULL) {
+            status = PUL_ENOMEM;
+        }
+    }
+    pul__call_complete(c, status, msg, ce);
+    pul__free(ce);
+    pul__call_unref(c);
+}
+
+static void
+post_finish(rcall_t *rc, int status, const uint8_t *body, size_t len)
+{
+    if (rc->done) {
+        return;
+    }
+    rc->done = 1;
+    pul__timer_disarm(&rc->net->sys->loop, &rc->timer);
+    pul__net_resp_cb cb = rc->cb;
+    rc->cb = NULL;
+    if (cb != NULL) {
+        cb(status, body, len, rc->arg);
+    }
+}
+
+/* Reset our stream (we gave up, or the peer sent something we refuse). */
+static void
+rcall_reset(rcall_t *rc, uint32_t code)
+{
+    conn_t *cn = rc->cn;
+    if (cn != NULL && !cn->dead && rc->sid > 0) {
+        (void)nghttp2_submit_rst_stream(cn->ses, NGHTTP2_FLAG_NONE, rc->sid, code);
+        conn_flush_later(cn);
+    }
+}
+
+/* A failure while reading the response: the caller hears status, the stream is reset. */
+static void
+rcall_fail(rcall_t *rc, int status)
+{
+    if (rc->kind == RC_CALL) {
+        rcall_complete(rc, status, NULL, NULL);
+    } else if (rc->kind == RC_POST) {
+        post_finish(rc, status, NULL, 0);
+    }
+    rc->done = 1;
+    rcall_reset(rc, NGHTTP2_CANCEL);
+}
+
+static int
+buf_append(rcall_t *rc, const uint8_t *p, size_t n)
+{
+    size_t max = rc->net->sys->cfg.max_message_size;
+    if (rc->blen + n > max) {
+        return PUL_ETOOBIG;
+    }
+    if (rc->blen + n > rc->bcap) {
+        size_t nc = rc->bcap ? rc->bcap * 2 : 1024;
+        while (nc < rc->blen + n) {
+            nc *= 2;
+        }
+        if (nc > max) {
+            nc = max;
+        }
+        uint8_t *nb = pul__realloc(rc->buf, nc);
+        if (nb == NULL) {
+            return PUL_ENOMEM;
+        }
+        rc->buf = nb;
+        rc->bcap = nc;
+    }
+    memcpy(rc->buf + rc->blen, p, n);
+    rc->blen += n;
+    return 0;
+}
+
+/* ---- stream frames ------------------------------------------------------------------------- */
+
+static void
+stream_deliver(rcall_t *rc, pul_msg_t *item)
+{
+    pul_call_t *c = rc->c;
+    atomic_fetch_add_explicit(&rc->net->msgs_in, 1, memory_order_relaxed);
+    if (c == NULL || c->done) {
+        pul_msg_unref(item);
+        return;
+    }
+    if (!c->stream_mode) {
+        /* A plain ask of a streaming actor takes the first item; the rest is not wanted. */
+        rcall_complete(rc, 0, item, NULL);
+        rcall_reset(rc, NGHTTP2_CANCEL);
+        return;
+    }
+    /* Once items flow the deadline no longer applies (as for local streams). */
+    pul__timer_disarm(&c->sys->loop, &c->deadline);
+    c->cb(0, item, NULL, c->arg);
+    pul_msg_unref(item);
+}
+
+/* The end of one frame. Returns 0 or an error code. */
+static int
+frame_done(rcall_t *rc)
+{
+    if (rc->fkind == PUL__SFRAME_ITEM) {
+        pul_msg_t *m = pul__env_rx_take(&rc->env, rc->ftype);
+        if (m == NULL) {
+            return PUL_ENOMEM;
+        }
+        stream_deliver(rc, m);
+    } else if (rc->fkind == PUL__SFRAME_END) {
+        rc->ended = 1;
+        if (rc->c != NULL && !rc->c->stream_mode) {
+            pul_msg_t *empty = pul_msg_new("", NULL, 0);
+            rcall_complete(rc, empty != NULL ? 0 : PUL_ENOMEM, empty, NULL);
+        } else {
+            rcall_complete(rc, PUL_EOF, NULL, NULL);
+        }
+    } else {
+        rc->ended = 1;
+        pul_error_t e;
+        int rc2 = pul__errmap_decode(rc->buf, rc->blen, &e);
+        if (rc2 != 0) {
+            return PUL_EPROTO;
+        }
+        rcall_complete(rc, map_remote(200, &e), NULL, &e);
+        pul__errmap_clear(&e);
+    }
+    rc->blen = 0;
+    rc->fs = FS_HDR;
+    rc->fhlen = 0;
+    return 0;
+}
+
+static int
+frames_feed(rcall_t *rc, const uint8_t *p, size_t n)
+{
+    size_t max = rc->net->sys->cfg.max_message_size;
+    size_t used = 0;
+    while (used < n) {
+        if (rc->ended || rc->done) {
+            return 0; /* trailing bytes after the end, or a caller that left: ignored */
+        }
+        switch (rc->fs) {
+        case FS_HDR: {
+            size_t k = PUL__SFRAME_HDR - rc->fhlen;
+            if (k > n - used) {
+                k = n - used;
+            }
+            memcpy(rc->fh + rc->fhlen, p + used, k);
+            rc->fhlen += k;
+            used += k;
+            if (rc->fhlen < PUL__SFRAME_HDR) {
+                return 0;
+            }
+            rc->fkind = rc->fh[0];
+            rc->flen = ((uint32_t)rc->fh[1] << 24) | ((uint32_t)rc->fh[2] << 16) |
+                       ((uint32_t)rc->fh[3] << 8) | rc->fh[4];
+            rc->fgot = 0;
+            if (rc->flen > max) {
+                return PUL_ETOOBIG;
+            }
+            if (rc->fkind == PUL__SFRAME_ITEM) {
+                if (rc->flen < 1) {
+                    return PUL_EPROTO;
+                }
+                rc->fs = FS_TLEN;
+            } else if (rc->fkind == PUL__SFRAME_END) {
+                if (rc->flen != 0) {
+                    return PUL_EPROTO;
+                }
+                int r = frame_done(rc);
+                if (r != 0) {
+                    return r;
+                }
+            } else if (rc->fkind == PUL__SFRAME_ERROR) {
+                rc->blen = 0;
+                rc->fs = FS_BODY;
+                if (rc->flen == 0) {
+                    return PUL_EPROTO;
+                }
+            } else {
+                return PUL_EPROTO;
+            }
+            break;
+        }
+        case FS_TLEN:
+            rc->tlen = p[used++];
+            rc->tgot = 0;
+            rc->fgot = 1;
+            if (rc->fgot + rc->tlen > rc->flen) {
+                return PUL_EPROTO;
+            }
+            rc->fs = rc->tlen > 0 ? FS_TYPE : FS_MSG;
+            rc->ftype[0] = '\0';
+            pul__env_rx_free(&rc->env);
+            pul__env_rx_init(&rc->env, max);
+            break;
+        case FS_TYPE: {
+            size_t k = rc->tlen - rc->tgot;
+            if (k > n - used) {
+                k = n - used;
+            }
+            memcpy(rc->ftype + rc->tgot, p + used, k);
+            rc->tgot += k;
+            rc->fgot += (uint32_t)k;
+            used += k;
+            if (rc->tgot == rc->tlen) {
+                rc->ftype[rc->tlen] = '\0';
+                rc->fs = FS_MSG;
+            }
+            break;
+        }
+        case FS_MSG: {
+            size_t k = rc->flen - rc->fgot;
+            if (k > n - used) {
+                k = n - used;
+            }
+            long r = pul__env_rx_feed(&rc->env, p + used, k);
+            if (r < 0) {
+                return (int)r;
+            }
+            if ((size_t)r != k) {
+                return PUL_EPROTO; /* bytes past the encoding inside the frame */
+            }
+            used += k;
+            rc->fgot += (uint32_t)k;
+            if (rc->fgot == rc->flen) {
+                if (!pul__env_rx_done(&rc->env)) {
+                    return PUL_EPROTO;
+                }
+                int r2 = frame_done(rc);
+                if (r2 != 0) {
+                    return r2;
+                }
+            }
+            break;
+        }
+        case FS_BODY: {
+            size_t k = rc->flen - rc->fgot;
+            if (k > n - used) {
+                k = n - used;
+            }
+            int r = buf_append(rc, p + used, k);
+            if (r != 0) {
+                return r;
+            }
+            used += k;
+            rc->fgot += (uint32_t)k;
+            if (rc->fgot == rc->flen) {
+                int r2 = frame_done(rc);
+                if (r2 != 0) {
+                    return r2;
+                }
+            }
+            break;
+        }
+        default:
+            return 0;
+        }
+    }
+    return 0;
+}
+
+/* ---- nghttp2 callbacks (client sessions) -------------------------------------------------- */
+
+static int
+cl_on_header(nghttp2_session *ses, const nghttp2_frame *frame, const uint8_t *name,
+             size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+             void *user_data)
+{
+    conn_t *cn = user_data;
+    if (cn->dead) {
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    if (frame->hd.type != NGHTTP2_HEADERS) {
+        return 0;
+    }
+    rcall_t *rc = nghttp2_session_get_stream_user_data(ses, frame->hd.stream_id);
+    if (rc == NULL) {
+        return 0;
+    }
+    rc->hdr_bytes += namelen + valuelen;
+    if (rc->hdr_bytes > NET_HDR_MAX) {
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
+    }
+    if (namelen == 7 && memcmp(name, ":status", 7) == 0) {
+        int st = 0;
+        for (size_t i = 0; i < valuelen && i < 4; i++) {
+            st = st * 10 + (value[i] - '0');
+        }
+        if (st >= 200) {
+            rc->http_status = st;
+        }
+    } else if (namelen == 10 && memcmp(name, "pul-status", 10) == 0) {
+        if (valuelen == 2 && memcmp(value, "ok", 2) == 0) {
+            rc->pst = PST_OK;
+        } else if (valuelen == 6 && memcmp(value, "stream", 6) == 0) {
+            rc->pst = PST_STREAM;
+        } else if (valuelen == 5 && memcmp(value, "error", 5) == 0) {
+            rc->pst = PST_ERROR;
+        }
+    } else if (namelen == 8 && memcmp(name, "pul-type", 8) == 0) {
+        if (valuelen < sizeof rc->type) {
+            memcpy(rc->type, value, valuelen);
+            rc->type[valuelen] = '\0';
+        }
+    }
+    return 0;
+}
+
+static void
+rcall_consume(rcall_t *rc, conn_t *cn, int32_t sid, size_t len, int now)
+{
+    rc->unconsumed += len;
+    if (now || rc->unconsumed >= NET_OUT_HIGH) {
+        (void)nghttp2_session_consume(cn->ses, sid, rc->unconsumed);
+        rc->unconsumed = 0;
+    }
+}
+
+static int
+cl_on_data_chunk(nghttp2_session *ses, uint8_t flags, int32_t sid, const uint8_t *data,
+                 size_t len, void *user_data)
+{
+    conn_t *cn = user_data;
+    if (cn->dead) {
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    rcall_t *rc = nghttp2_session_get_stream_user_data(ses, sid);
+    if (rc == NULL || rc->done) {
+        (void)nghttp2_session_consume(ses, sid, len);
+        return 0;
+    }
+    int r = 0;
+    if (rc->kind == RC_CALL && rc->pst == PST_OK && rc->http_status == 200) {
+        if (rc->env.max == 0) {
+            pul__env_rx_init(&rc->env, cn->net->sys->cfg.max_message_size);
+        }
+        long k = pul__env_rx_feed(&rc->env, data, len);
+        r = k < 0 ? (int)k : ((size_t)k != len ? PUL_EPROTO : 0);
+        rcall_consume(rc, cn, sid, len, 1);
+    } else if (rc->kind == RC_CALL && rc->pst == PST_STREAM) {
+        /* Window goes back as the consumer callback takes items: after each frame delivered,
+         * or in 1 MiB steps within a frame larger than that. */
+        r = frames_feed(rc, data, len);
+        rcall_consume(rc, cn, sid, len, rc->fs == FS_HDR || rc->done);
+    } else if (rc->kind == RC_TELL) {
+        rcall_consume(rc, cn, sid, len, 1);
+    } else {
+        r = buf_append(rc, data, len);
+        rcall_consume(rc, cn, sid, len, 1);
+    }
+    if (r != 0 && !cn->dead) {
+        rcall_fail(rc, r);
+    }
+    return 0;
+}
+
+static void
+rcall_finish(rcall_t *rc)
+{
+    if (rc->done) {
+        return;
+    }
+    if (rc->kind == RC_POST) {
+        post_finish(rc, rc->http_status ? rc->http_status : PUL_EPROTO, rc->buf, rc->blen);
+        return;
+    }
+    if (rc->kind == RC_TELL) {
+        rc->done = 1;
+        if (rc->http_status != 202) {
+            atomic_fetch_add_explicit(&rc->net->errors, 1, memory_order_relaxed);
+            PUL__LOG(PUL__LOG_DEBUG, "net", "remote tell answered %d", rc->http_status);
+        }
+        return;
+    }
+    atomic_fetch_add_explicit(&rc->net->msgs_in, rc->pst != PST_STREAM, memory_order_relaxed);
+    if (rc->pst == PST_OK && rc->http_status == 200) {
+        if (rc->env.max == 0) {
+            pul__env_rx_init(&rc->env, rc->net->sys->cfg.max_message_size);
+        }
+        if (!pul__env_rx_done(&rc->env)) {
+            rcall_complete(rc, PUL_EPROTO, NULL, NULL);
+            return;
+        }
+        pul_msg_t *m = pul__env_rx_take(&rc->env, rc->type);
+        rcall_complete(rc, m != NULL ? 0 : PUL_ENOMEM, m, NULL);
+    } else if (rc->pst == PST_STREAM) {
+        if (!rc->ended) {
+            rcall_complete(rc, PUL_EPROTO, NULL, NULL);
+        }
+    } else {
+        pul_error_t e;
+        if (rc->blen > 0 && pul__errmap_decode(rc->buf, rc->blen, &e) == 0) {
+            rcall_complete(rc, map_remote(rc->http_status, &e), NULL, &e);
+            pul__errmap_clear(&e);
+        } else {
+            rcall_complete(rc, map_remote(rc->http_status, NULL), NULL, NULL);
+        }
+    }
+}
+
+static int
+cl_on_frame_recv(nghttp2_session *ses, const nghttp2_frame *frame, void *user_data)
+{
+    conn_t *cn = user_data;
+    if (cn->dead) {
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
+        (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+        rcall_t *rc = nghttp2_session_get_stream_user_data(ses, frame->hd.stream_id);
+        if (rc != NULL) {
+            rcall_finish(rc);
+        }
+    }
+    return 0;
+}
+
+static int
+cl_on_stream_close(nghttp2_session *ses, int32_t sid, uint32_t error_code, void *user_data)
+{
+    conn_t *cn = user_data;
+    if (cn->dead) {
+        return 0;
+    }
+    rcall_t *rc = nghttp2_session_get_stream_user_data(ses, sid);
+    if (rc == NULL) {
+        return 0;
+    }
+    if (rc->unconsumed > 0) {
+        /* Window of a stream that is gone goes back to the connection. */
+        (void)nghttp2_session_consume_connection(ses, rc->unconsumed);
+        rc->unconsumed = 0;
+    }
+    if (!rc->done) {
+        /* Closed before the response ended: reset by the peer, or refused (GOAWAY). */
+        if (rc->kind == RC_CALL) {
+            rcall_complete(rc, PUL_EIO, NULL, NULL);
+        } else if (rc->kind == RC_POST) {
+            post_finish(rc, PUL_EIO, NULL, 0);
+        }
+    }
+    (void)nghttp2_session_set_stream_user_data(ses, sid, NULL);
+    rcall_unlink(rc);
+    rcall_free(rc);
+    return 0;
+}
+
+void
+client_callbacks(nghttp2_session_callbacks *cbs)
+{
+    nghttp2_session_callbacks_set_on_header_callback(cbs, cl_on_header);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, cl_on_data_chunk);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, cl_on_frame_recv);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, cl_on_stream_close);
+}
+
+void
+client_conn_lost(conn_t *cn, int status)
+{
+    /* Answer every caller now; the records are freed with the connection (we may be inside a
+     * callback of this very session). */
+    for (rcall_t *rc = cn->calls; rc != NULL; rc = rc->next) {
+        if (rc->done) {
+            continue;
+        }
+        if (rc->kind == RC_CALL) {
+            rcall_complete(rc, status == PUL_ECLOSED ? PUL_ECLOSED : PUL_EIO, NULL, NULL);
+        } else if (rc->kind == RC_POST) {
+            int st = status == PUL_ETIMEDOUT || status == PUL_ECLOSED ? status : PUL_EIO;
+            post_finish(rc, st, NULL, 0);
+        }
+        rc->done = 1;
+    }
+}
+
+void
+client_conn_free(conn_t *cn)
+{
+    while (cn->calls != NULL) {
+        rcall_t *rc = cn->calls;
+        rcall_unlink(rc);
+        rcall_free(rc);
+    }
+}
+
+/* ---- routes and peers ---------------------------------------------------------------------- */
+
+static peer_t *
+peer_get(pul__net_t *net, const char *addr)
+{
+    for (peer_t *p = net->peers; p != NULL; p = p->next) {
+        if (strcmp(p->addr, addr) == 0) {
+            return p;
+        }
+    }
+    peer_t *p = pul__calloc(1, sizeof *p);
+    if (p == NULL) {
+        return NULL;
+    }
+    snprintf(p->addr, sizeof p->addr, "%s", addr);
+    p->next = net->peers;
+    net->peers = p;
+    return p;
+}
+
+/* The connection of that kind to addr, dialled when needed. NULL with *err set: PUL_EIO
+ * (unresolvable, in backoff after a failure, dial failed), PUL_ENOMEM, PUL_ECLOSED. */
+static conn_t *
+peer_conn(pul__net_t *net, const char *addr, int kind, int *err)
+{
+    if (net->closing) {
+        *err = PUL_ECLOSED;
+        return NULL;
+    }
+    peer_t *p = peer_get(net, addr);
+    if (p == NULL) {
+        *err = PUL_ENOMEM;
+        return NULL;
+    }
+    conn_t *old = p->conn[kind];
+    if (old != NULL && !old->dead) {
+        if (!old->connected || nghttp2_session_check_request_allowed(old->ses)) {
+            return old;
+        }
+        /* The peer sent GOAWAY: its streams finish on the old connection (which closes itself
+         * when done); new calls go to a fresh one. */
+        old->peer = NULL;
+        p->conn[kind] = NULL;
+    }
+    if (pul__now_ms() < p->retry_at[kind]) {
+        *err = PUL_EIO; /* failed a moment ago: fail fast until the backoff has passed */
+        return NULL;
+    }
+    if (!p->resolved) {
+        if (net_parse_addr(addr, &p->sa) != 0) {
+            *err = PUL_EIO;
+            return NULL;
+        }
+        p->resolved = 1;
+    }
+    conn_t *cn = conn_new(net, kind);
+    if (cn == NULL) {
+        *err = PUL_ENOMEM;
+        return NULL;
+    }
+    cn->peer = p;
+    p->conn[kind] = cn;
+    int rc = conn_dial(cn, (const struct sockaddr *)&p->sa);
+    if (rc != 0) {
+        conn_fail(cn, PUL_EIO);
+        *err = rc == PUL_ENOMEM ? PUL_ENOMEM : PUL_EIO;
+        return NULL;
+    }
+    return cn;
+}
+
+static int
+route_addr(pul__net_t *net, uint64_t hi, char addr[PUL_ADDR_MAX + 1], pul_id_t *node)
+{
+    int found = 0;
+    pthread_mutex_lock(&net->rmu);
+    for (size_t i = 0; i < net->nroutes; i++) {
+        if (net->routes[i].node.hi == hi) {
+            memcpy(addr, net->routes[i].addr, PUL_ADDR_MAX + 1);
+            if (node != NULL) {
+                *node = net->routes[i].node;
+            }
+            found = 1;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&net->rmu);
+    return found;
+}
+
+int
+pul__net_has_route(pul__net_t *net, pul_id_t target)
+{
+    char addr[PUL_ADDR_MAX + 1];
+    return net != NULL && route_addr(net, target.hi, addr, NULL);
+}
+
+/* ---- sending requests ---------------------------------------------------------------------- */
+
+#define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE}
+
+static rcall_t *
+rcall_new(pul__net_t *net, int kind)
+{
+    rcall_t *rc = pul__calloc(1, sizeof *rc);
+    if (rc == NULL) {
+        return NULL;
+    }
+    rc->net = net;
+    rc->kind = kind;
+    outq_init(&rc->out);
+    return rc;
+}
+
+/* Submit a POST carrying rc->out (complete, eof set) on cn. 0 or an error (rc not linked). */
+static int
+rcall_submit(conn_t *cn, rcall_t *rc, const char *path, const char *mode, const char *type,
+             uint64_t due)
+{
+    pul__net_t *net = cn->net;
+    char deadline[24], from[33];
+    pul_id_format(net->sys->node_id, from);
+    nghttp2_nv nva[9];
+    size_t n = 0;
+    nva[n++] = (nghttp2_nv)NV(":method", "POST");
+    nva[n++] = (nghttp2_nv)NV(":path", path);
+    nva[n++] = (nghttp2_nv)NV(":scheme", "http");
+    nva[n++] = (nghttp2_nv)NV(":authority", cn->peer != NULL ? cn->peer->addr : "pulsing");
+    if (mode != NULL) {
+        nva[n++] = (nghttp2_nv)NV("content-type", "application/x-pulsing-msg");
+        nva[n++] = (nghttp2_nv)NV("pul-mode", mode);
+        nva[n++] = (nghttp2_nv)NV("pul-type", type);
+        nva[n++] = (nghttp2_nv)NV("pul-from", from);
+        if (due != 0) {
+            uint64_t now = pul__now_ms();
+            snprintf(deadline, sizeof deadline, "%llu",
+                     (unsigned long long)(due > now ? due - now : 1));
+            nva[n++] = (nghttp2_nv)NV("pul-deadline", deadline);
+        }
+    } else {
+        nva[n++] = (nghttp2_nv)NV("content-type", "application/msgpack");
+    }
+    rc->out.eof = 1;
+    nghttp2_data_provider prov = outq_provider(&rc->out);
+    int32_t sid = nghttp2_submit_request(cn->ses, NULL, nva, n, &prov, rc);
+    if (sid < 0) {
+        return sid == NGHTTP2_ERR_NOMEM ? PUL_ENOMEM : PUL_EIO;
+    }
+    rc->sid = sid;
+    rc->out.sid = sid;
+    rcall_link(cn, rc);
+    atomic_fetch_add_explicit(&net->msgs_out, 1, memory_order_relaxed);
+    conn_flush_later(cn);
+    return 0;
+}
+
+static int
+net_call_to(pul__net_t *net, pul_call_t *c, const char *addr, const char *path)
+{
+    if (pul_msg_size(c->msg) > net->sys->cfg.max_message_size ||
+        pul_msg_nsegments(c->msg) > PUL__ENV_MAX_SEGS) {
+        return PUL_ETOOBIG;
+    }
+    const char *type = pul_msg_type(c->msg);
+    if (strlen(type) > 255) {
+        return PUL_EINVAL;
+    }
+    int err = 0;
+    conn_t *cn = peer_conn(net, addr, CONN_DATA, &err);
+    if (cn == NULL) {
+        return err;
+    }
+    rcall_t *rc = rcall_new(net, RC_CALL);
+    if (rc == NULL) {
+        return PUL_ENOMEM;
+    }
+    int r = outq_push_msg(&rc->out, c->msg);
+    if (r == 0) {
+        r = rcall_submit(cn, rc, path, c->stream_mode ? "stream" : "ask", type, c->due);
+    }
+    if (r != 0) {
+        rcall_free(rc);
+        return r;
+    }
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+    rc->c = c;
+    c->net_op = rc;
+    return 0;
+}
+
+int
+pul__net_call(pul__net_t *net, pul_call_t *c)
+{
+    if (net == NULL || net->closing) {
+        return PUL_ECLOSED;
+    }
+    char addr[PUL_ADDR_MAX + 1];
+    if (!route_addr(net, c->target.hi, addr, NULL)) {
+        return PUL_ENOTFOUND;
+    }
+    char path[48] = "/actors/";
+    pul_id_format(c->target, path + 8);
+    return net_call_to(net, c, addr, path);
+}
+
+int
+pul__net_call_named(pul__net_t *net, pul_call_t *c, pul_id_t node_id, const char *name)
+{
+    if (net == NULL || net->closing) {
+        return PUL_ECLOSED;
+    }
+    char addr[PUL_ADDR_MAX + 1];
+    pul_id_t node;
+    if (!route_addr(net, node_id.hi, addr, &node) || !pul_id_eq(node, node_id)) {
+        return PUL_ENOTFOUND;
+    }
+    char path[PUL_NAME_MAX + 16];
+    snprintf(path, sizeof path, "/named/%s", name);
+    return net_call_to(net, c, addr, path);
+}
+
+void
+pul__net_cancel(pul__net_t *net, pul_call_t *c)
+{
+    rcall_t *rc = c->net_op;
+    if (rc == NULL) {
+        return;
+    }
+    c->net_op = NULL;
+    rc->c = NULL;
+    rc->done = 1;
+    pul__call_unref(c);
+    rcall_reset(rc, NGHTTP2_CANCEL);
+}
+
+int
+pul__net_tell(pul__net_t *net, pul_id_t target, pul_msg_t *msg)
+{
+    if (net == NULL || net->closing) {
+        return PUL_ECLOSED;
+    }
+    if (pul_msg_size(msg) > net->sys->cfg.max_message_size ||
+        pul_msg_nsegments(msg) > PUL__ENV_MAX_SEGS) {
+        return PUL_ETOOBIG;
+    }
+    char addr[PUL_ADDR_MAX + 1];
+    if (!route_addr(net, target.hi, addr, NULL)) {
+        return PUL_ENOTFOUND;
+    }
+    int err = 0;
+    conn_t *cn = peer_conn(net, addr, CONN_DATA, &err);
+    if (cn == NULL) {
+        return err;
+    }
+    rcall_t *rc = rcall_new(net, RC_TELL);
+    if (rc == NULL) {
+        return PUL_ENOMEM;
+    }
+    char path[48] = "/actors/";
+    pul_id_format(target, path + 8);
+    int r = outq_push_msg(&rc->out, msg);
+    if (r == 0) {
+        r = rcall_submit(cn, rc, path, "tell", pul_msg_type(msg), 0);
+    }
+    if (r != 0) {
+        rcall_free(rc);
+        return r;
+    }
+    pul_msg_unref(msg); /* the body holds its own references */
+    return 0;
+}
+
+/* ---- control POST ---------------------------------------------------------------------------- */
+
+static void
+post_timeout(pul__tmr_t *t)
+{
+    rcall_t *rc = (rcall_t *)((char *)t - offsetof(rcall_t, timer));
+    post_finish(rc, PUL_ETIMEDOUT, NULL, 0);
+    rcall_reset(rc, NGHTTP2_CANCEL);
+}
+
+static void
+post_later_task(pul__task_t *t)
+{
+    rcall_t *rc = (rcall_t *)((char *)t - offsetof(rcall_t, task));
+    post_finish(rc, rc->later, NULL, 0);
+    rcall_free(rc);
+}
+
+int
+pul__net_post(pul__net_t *net, const char *addr, const char *path, const uint8_t *body,
+              size_t len, uint64_t timeout_ms, pul__net_resp_cb cb, void *arg)
+{
+    if (net == NULL || net->closing) {
+        return PUL_ECLOSED;
+    }
+    rcall_t *rc = rcall_new(net, RC_POST);
+    if (rc == NULL) {
+        return PUL_ENOMEM;
+    }
+    rc->cb = cb;
+    rc->arg = arg;
+    if (outq_push_copy(&rc->out, body, len) != 0) {
+        rcall_free(rc);
+        return PUL_ENOMEM;
+    }
+    int err = 0;
+    conn_t *cn = peer_conn(net, addr, CONN_CTRL, &err);
+    int r = cn != NULL ? rcall_submit(cn, rc, path, NULL, NULL, 0) : err;
+    if (r == PUL_ENOMEM && cn == NULL) {
+        rcall_free(rc);
+        return PUL_ENOMEM;
+    }
+    if (r != 0) {
+        /* Known at once, told on the next turn. */
+        rc->later = r;
+        rc->task.run = post_later_task;
+        pul__loop_defer(&net->sys->loop, &rc->task);
+        return 0;
+    }
+    if (timeout_ms != 0) {
+        rc->timer.cb = post_timeout;
+        if (pul__timer_arm(&net->sys->loop, &rc->timer, pul__now_ms() + timeout_ms) != 0) {
+            rc->cb = NULL;
+            rc->done = 1;
+            rcall_reset(rc, NGHTTP2_CANCEL);
+            return PUL_ENOMEM;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,680 @@
+/* conn.c — one HTTP/2 connection over a libuv TCP socket: the socket seam (a vtable, so TLS can
+ * slot in), nghttp2 session set-up, the write path (nghttp2 frames copied into a batch, DATA
+ * payloads referenced without a copy and written with one uv_write of many bufs), outgoing
+ * bodies (outq) and teardown. Core thread only. */
+#include <assert.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "net/netint.h"
+
+/* ---- outgoing bodies ---------------------------------------------------------------------- */
+
+void
+outq_init(outq_t *q)
+{
+    memset(q, 0, sizeof *q);
+}
+
+void
+outq_free(outq_t *q)
+{
+    while (q->head != NULL) {
+        piece_t *p = q->head;
+        q->head = p->next;
+        pul_msg_unref(p->owner);
+        pul__free(p);
+    }
+    q->tail = NULL;
+    q->bytes = 0;
+}
+
+int
+outq_push_ref(outq_t *q, pul_msg_t *owner, const void *p, size_t len)
+{
+    if (len == 0) {
+        return 0;
+    }
+    piece_t *pc = pul__malloc(sizeof *pc);
+    if (pc == NULL) {
+        return PUL_ENOMEM;
+    }
+    pc->next = NULL;
+    pc->owner = pul_msg_ref(owner);
+    pc->p = p;
+    pc->len = len;
+    pc->off = 0;
+    if (q->tail != NULL) {
+        q->tail->next = pc;
+    } else {
+        q->head = pc;
+    }
+    q->tail = pc;
+    q->bytes += len;
+    return 0;
+}
+
+int
+outq_push_copy(outq_t *q, const void *p, size_t len)
+{
+    if (len == 0) {
+        return 0;
+    }
+    pul_msg_t *m = pul_msg_new("", p, len);
+    if (m == NULL) {
+        return PUL_ENOMEM;
+    }
+    const void *d = pul_msg_data(m, &len);
+    int rc = outq_push_ref(q, m, d, len);
+    pul_msg_unref(m);
+    return rc;
+}
+
+int
+outq_push_msg(outq_t *q, pul_msg_t *msg)
+{
+    uint8_t hdr[4 + 8 * (1 + PUL__ENV_MAX_SEGS)];
+    long n = pul__env_header_encode(msg, hdr, sizeof hdr);
+    if (n < 0) {
+        return (int)n;
+    }
+    int rc = outq_push_copy(q, hdr, (size_t)n);
+    size_t len;
+    const void *d = pul_msg_data(msg, &len);
+    if (rc == 0) {
+        rc = outq_push_ref(q, msg, d, len);
+    }
+    for (size_t i = 0; rc == 0 && i < pul_msg_nsegments(msg); i++) {
+        d = pul_msg_segment(msg, i, &len);
+        rc = outq_push_ref(q, msg, d, len);
+    }
+    return rc;
+}
+
+void
+outq_kick(conn_t *cn, outq_t *q)
+{
+    if (cn == NULL || cn->dead) {
+        return;
+    }
+    if (q->deferred && q->sid != 0) {
+        q->deferred = 0;
+        (void)nghttp2_session_resume_data(cn->ses, q->sid);
+    }
+    conn_flush_later(cn);
+}
+
+static ssize_t
+outq_read_cb(nghttp2_session *ses, int32_t sid, uint8_t *buf, size_t length,
+             uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
+{
+    outq_t *q = source->ptr;
+    piece_t *pc = q->head;
+    if (pc == NULL) {
+        if (q->eof) {
+            *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+            return 0;
+        }
+        q->deferred = 1;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    size_t n = pc->len - pc->off;
+    if (n > length) {
+        n = length;
+    }
+    *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    if (q->eof && pc->next == NULL && pc->off + n == pc->len) {
+        *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+    }
+    return (ssize_t)n;
+}
+
+nghttp2_data_provider
+outq_provider(outq_t *q)
+{
+    nghttp2_data_provider p;
+    p.source.ptr = q;
+    p.read_callback = outq_read_cb;
+    return p;
+}
+
+/* ---- write batches ------------------------------------------------------------------------ */
+
+typedef struct {
+    const uint8_t *p; /* NULL: bytes at off in the batch's copy area */
+    size_t off;
+    size_t len;
+} went_t;
+
+typedef struct {
+    uv_write_t req;
+    conn_t *cn;
+    went_t *ents;
+    size_t nents, capents;
+    uint8_t *small;
+    size_t nsmall, capsmall;
+    pul_msg_t **refs;
+    size_t nrefs, caprefs;
+    uv_buf_t *bufs;
+    size_t bytes;
+} wbatch_t;
+
+static void
+wb_free(wbatch_t *wb)
+{
+    if (wb == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < wb->nrefs; i++) {
+        pul_msg_unref(wb->refs[i]);
+    }
+    pul__free(wb->refs);
+    pul__free(wb->ents);
+    pul__free(wb->small);
+    pul__free(wb->bufs);
+    pul__free(wb);
+}
+
+static int
+wb_ent(wbatch_t *wb, const uint8_t *p, size_t off, size_t len)
+{
+    if (p == NULL && wb->nents > 0 && wb->ents[wb->nents - 1].p == NULL) {
+        wb->ents[wb->nents - 1].len += len; /* copies are contiguous */
+        return 0;
+    }
+    if (wb->nents == wb->capents) {
+        size_t nc = wb->capents ? wb->capents * 2 : 16;
+        went_t *ne = pul__realloc(wb->ents, nc * sizeof *ne);
+        if (ne == NULL) {
+            return PUL_ENOMEM;
+        }
+        wb->ents = ne;
+        wb->capents = nc;
+    }
+    wb->ents[wb->nents++] = (went_t){p, off, len};
+    return 0;
+}
+
+static int
+wb_copy(wbatch_t *wb, const uint8_t *p, size_t len)
+{
+    if (wb->nsmall + len > wb->capsmall) {
+        size_t nc = wb->capsmall ? wb->capsmall * 2 : 16384;
+        while (nc < wb->nsmall + len) {
+            nc *= 2;
+        }
+        uint8_t *ns = pul__realloc(wb->small, nc);
+        if (ns == NULL) {
+            return PUL_ENOMEM;
+        }
+        wb->small = ns;
+        wb->capsmall = nc;
+    }
+    int rc = wb_ent(wb, NULL, wb->nsmall, len);
+    if (rc != 0) {
+        return rc;
+    }
+    memcpy(wb->small + wb->nsmall, p, len);
+    wb->nsmall += len;
+    wb->bytes += len;
+    return 0;
+}
+
+static int
+wb_ref(wbatch_t *wb, pul_msg_t *owner, const uint8_t *p, size_t len)
+{
+    if (wb->nrefs == wb->caprefs) {
+        size_t nc = wb->caprefs ? wb->caprefs * 2 : 8;
+        pul_msg_t **nr = pul__realloc(wb->refs, nc * sizeof *nr);
+        if (nr == NULL) {
+            return PUL_ENOMEM;
+        }
+        wb->refs = nr;
+        wb->caprefs = nc;
+    }
+    int rc = wb_ent(wb, p, 0, len);
+    if (rc != 0) {
+        return rc;
+    }
+    wb->refs[wb->nrefs++] = pul_msg_ref(owner);
+    wb->bytes += len;
+    return 0;
+}
+
+/* nghttp2 hands us serialized frames (headers, settings, window updates, frame headers). */
+static ssize_t
+conn_send_cb(nghttp2_session *ses, const uint8_t *data, size_t length, int flags, void *user_data)
+{
+    conn_t *cn = user_data;
+    if (cn->wb == NULL || wb_copy(cn->wb, data, length) != 0) {
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    return (ssize_t)length;
+}
+
+/* A DATA frame whose payload is referenced, not copied: 9 header bytes + the piece's memory. */
+static int
+conn_send_data_cb(nghttp2_session *ses, nghttp2_frame *frame, const uint8_t *framehd,
+                  size_t length, nghttp2_data_source *source, void *user_data)
+{
+    conn_t *cn = user_data;
+    outq_t *q = source->ptr;
+    wbatch_t *wb = cn->wb;
+    assert(frame->data.padlen == 0);
+    if (wb == NULL || wb_copy(wb, framehd, 9) != 0) {
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    size_t left = length;
+    while (left > 0) {
+        piece_t *pc = q->head;
+        if (pc == NULL) {
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
+        }
+        size_t k = pc->len - pc->off;
+        if (k > left) {
+            k = left;
+        }
+        if (wb_ref(wb, pc->owner, pc->p + pc->off, k) != 0) {
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
+        }
+        pc->off += k;
+        left -= k;
+        q->bytes -= k;
+        if (pc->off == pc->len) {
+            q->head = pc->next;
+            if (q->head == NULL) {
+                q->tail = NULL;
+            }
+            pul_msg_unref(pc->owner);
+            pul__free(pc);
+        }
+    }
+    if (q->on_drain != NULL && q->bytes < NET_OUT_HIGH / 2) {
+        q->on_drain(q->drain_arg);
+    }
+    return 0;
+}
+
+void
+conn_callbacks(nghttp2_session_callbacks *cbs)
+{
+    nghttp2_session_callbacks_set_send_callback(cbs, conn_send_cb);
+    nghttp2_session_callbacks_set_send_data_callback(cbs, conn_send_data_cb);
+}
+
+/* ---- the plain TCP seam ------------------------------------------------------------------- */
+
+static void
+conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    static _Thread_local char rbuf[65536]; /* one read at a time per core thread */
+    buf->base = rbuf;
+    buf->len = sizeof rbuf;
+}
+
+static void conn_on_bytes(conn_t *cn, const uint8_t *p, size_t n);
+
+static void
+tcp_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    conn_t *cn = s->data;
+    if (cn->dead) {
+        return;
+    }
+    if (nread < 0) {
+        conn_fail(cn, PUL_EIO);
+        return;
+    }
+    if (nread > 0) {
+        conn_on_bytes(cn, (const uint8_t *)buf->base, (size_t)nread);
+    }
+}
+
+static int
+tcp_start(conn_t *cn)
+{
+    return uv_read_start((uv_stream_t *)&cn->tcp, conn_alloc_cb, tcp_read_cb) == 0 ? 0 : PUL_EIO;
+}
+
+static int
+tcp_write(conn_t *cn, uv_buf_t *bufs, size_t n, uv_write_t *req, uv_write_cb cb)
+{
+    return uv_write(req, (uv_stream_t *)&cn->tcp, bufs, (unsigned)n, cb) == 0 ? 0 : PUL_EIO;
+}
+
+static void conn_close_cb(uv_handle_t *h);
+
+static void
+tcp_close(conn_t *cn)
+{
+    uv_close((uv_handle_t *)&cn->tcp, conn_close_cb);
+}
+
+static const conn_io_t tcp_io = {tcp_start, tcp_write, tcp_close};
+
+/* ---- connections -------------------------------------------------------------------------- */
+
+static void conn_flush_task(pul__task_t *t);
+
+conn_t *
+conn_new(pul__net_t *net, int kind)
+{
+    conn_t *cn = pul__calloc(1, sizeof *cn);
+    if (cn == NULL) {
+        return NULL;
+    }
+    if (uv_tcp_init(&net->sys->loop.uv, &cn->tcp) != 0) {
+        pul__free(cn);
+        return NULL;
+    }
+    cn->tcp.data = cn;
+    cn->net = net;
+    cn->kind = kind;
+    cn->refs = 1; /* the handle's */
+    cn->io = &tcp_io;
+    cn->flush_task.run = conn_flush_task;
+    net->nhandles++;
+    cn->next = net->conns;
+    if (net->conns != NULL) {
+        net->conns->prev = cn;
+    }
+    net->conns = cn;
+    atomic_fetch_add_explicit(&net->connections, 1, memory_order_relaxed);
+    return cn;
+}
+
+static int
+conn_session_setup(conn_t *cn)
+{
+    nghttp2_settings_entry iv[4] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, NET_MAX_STREAMS},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, NET_WINDOW_STREAM},
+        {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, NET_MAX_FRAME},
+        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+    };
+    if (nghttp2_submit_settings(cn->ses, NGHTTP2_FLAG_NONE, iv, 4) != 0) {
+        return PUL_ENOMEM;
+    }
+    if (nghttp2_session_set_local_window_size(cn->ses, NGHTTP2_FLAG_NONE, 0, NET_WINDOW_CONN) !=
+        0) {
+        return PUL_ENOMEM;
+    }
+    return 0;
+}
+
+static void conn_connect_timeout(pul__tmr_t *t);
+
+int
+conn_start_server(conn_t *cn)
+{
+    pul__net_t *net = cn->net;
+    if (nghttp2_session_server_new2(&cn->ses, net->cbs_server, cn, net->opt) != 0) {
+        return PUL_ENOMEM;
+    }
+    int rc = conn_session_setup(cn);
+    if (rc != 0) {
+        return rc;
+    }
+    (void)uv_tcp_nodelay(&cn->tcp, 1); /* small frames must not wait for Nagle */
+    if (cn->io->start(cn) != 0) {
+        return PUL_EIO;
+    }
+    cn->connected = 1;
+    /* A peer that connects and says nothing must not hold a slot of max_connections: its
+     * preface and SETTINGS are due within connect_timeout_ms (disarmed in server.c). */
+    uint64_t to = net->sys->cfg.connect_timeout_ms ? net->sys->cfg.connect_timeout_ms : 2000;
+    cn->connect_timer.cb = conn_connect_timeout;
+    rc = pul__timer_arm(&net->sys->loop, &cn->connect_timer, pul__now_ms() + to);
+    if (rc != 0) {
+        return rc;
+    }
+    conn_flush_later(cn);
+    return 0;
+}
+
+static void
+conn_connect_timeout(pul__tmr_t *t)
+{
+    conn_t *cn = (conn_t *)((char *)t - offsetof(conn_t, connect_timer));
+    conn_fail(cn, PUL_ETIMEDOUT);
+}
+
+static void
+conn_connect_cb(uv_connect_t *req, int status)
+{
+    conn_t *cn = req->data;
+    if (cn->dead) {
+        return;
+    }
+    pul__timer_disarm(&cn->net->sys->loop, &cn->connect_timer);
+    if (status != 0) {
+        conn_fail(cn, PUL_EIO);
+        return;
+    }
+    (void)uv_tcp_nodelay(&cn->tcp, 1);
+    if (cn->io->start(cn) != 0) {
+        conn_fail(cn, PUL_EIO);
+        return;
+    }
+    cn->connected = 1;
+    if (cn->peer != NULL) {
+        cn->peer->backoff[cn->kind] = 0;
+    }
+    conn_flush(cn);
+}
+
+int
+conn_dial(conn_t *cn, const struct sockaddr *sa)
+{
+    pul__net_t *net = cn->net;
+    if (nghttp2_session_client_new2(&cn->ses, net->cbs_client, cn, net->opt) != 0) {
+        return PUL_ENOMEM;
+    }
+    int rc = conn_session_setup(cn);
+    if (rc != 0) {
+        return rc;
+    }
+    cn->connect_req.data = cn;
+    if (uv_tcp_connect(&cn->connect_req, &cn->tcp, sa, conn_connect_cb) != 0) {
+        return PUL_EIO;
+    }
+    uint64_t to = net->sys->cfg.connect_timeout_ms ? net->sys->cfg.connect_timeout_ms : 2000;
+    cn->connect_timer.cb = conn_connect_timeout;
+    return pul__timer_arm(&net->sys->loop, &cn->connect_timer, pul__now_ms() + to);
+}
+
+void
+conn_unref(conn_t *cn)
+{
+    if (cn == NULL || --cn->refs > 0) {
+        return;
+    }
+    client_conn_free(cn);
+    server_conn_free(cn);
+    if (cn->ses != NULL) {
+        nghttp2_session_del(cn->ses);
+    }
+    pul__free(cn);
+}
+
+static void
+conn_close_cb(uv_handle_t *h)
+{
+    conn_t *cn = h->data;
+    pul__net_t *net = cn->net;
+    if (cn->prev != NULL) {
+        cn->prev->next = cn->next;
+    } else {
+        net->conns = cn->next;
+    }
+    if (cn->next != NULL) {
+        cn->next->prev = cn->prev;
+    }
+    conn_unref(cn);
+    net_handle_closed(net);
+}
+
+void
+conn_fail(conn_t *cn, int status)
+{
+    if (cn->dead) {
+        return;
+    }
+    pul__net_t *net = cn->net;
+    cn->dead = 1;
+    pul__timer_disarm(&net->sys->loop, &cn->connect_timer);
+    if (cn->peer != NULL) {
+        peer_t *p = cn->peer;
+        if (p->conn[cn->kind] == cn) {
+            p->conn[cn->kind] = NULL;
+        }
+        /* Re-dial on the next use, not before the backoff has passed. */
+        uint64_t b = p->backoff[cn->kind];
+        b = b == 0 ? NET_BACKOFF_MIN : (b * 2 > NET_BACKOFF_MAX ? NET_BACKOFF_MAX : b * 2);
+        if (status == PUL_ECLOSED) {
+            b = 0;
+        }
+        p->backoff[cn->kind] = b;
+        p->retry_at[cn->kind] = pul__now_ms() + b;
+        cn->peer = NULL;
+    }
+    if (cn->kind == CONN_SERVER) {
+        net->ninbound--;
+    }
+    atomic_fetch_sub_explicit(&net->connections, 1, memory_order_relaxed);
+    client_conn_lost(cn, status);
+    server_conn_lost(cn);
+    cn->io->close(cn);
+}
+
+static void
+conn_write_cb(uv_write_t *req, int status)
+{
+    wbatch_t *wb = req->data;
+    conn_t *cn = wb->cn;
+    cn->wbytes -= wb->bytes;
+    cn->nwrites--;
+    wb_free(wb);
+    if (cn->dead) {
+        return;
+    }
+    if (status != 0) {
+        conn_fail(cn, PUL_EIO);
+        return;
+    }
+    if (cn->closing_after_write && cn->nwrites == 0) {
+        conn_fail(cn, PUL_EPROTO);
+        return;
+    }
+    conn_flush(cn);
+}
+
+void
+conn_flush(conn_t *cn)
+{
+    if (cn->dead || !cn->connected || cn->closing_after_write == 2) {
+        return;
+    }
+    if (cn->wbytes >= NET_WRITE_HIGH) {
+        return; /* the write callback flushes again */
+    }
+    wbatch_t *wb = pul__calloc(1, sizeof *wb);
+    if (wb == NULL) {
+        conn_fail(cn, PUL_ENOMEM);
+        return;
+    }
+    wb->cn = cn;
+    cn->wb = wb;
+    int rv = nghttp2_session_send(cn->ses);
+    cn->wb = NULL;
+    if (rv != 0) {
+        wb_free(wb);
+        conn_fail(cn, PUL_EIO);
+        return;
+    }
+    if (wb->nents > 0) {
+        wb->bufs = pul__malloc(wb->nents * sizeof *wb->bufs);
+        if (wb->bufs == NULL) {
+            wb_free(wb);
+            conn_fail(cn, PUL_ENOMEM);
+            return;
+        }
+        for (size_t i = 0; i < wb->nents; i++) {
+            const went_t *e = &wb->ents[i];
+            const uint8_t *p = e->p != NULL ? e->p : wb->small + e->off;
+            wb->bufs[i] = uv_buf_init((char *)p, (unsigned)e->len);
+        }
+        wb->req.data = wb;
+        size_t bytes = wb->bytes;
+        if (cn->io->write(cn, wb->bufs, wb->nents, &wb->req, conn_write_cb) != 0) {
+            wb_free(wb);
+            conn_fail(cn, PUL_EIO);
+            return;
+        }
+        cn->wbytes += bytes;
+        cn->nwrites++;
+        atomic_fetch_add_explicit(&cn->net->bytes_out, bytes, memory_order_relaxed);
+    } else {
+        wb_free(wb);
+    }
+    if (!nghttp2_session_want_read(cn->ses) && !nghttp2_session_want_write(cn->ses)) {
+        if (cn->nwrites == 0) {
+            conn_fail(cn, PUL_EIO);
+        } else {
+            cn->closing_after_write = 1;
+        }
+    }
+}
+
+static void
+conn_flush_task(pul__task_t *t)
+{
+    conn_t *cn = (conn_t *)((char *)t - offsetof(conn_t, flush_task));
+    cn->flush_scheduled = 0;
+    if (!cn->dead) {
+        conn_flush(cn);
+    }
+    conn_unref(cn);
+}
+
+void
+conn_flush_later(conn_t *cn)
+{
+    if (cn->dead || cn->flush_scheduled || cn->net->closing) {
+        return;
+    }
+    cn->flush_scheduled = 1;
+    cn->refs++;
+    pul__loop_defer(&cn->net->sys->loop, &cn->flush_task);
+}
+
+static void
+conn_on_bytes(conn_t *cn, const uint8_t *p, size_t n)
+{
+    atomic_fetch_add_explicit(&cn->net->bytes_in, n, memory_order_relaxed);
+    ssize_t rv = nghttp2_session_mem_recv(cn->ses, p, n);
+    if (cn->dead) {
+        return;
+    }
+    if (rv < 0) {
+        /* A peer that violates HTTP/2 (garbage instead of the preface, bad frames): GOAWAY with
+         * PROTOCOL_ERROR, then close this connection only. */
+        PUL__LOG(PUL__LOG_DEBUG, "net", "protocol error from peer: %s",
+                 nghttp2_strerror((int)rv));
+        atomic_fetch_add_explicit(&cn->net->errors, 1, memory_order_relaxed);
+        uv_read_stop((uv_stream_t *)&cn->tcp);
+        (void)nghttp2_session_terminate_session(cn->ses, NGHTTP2_PROTOCOL_ERROR);
+        conn_flush(cn);
+        if (cn->dead) {
+            return;
+        }
+        cn->closing_after_write = 2;
+        if (cn->nwrites == 0) {
+            conn_fail(cn, PUL_EPROTO);
+        }
+        return;
+    }
+    conn_flush(cn);
+}

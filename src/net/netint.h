@@ -1,0 +1,180 @@
+/* netint.h — internals shared by the files of src/net: connections, outgoing bodies, peers,
+ * client calls, server streams. Core thread only. */
+#ifndef PUL_NET_NETINT_H
+#define PUL_NET_NETINT_H
+
+#include <nghttp2/nghttp2.h>
+#include <stdatomic.h>
+#include <uv.h>
+
+#include "actor/actor.h"
+#include "core/loop.h"
+#include "net/net.h"
+#include "wire/envelope.h"
+
+#define NET_WINDOW_STREAM (16u << 20)
+#define NET_WINDOW_CONN (64u << 20)
+#define NET_MAX_FRAME (1u << 20)
+#define NET_MAX_STREAMS 4096
+#define NET_OUT_HIGH (1u << 20)   /* a stream response pauses its producer above this */
+#define NET_WRITE_HIGH (8u << 20) /* bytes handed to the socket and not yet written */
+#define NET_HDR_MAX (64u * 1024u) /* header bytes per stream */
+#define NET_BACKOFF_MIN 50
+#define NET_BACKOFF_MAX 2000
+#define NET_HIST_N 12
+
+typedef struct conn_s conn_t;
+
+/* ---- outgoing bodies: a queue of pieces, each kept alive by a message reference ---- */
+typedef struct piece_s {
+    struct piece_s *next;
+    pul_msg_t *owner;
+    const uint8_t *p;
+    size_t len;
+    size_t off;
+} piece_t;
+
+typedef struct {
+    piece_t *head;
+    piece_t *tail;
+    size_t bytes;   /* queued and not yet handed to the socket */
+    int eof;        /* nothing more will be appended */
+    int deferred;   /* the data provider said DEFERRED: resume on push */
+    int32_t sid;    /* the stream it feeds (0 until submitted) */
+    void (*on_drain)(void *arg); /* called when bytes fall under NET_OUT_HIGH / 2 */
+    void *drain_arg;
+} outq_t;
+
+void outq_init(outq_t *q);
+void outq_free(outq_t *q);
+/* Append len bytes of owner's memory (a reference is taken). 0 or PUL_ENOMEM. */
+int outq_push_ref(outq_t *q, pul_msg_t *owner, const void *p, size_t len);
+/* Append a copy of len bytes. */
+int outq_push_copy(outq_t *q, const void *p, size_t len);
+/* Append msg's encoding: header (copied), payload and segments (referenced). */
+int outq_push_msg(outq_t *q, pul_msg_t *msg);
+/* The queue got bytes or eof: wake the stream's data provider and schedule a flush. */
+void outq_kick(conn_t *cn, outq_t *q);
+nghttp2_data_provider outq_provider(outq_t *q);
+
+/* ---- connections ---- */
+enum { CONN_SERVER, CONN_DATA, CONN_CTRL };
+
+/* The socket seam (TLS later): everything conn.c does with bytes goes through it. */
+typedef struct {
+    int (*start)(conn_t *cn);                          /* begin reading */
+    int (*write)(conn_t *cn, uv_buf_t *bufs, size_t n, uv_write_t *req, uv_write_cb cb);
+    void (*close)(conn_t *cn);
+} conn_io_t;
+
+typedef struct peer_s peer_t;
+typedef struct rcall_s rcall_t;
+typedef struct sst_s sst_t;
+
+struct conn_s {
+    pul__net_t *net;
+    int kind;
+    int refs;
+    int dead;       /* failed/closed: no more I/O, streams already failed */
+    int connected;
+    int closing_after_write;
+    const conn_io_t *io;
+    uv_tcp_t tcp;
+    uv_connect_t connect_req;
+    pul__tmr_t connect_timer;
+    nghttp2_session *ses;
+    peer_t *peer;
+    conn_t *prev; /* net->conns */
+    conn_t *next;
+    rcall_t *calls; /* client streams */
+    sst_t *ssts;    /* server streams */
+    size_t wbytes;  /* handed to the socket, not yet written */
+    int nwrites;
+    int flush_scheduled;
+    pul__task_t flush_task;
+    void *wb; /* the write batch being filled by nghttp2_session_send */
+};
+
+/* Install the write-side callbacks (send, send_data) shared by both session kinds. */
+void conn_callbacks(nghttp2_session_callbacks *cbs);
+conn_t *conn_new(pul__net_t *net, int kind);
+/* Accepted socket (tcp already accepted into cn->tcp): start the server session. */
+int conn_start_server(conn_t *cn);
+/* Dial a client connection to sa. */
+int conn_dial(conn_t *cn, const struct sockaddr *sa);
+/* Schedule a flush on the next turn. */
+void conn_flush_later(conn_t *cn);
+void conn_flush(conn_t *cn);
+/* Fail every stream (status for client calls), close the socket, free on close. */
+void conn_fail(conn_t *cn, int status);
+void conn_unref(conn_t *cn);
+
+/* ---- peers and routes ---- */
+struct peer_s {
+    peer_t *next;
+    char addr[PUL_ADDR_MAX + 1];
+    struct sockaddr_storage sa;
+    int resolved;
+    conn_t *conn[3];          /* CONN_DATA, CONN_CTRL */
+    uint64_t backoff[3];
+    uint64_t retry_at[3];
+};
+
+typedef struct {
+    pul_id_t node;
+    char addr[PUL_ADDR_MAX + 1];
+} route_t;
+
+typedef struct handler_s {
+    struct handler_s *next;
+    char *prefix;
+    pul__net_handler_fn fn;
+    void *arg;
+} handler_t;
+
+struct pul__net_s {
+    pul_system_t *sys;
+    int closing;
+    int listening;
+    uv_tcp_t listener;
+    size_t nhandles; /* libuv handles not yet closed (listener, sockets) */
+    conn_t *conns;
+    size_t ninbound;
+    peer_t *peers;
+    pthread_mutex_t rmu; /* routes: read from any thread by pul_tell */
+    route_t *routes;
+    size_t nroutes;
+    size_t caproutes;
+    handler_t *handlers;
+    nghttp2_session_callbacks *cbs_server;
+    nghttp2_session_callbacks *cbs_client;
+    nghttp2_option *opt;
+    uint64_t start_ms;
+    /* metrics (relaxed atomics) */
+    atomic_ullong msgs_in, msgs_out, errors, bytes_in, bytes_out, connections;
+    atomic_ullong hist[NET_HIST_N + 1];
+    atomic_ullong hist_sum_us, hist_count;
+};
+
+/* Parse "host:port" / "[v6]:port" (resolving host names, blocking). 0 or PUL_EADDR. */
+int net_parse_addr(const char *addr, struct sockaddr_storage *out);
+void net_handle_closed(pul__net_t *net);
+void net_observe_duration(pul__net_t *net, uint64_t us);
+/* Upper bound (µs) of histogram bucket i < NET_HIST_N. */
+uint64_t net_hist_bound_us(size_t i);
+
+/* client.c */
+void client_callbacks(nghttp2_session_callbacks *cbs);
+/* A connection is gone: fail its client calls with status. */
+void client_conn_lost(conn_t *cn, int status);
+/* Free the call records of a connection being freed. */
+void client_conn_free(conn_t *cn);
+
+/* server.c */
+void server_callbacks(nghttp2_session_callbacks *cbs);
+void server_conn_lost(conn_t *cn);
+void server_conn_free(conn_t *cn);
+/* rest.c: answer GET path; returns the HTTP status and a body message (content type set). */
+int rest_get(pul__net_t *net, const char *path, pul_msg_t **body, const char **ctype);
+
+#endif

@@ -1,0 +1,731 @@
+/* server.c — the answering side: requests on accepted connections delivered to local actors
+ * (ask, stream, tell, named), their completions written back as responses, control-plane
+ * handlers and REST GETs. Core thread. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "net/netint.h"
+
+enum { M_OTHER, M_POST, M_GET };
+enum { MODE_ASK, MODE_TELL, MODE_STREAM };
+
+struct sst_s {
+    sst_t *prev;
+    sst_t *next;
+    conn_t *cn;
+    pul__net_t *net;
+    int32_t sid;
+    int refs;   /* the nghttp2 stream (until close or connection end) + the local call */
+    int closed; /* the stream is gone: nothing more is written */
+    int method;
+    char path[PUL_NAME_MAX + 16];
+    int path_bad;
+    int mode;
+    char type[256];
+    uint64_t deadline_ms;
+    size_t hdr_bytes;
+    int bad;    /* malformed headers: 400 */
+    int reject; /* decided while reading: 400/413 */
+    int reject_code;
+    int ended;  /* END_STREAM received */
+    pul__env_rx_t env;
+    uint8_t *buf;
+    size_t blen, bcap;
+    size_t unconsumed;
+    pul_call_t *call;
+    int responded;
+    int final_sent;
+    outq_t out;
+    uint64_t t0;
+    int paused;
+    pul__tmr_t retry;
+    pul_msg_t *tell_msg;
+    pul_id_t target;
+};
+
+/* ---- lifetime ------------------------------------------------------------------------------- */
+
+static void
+sst_unref(sst_t *st)
+{
+    if (--st->refs > 0) {
+        return;
+    }
+    pul__timer_disarm(&st->net->sys->loop, &st->retry);
+    pul_msg_unref(st->tell_msg);
+    outq_free(&st->out);
+    pul__env_rx_free(&st->env);
+    pul__free(st->buf);
+    pul__free(st);
+}
+
+static void
+sst_unlink(sst_t *st)
+{
+    conn_t *cn = st->cn;
+    if (cn == NULL) {
+        return;
+    }
+    if (st->prev != NULL) {
+        st->prev->next = st->next;
+    } else {
+        cn->ssts = st->next;
+    }
+    if (st->next != NULL) {
+        st->next->prev = st->prev;
+    }
+    st->prev = st->next = NULL;
+    st->cn = NULL;
+}
+
+/* The stream is gone (closed, reset, connection lost): stop the local work. */
+static void
+sst_close(sst_t *st)
+{
+    if (st->closed) {
+        return;
+    }
+    st->closed = 1;
+    pul__timer_disarm(&st->net->sys->loop, &st->retry);
+    if (st->call != NULL) {
+        pul_call_t *c = st->call;
+        st->call = NULL;
+        /* The completion callback still runs (ECANCELED) and drops the call's reference. */
+        pul_call_cancel(st->net->sys, c);
+    }
+}
+
+/* ---- responses ------------------------------------------------------------------------------ */
+
+#define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE}
+
+static int
+http_of(int status)
+{
+    switch (status) {
+    case PUL_ENOTFOUND:
+        return 404;
+    case PUL_ETOOBIG:
+        return 413;
+    case PUL_EPROTO:
+    case PUL_EINVAL:
+    case PUL_ENAME:
+        return 400;
+    case PUL_ECLOSED:
+        return 503;
+    default:
+        return 200;
+    }
+}
+
+/* Submit the response headers (once) with the outq as body. */
+static int
+sst_respond(sst_t *st, int http, const char *pst, const char *type, const char *ctype)
+{
+    conn_t *cn = st->cn;
+    if (st->closed || cn == NULL || cn->dead || st->responded) {
+        return PUL_ECLOSED;
+    }
+    char sbuf[8];
+    snprintf(sbuf, sizeof sbuf, "%d", http);
+    nghttp2_nv nva[5];
+    size_t n = 0;
+    nva[n++] = (nghttp2_nv)NV(":status", sbuf);
+    if (ctype != NULL) {
+        nva[n++] = (nghttp2_nv)NV("content-type", ctype);
+    }
+    if (pst != NULL) {
+        nva[n++] = (nghttp2_nv)NV("pul-status", pst);
+    }
+    if (type != NULL) {
+        nva[n++] = (nghttp2_nv)NV("pul-type", type);
+    }
+    nghttp2_data_provider prov = outq_provider(&st->out);
+    st->out.sid = st->sid;
+    int empty = st->out.eof && st->out.head == NULL; /* END_STREAM on the HEADERS */
+    if (nghttp2_submit_response(cn->ses, st->sid, nva, n, empty ? NULL : &prov) != 0) {
+        return PUL_ENOMEM;
+    }
+    st->responded = 1;
+    atomic_fetch_add_explicit(&st->net->msgs_out, 1, memory_order_relaxed);
+    conn_flush_later(cn);
+    return 0;
+}
+
+/* A whole response: status, a body (copied) and eof. */
+static void
+sst_respond_body(sst_t *st, int http, const char *pst, const char *ctype, const void *body,
+                 size_t len)
+{
+    if (st->closed || st->responded) {
+        return;
+    }
+    if (outq_push_copy(&st->out, body, len) != 0) {
+        outq_free(&st->out);
+        http = 500;
+    }
+    st->out.eof = 1;
+    st->final_sent = 1;
+    (void)sst_respond(st, http, pst, NULL, ctype);
+}
+
+static void
+sst_respond_error(sst_t *st, int http, const pul_error_t *e)
+{
+    uint8_t *body = NULL;
+    size_t len = 0;
+    if (http != 200 && http != 202) {
+        atomic_fetch_add_explicit(&st->net->errors, 1, memory_order_relaxed);
+    }
+    if (pul__errmap_encode(e, &body, &len) != 0) {
+        sst_respond_body(st, 500, "error", NULL, "", 0);
+        return;
+    }
+    sst_respond_body(st, http, "error", "application/msgpack", body, len);
+    pul__free(body);
+}
+
+static void
+sst_respond_status(sst_t *st, int status, const char *msg)
+{
+    pul_error_t e = {.kind = PUL_ERRKIND_RUNTIME,
+                     .code = status,
+                     .message = msg != NULL ? msg : pul_strerror(status)};
+    sst_respond_error(st, http_of(status), &e);
+}
+
+/* Append one stream frame to the response body. */
+static int
+sst_push_frame(sst_t *st, unsigned kind, pul_msg_t *item, const uint8_t *body, size_t len)
+{
+    uint8_t hdr[PUL__SFRAME_HDR + 1 + 255];
+    if (kind == PUL__SFRAME_ITEM) {
+        const char *type = pul_msg_type(item);
+        size_t tl = strlen(type);
+        if (tl > 255 || pul_msg_nsegments(item) > PUL__ENV_MAX_SEGS) {
+            return PUL_EINVAL;
+        }
+        uint64_t total = 1 + tl + pul__env_header_size(item) + pul_msg_size(item);
+        if (total > st->net->sys->cfg.max_message_size || total > UINT32_MAX) {
+            return PUL_ETOOBIG;
+        }
+        pul__sframe_hdr(hdr, kind, (uint32_t)total);
+        hdr[PUL__SFRAME_HDR] = (uint8_t)tl;
+        memcpy(hdr + PUL__SFRAME_HDR + 1, type, tl);
+        int rc = outq_push_copy(&st->out, hdr, PUL__SFRAME_HDR + 1 + tl);
+        return rc != 0 ? rc : outq_push_msg(&st->out, item);
+    }
+    pul__sframe_hdr(hdr, kind, (uint32_t)len);
+    int rc = outq_push_copy(&st->out, hdr, PUL__SFRAME_HDR);
+    return rc != 0 ? rc : outq_push_copy(&st->out, body, len);
+}
+
+static void
+sst_drained(void *arg)
+{
+    sst_t *st = arg;
+    if (st->paused && st->call != NULL) {
+        st->paused = 0;
+        pul__call_resume(st->call);
+    }
+}
+
+static void
+sst_observe(sst_t *st)
+{
+    net_observe_duration(st->net, (uv_hrtime() - st->t0) / 1000);
+}
+
+/* Completion of the local call made for a request (core thread; per item for streams). */
+static void
+sst_call_cb(int status, pul_msg_t *reply, const pul_error_t *err, void *arg)
+{
+    sst_t *st = arg;
+    int final = !(status == 0 && st->mode == MODE_STREAM);
+    if (!st->closed) {
+        conn_t *cn = st->cn;
+        if (st->mode == MODE_STREAM && (st->responded || status == 0 || status == PUL_EOF)) {
+            if (!st->responded) {
+                (void)sst_respond(st, 200, "stream", NULL, "application/x-pulsing-msg");
+            }
+            int rc = 0;
+            if (status == 0) {
+                rc = sst_push_frame(st, PUL__SFRAME_ITEM, reply, NULL, 0);
+                atomic_fetch_add_explicit(&st->net->msgs_out, 1, memory_order_relaxed);
+                if (rc == 0 && st->out.bytes > NET_OUT_HIGH && !st->paused && st->call) {
+                    /* Do not buffer without bound: hold the producer until the peer reads. */
+                    st->paused = 1;
+                    pul__call_pause(st->call);
+                }
+            } else if (status == PUL_EOF) {
+                rc = sst_push_frame(st, PUL__SFRAME_END, NULL, NULL, 0);
+            } else {
+                pul_error_t re = {.kind = PUL_ERRKIND_RUNTIME,
+                                  .code = status,
+                                  .message = pul_strerror(status)};
+                const pul_error_t *e = status == PUL_EACTOR && err != NULL ? err : &re;
+                uint8_t *body = NULL;
+                size_t len = 0;
+                rc = pul__errmap_encode(e, &body, &len);
+                if (rc == 0) {
+                    rc = sst_push_frame(st, PUL__SFRAME_ERROR, NULL, body, len);
+                }
+                pul__free(body);
+                atomic_fetch_add_explicit(&st->net->errors, 1, memory_order_relaxed);
+            }
+            if (rc != 0 && cn != NULL && !cn->dead) {
+                (void)nghttp2_submit_rst_stream(cn->ses, NGHTTP2_FLAG_NONE, st->sid,
+                                                NGHTTP2_INTERNAL_ERROR);
+            }
+            if (final) {
+                st->out.eof = 1;
+            }
+            outq_kick(cn, &st->out);
+        } else if (status == 0) {
+            /* ask: the value */
+            int rc = outq_push_msg(&st->out, reply);
+            st->out.eof = 1;
+            if (rc == 0) {
+                (void)sst_respond(st, 200, "ok", pul_msg_type(reply),
+                                  "application/x-pulsing-msg");
+            } else {
+                outq_free(&st->out);
+                sst_respond_status(st, rc, NULL);
+            }
+        } else if (status == PUL_EACTOR && err != NULL) {
+            sst_respond_error(st, 200, err);
+        } else {
+            sst_respond_status(st, status, NULL);
+        }
+    }
+    if (final) {
+        sst_observe(st);
+        if (st->call != NULL) {
+            pul_call_release(st->net->sys, st->call);
+            st->call = NULL;
+        }
+        sst_unref(st); /* the call's */
+    }
+}
+
+/* ---- requests ------------------------------------------------------------------------------- */
+
+static void
+sst_consume(sst_t *st)
+{
+    conn_t *cn = st->cn;
+    if (st->unconsumed > 0 && cn != NULL && !cn->dead) {
+        (void)nghttp2_session_consume(cn->ses, st->sid, st->unconsumed);
+        conn_flush_later(cn);
+    }
+    st->unconsumed = 0;
+}
+
+static void
+tell_retry(pul__tmr_t *t)
+{
+    sst_t *st = (sst_t *)((char *)t - offsetof(sst_t, retry));
+    pul_system_t *sys = st->net->sys;
+    if (st->closed) {
+        return;
+    }
+    int rc = pul_tell(sys, st->target, st->tell_msg);
+    if (rc == PUL_EFULL) {
+        /* A full mailbox holds the request (and the sender's window) until there is room. */
+        (void)pul__timer_arm(&sys->loop, &st->retry, pul__now_ms() + 5);
+        return;
+    }
+    if (rc == 0) {
+        st->tell_msg = NULL;
+        sst_consume(st);
+        sst_respond_body(st, 202, NULL, NULL, "", 0);
+    } else {
+        sst_respond_status(st, rc, NULL);
+    }
+    sst_observe(st);
+}
+
+static void
+sst_deliver(sst_t *st, pul_id_t target)
+{
+    pul_system_t *sys = st->net->sys;
+    atomic_fetch_add_explicit(&st->net->msgs_in, 1, memory_order_relaxed);
+    if (pul__net_is_remote(sys, target)) {
+        sst_respond_status(st, PUL_ENOTFOUND, "actor not on this node");
+        return;
+    }
+    if (st->env.max == 0 || !pul__env_rx_done(&st->env)) {
+        sst_respond_status(st, PUL_EPROTO, "body is not a whole message encoding");
+        return;
+    }
+    pul_msg_t *msg = pul__env_rx_take(&st->env, st->type);
+    if (msg == NULL) {
+        sst_respond_status(st, PUL_ENOMEM, NULL);
+        return;
+    }
+    if (st->mode == MODE_TELL) {
+        st->tell_msg = msg;
+        st->target = target;
+        st->retry.cb = tell_retry;
+        tell_retry(&st->retry);
+        return;
+    }
+    st->refs++; /* the call's */
+    pul_call_t *c = NULL;
+    int rc = st->mode == MODE_STREAM
+                 ? pul_ask_stream(sys, target, msg, st->deadline_ms, sst_call_cb, st, &c)
+                 : pul_ask(sys, target, msg, st->deadline_ms, sst_call_cb, st, &c);
+    if (rc != 0) {
+        st->refs--;
+        pul_msg_unref(msg);
+        sst_respond_status(st, rc, NULL);
+        return;
+    }
+    st->call = c;
+    sst_consume(st);
+}
+
+static int
+parse_id32(const char *s, pul_id_t *out)
+{
+    if (strlen(s) != 32) {
+        return PUL_EINVAL;
+    }
+    return pul_id_parse(s, 32, out);
+}
+
+static void
+sst_dispatch(sst_t *st)
+{
+    pul__net_t *net = st->net;
+    if (net->closing) {
+        sst_respond_status(st, PUL_ECLOSED, "node shutting down");
+        return;
+    }
+    if (st->bad || st->path_bad) {
+        sst_respond_status(st, PUL_EPROTO, "malformed request");
+        return;
+    }
+    if (st->reject) {
+        sst_respond_status(st, st->reject_code, NULL);
+        return;
+    }
+    if (st->method == M_GET) {
+        pul_msg_t *body = NULL;
+        const char *ctype = "application/json";
+        int http = rest_get(net, st->path, &body, &ctype);
+        if (body != NULL) {
+            size_t len;
+            const void *d = pul_msg_data(body, &len);
+            (void)outq_push_ref(&st->out, body, d, len);
+            pul_msg_unref(body);
+        }
+        st->out.eof = 1;
+        (void)sst_respond(st, http, NULL, NULL, ctype);
+        return;
+    }
+    if (st->method != M_POST) {
+        sst_respond_status(st, PUL_EPROTO, "method not allowed");
+        return;
+    }
+    if (strncmp(st->path, "/actors/", 8) == 0) {
+        pul_id_t id;
+        if (parse_id32(st->path + 8, &id) != 0) {
+            sst_respond_status(st, PUL_EPROTO, "bad actor id");
+            return;
+        }
+        sst_deliver(st, id);
+        return;
+    }
+    if (strncmp(st->path, "/named/", 7) == 0) {
+        pul_id_t id;
+        int rc = pul_lookup(net->sys, st->path + 7, &id);
+        if (rc != 0) {
+            sst_respond_status(st, rc == PUL_ENAME ? PUL_EPROTO : PUL_ENOTFOUND, NULL);
+            return;
+        }
+        sst_deliver(st, id);
+        return;
+    }
+    for (handler_t *h = net->handlers; h != NULL; h = h->next) {
+        if (strncmp(st->path, h->prefix, strlen(h->prefix)) == 0) {
+            uint8_t *resp = NULL;
+            size_t rlen = 0;
+            int http = h->fn(h->arg, st->path, st->buf, st->blen, &resp, &rlen);
+            sst_respond_body(st, http, NULL, "application/msgpack", resp, rlen);
+            pul__free(resp);
+            return;
+        }
+    }
+    sst_respond_status(st, PUL_ENOTFOUND, "no such path");
+}
+
+/* ---- nghttp2 callbacks (server sessions) ---------------------------------------------------- */
+
+static int
+sv_on_begin_headers(nghttp2_session *ses, const nghttp2_frame *frame, void *user_data)
+{
+    conn_t *cn = user_data;
+    if (cn->dead) {
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+        return 0;
+    }
+    sst_t *st = pul__calloc(1, sizeof *st);
+    if (st == NULL) {
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    st->net = cn->net;
+    st->cn = cn;
+    st->sid = frame->hd.stream_id;
+    st->refs = 1;
+    st->t0 = uv_hrtime();
+    outq_init(&st->out);
+    st->out.on_drain = sst_drained;
+    st->out.drain_arg = st;
+    st->next = cn->ssts;
+    if (cn->ssts != NULL) {
+        cn->ssts->prev = st;
+    }
+    cn->ssts = st;
+    (void)nghttp2_session_set_stream_user_data(ses, st->sid, st);
+    return 0;
+}
+
+static int
+sv_on_header(nghttp2_session *ses, const nghttp2_frame *frame, const uint8_t *name,
+             size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+             void *user_data)
+{
+    conn_t *cn = user_data;
+    if (cn->dead) {
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    if (frame->hd.type != NGHTTP2_HEADERS) {
+        return 0;
+    }
+    sst_t *st = nghttp2_session_get_stream_user_data(ses, frame->hd.stream_id);
+    if (st == NULL) {
+        return 0;
+    }
+    st->hdr_bytes += namelen + valuelen;
+    if (st->hdr_bytes > NET_HDR_MAX) {
+        st->reject = 1;
+        st->reject_code = PUL_ETOOBIG;
+        return 0;
+    }
+#define IS(s) (namelen == sizeof(s) - 1 && memcmp(name, s, namelen) == 0)
+    if (IS(":method")) {
+        st->method = valuelen == 4 && memcmp(value, "POST", 4) == 0  ? M_POST
+                     : valuelen == 3 && memcmp(value, "GET", 3) == 0 ? M_GET
+                                                                     : M_OTHER;
+    } else if (IS(":path")) {
+        if (valuelen >= sizeof st->path) {
+            st->path_bad = 1;
+        } else {
+            memcpy(st->path, value, valuelen);
+            st->path[valuelen] = '\0';
+            if (memchr(st->path, '\0', valuelen) != NULL) {
+                st->path_bad = 1;
+            }
+        }
+    } else if (IS("pul-mode")) {
+        if (valuelen == 3 && memcmp(value, "ask", 3) == 0) {
+            st->mode = MODE_ASK;
+        } else if (valuelen == 4 && memcmp(value, "tell", 4) == 0) {
+            st->mode = MODE_TELL;
+        } else if (valuelen == 6 && memcmp(value, "stream", 6) == 0) {
+            st->mode = MODE_STREAM;
+        } else {
+            st->bad = 1;
+        }
+    } else if (IS("pul-type")) {
+        if (valuelen > 255) {
+            st->bad = 1;
+        } else {
+            for (size_t i = 0; i < valuelen; i++) {
+                if (value[i] < 0x20 || value[i] > 0x7e) {
+                    st->bad = 1;
+                }
+            }
+            memcpy(st->type, value, valuelen);
+            st->type[valuelen] = '\0';
+        }
+    } else if (IS("pul-deadline")) {
+        uint64_t v = 0;
+        if (valuelen == 0 || valuelen > 12) {
+            st->bad = 1;
+        }
+        for (size_t i = 0; i < valuelen && !st->bad; i++) {
+            if (value[i] < '0' || value[i] > '9') {
+                st->bad = 1;
+            }
+            v = v * 10 + (uint64_t)(value[i] - '0');
+        }
+        st->deadline_ms = v != 0 ? v : 1;
+    }
+#undef IS
+    return 0;
+}
+
+static int
+sv_on_data_chunk(nghttp2_session *ses, uint8_t flags, int32_t sid, const uint8_t *data,
+                 size_t len, void *user_data)
+{
+    conn_t *cn = user_data;
+    if (cn->dead) {
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    sst_t *st = nghttp2_session_get_stream_user_data(ses, sid);
+    if (st == NULL || st->reject || st->responded) {
+        (void)nghttp2_session_consume(ses, sid, len);
+        return 0;
+    }
+    size_t max = cn->net->sys->cfg.max_message_size;
+    int rc = 0;
+    if (strncmp(st->path, "/actors/", 8) == 0 || strncmp(st->path, "/named/", 7) == 0) {
+        if (st->env.max == 0) {
+            pul__env_rx_init(&st->env, max);
+        }
+        long k = pul__env_rx_feed(&st->env, data, len);
+        rc = k < 0 ? (int)k : ((size_t)k != len ? PUL_EPROTO : 0);
+    } else {
+        if (st->blen + len > max) {
+            rc = PUL_ETOOBIG;
+        } else if (st->blen + len > st->bcap) {
+            size_t nc = st->bcap ? st->bcap * 2 : 1024;
+            while (nc < st->blen + len) {
+                nc *= 2;
+            }
+            uint8_t *nb = pul__realloc(st->buf, nc);
+            if (nb == NULL) {
+                rc = PUL_ENOMEM;
+            } else {
+                st->buf = nb;
+                st->bcap = nc;
+            }
+        }
+        if (rc == 0) {
+            memcpy(st->buf + st->blen, data, len);
+            st->blen += len;
+        }
+    }
+    /* Window goes back once the message reached the mailbox; a large body returns it as it
+     * arrives (in 1 MiB steps), or it could never complete. */
+    st->unconsumed += len;
+    if (st->unconsumed >= NET_OUT_HIGH) {
+        sst_consume(st);
+    }
+    if (rc != 0) {
+        st->reject = 1;
+        st->reject_code = rc;
+        pul__env_rx_free(&st->env);
+        sst_consume(st);
+        /* Answer now (413/400) and stop the peer sending the rest. */
+        sst_respond_status(st, rc, NULL);
+    }
+    return 0;
+}
+
+static int
+sv_on_frame_recv(nghttp2_session *ses, const nghttp2_frame *frame, void *user_data)
+{
+    conn_t *cn = user_data;
+    if (cn->dead) {
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    if (frame->hd.type == NGHTTP2_SETTINGS) {
+        /* The handshake is done: the peer is no longer on the silent-connection clock. */
+        pul__timer_disarm(&cn->net->sys->loop, &cn->connect_timer);
+    }
+    if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
+        (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+        sst_t *st = nghttp2_session_get_stream_user_data(ses, frame->hd.stream_id);
+        if (st != NULL && !st->ended) {
+            st->ended = 1;
+            if (!st->responded) {
+                sst_dispatch(st);
+            }
+        }
+    }
+    return 0;
+}
+
+static int
+sv_on_frame_send(nghttp2_session *ses, const nghttp2_frame *frame, void *user_data)
+{
+    conn_t *cn = user_data;
+    if (cn->dead) {
+        return 0;
+    }
+    /* A response sent before the request body ended (413/400): stop the peer sending. */
+    if (frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS) {
+        if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+            sst_t *st = nghttp2_session_get_stream_user_data(ses, frame->hd.stream_id);
+            if (st != NULL && !st->ended) {
+                (void)nghttp2_submit_rst_stream(ses, NGHTTP2_FLAG_NONE, st->sid,
+                                                st->reject_code == PUL_ETOOBIG
+                                                    ? NGHTTP2_REFUSED_STREAM
+                                                    : NGHTTP2_NO_ERROR);
+            }
+        }
+    }
+    return 0;
+}
+
+static int
+sv_on_stream_close(nghttp2_session *ses, int32_t sid, uint32_t error_code, void *user_data)
+{
+    conn_t *cn = user_data;
+    if (cn->dead) {
+        return 0;
+    }
+    sst_t *st = nghttp2_session_get_stream_user_data(ses, sid);
+    if (st == NULL) {
+        return 0;
+    }
+    if (st->unconsumed > 0) {
+        (void)nghttp2_session_consume_connection(ses, st->unconsumed);
+        st->unconsumed = 0;
+    }
+    (void)nghttp2_session_set_stream_user_data(ses, sid, NULL);
+    sst_unlink(st);
+    sst_close(st);
+    sst_unref(st);
+    return 0;
+}
+
+void
+server_callbacks(nghttp2_session_callbacks *cbs)
+{
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, sv_on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, sv_on_header);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, sv_on_data_chunk);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, sv_on_frame_recv);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cbs, sv_on_frame_send);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, sv_on_stream_close);
+}
+
+void
+server_conn_lost(conn_t *cn)
+{
+    for (sst_t *st = cn->ssts; st != NULL; st = st->next) {
+        sst_close(st);
+    }
+}
+
+void
+server_conn_free(conn_t *cn)
+{
+    while (cn->ssts != NULL) {
+        sst_t *st = cn->ssts;
+        sst_unlink(st);
+        sst_close(st);
+        sst_unref(st);
+    }
+}

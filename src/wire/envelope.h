@@ -1,0 +1,62 @@
+/* envelope.h — codecs of the wire protocol that carry calls (docs/design/wire-protocol.md):
+ * the message encoding (u32 nseg, u64 lengths, payload, segments), stream frame headers and the
+ * error map (msgpack). Functions over buffers, no I/O; any thread. */
+#ifndef PUL_WIRE_ENVELOPE_H
+#define PUL_WIRE_ENVELOPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pulsing/pulsing.h"
+
+#define PUL__ENV_MAX_SEGS 1024
+#define PUL__SFRAME_HDR 5 /* u8 kind, u32 len */
+
+enum { PUL__SFRAME_ITEM = 1, PUL__SFRAME_END = 2, PUL__SFRAME_ERROR = 3 };
+
+/* Bytes of the header of msg's encoding: 4 + 8 * (1 + nsegments). */
+size_t pul__env_header_size(const pul_msg_t *msg);
+/* Write the header of msg's encoding into out (outsz >= pul__env_header_size). Returns the
+ * bytes written or PUL_EINVAL (too many segments or out too small). */
+long pul__env_header_encode(const pul_msg_t *msg, uint8_t *out, size_t outsz);
+
+/* Incremental decoder of one message encoding. Feed bytes as they arrive; each part (payload,
+ * segments) gets its own buffer that grows with the bytes actually received, never to the
+ * length the peer merely announced. The announced total is checked against max first. */
+typedef struct {
+    size_t max;
+    int state; /* 0 nseg, 1 lengths, 2 parts, 3 done */
+    uint8_t hb[8];
+    size_t hlen;
+    uint32_t nseg;
+    uint64_t *lens; /* nseg + 1 */
+    size_t nlens;
+    size_t part;
+    uint8_t **bufs;
+    size_t *have;
+    size_t *cap;
+} pul__env_rx_t;
+
+void pul__env_rx_init(pul__env_rx_t *rx, size_t max);
+/* Consume up to n bytes; stops at the end of the encoding. Returns the bytes consumed (>= 0),
+ * PUL_ETOOBIG (total over max), PUL_EPROTO (too many segments), PUL_ENOMEM. */
+long pul__env_rx_feed(pul__env_rx_t *rx, const uint8_t *p, size_t n);
+/* Nonzero when a whole encoding was read. */
+int pul__env_rx_done(const pul__env_rx_t *rx);
+/* Build the message (type copied, payload copied, segments handed over without a copy; they
+ * are freed with the message). The decoder is reset to empty. NULL on allocation failure. */
+pul_msg_t *pul__env_rx_take(pul__env_rx_t *rx, const char *type);
+void pul__env_rx_free(pul__env_rx_t *rx);
+
+/* Stream frame header: kind then a big-endian u32 length. */
+void pul__sframe_hdr(uint8_t out[PUL__SFRAME_HDR], unsigned kind, uint32_t len);
+
+/* Encode an error map (msgpack). *out is allocated with pul__malloc (caller frees). Returns 0 or
+ * PUL_ENOMEM. */
+int pul__errmap_encode(const pul_error_t *e, uint8_t **out, size_t *outlen);
+/* Decode an error map into e; its strings are allocated with pul__malloc and released with
+ * pul__errmap_clear. Returns 0, PUL_EPROTO, PUL_ENOMEM. */
+int pul__errmap_decode(const uint8_t *p, size_t n, pul_error_t *e);
+void pul__errmap_clear(pul_error_t *e);
+
+#endif

@@ -1,0 +1,1426 @@
+/* test_net.c — the transport between systems of one process on 127.0.0.1 (port 0, routes set by
+ * hand): remote ask/tell/stream, typed errors, unknown actors, cancel, deadlines, a peer that
+ * goes away, hostile bytes, a 64 MiB message with segments, REST, and leak-free shutdown. */
+#include <arpa/inet.h>
+#include <nghttp2/nghttp2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "actor/actor.h"
+#include "core/alloc.h"
+#include "net/net.h"
+#include "pul_test.h"
+
+static long mem_base;
+
+static int
+setup(void **state)
+{
+    (void)state;
+    mem_base = pul_mem_live();
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    (void)state;
+    assert_int_equal(pul_mem_live(), mem_base);
+    return 0;
+}
+
+/* ---- systems --------------------------------------------------------------------------- */
+
+static pul_system_t *
+node_new(void)
+{
+    pul_system_config_t cfg;
+    pul_system_config_init(&cfg);
+    char listen[32];
+    snprintf(listen, sizeof listen, "127.0.0.1:0");
+    cfg.listen_addr = listen; /* dies with this frame: the system keeps a copy */
+    pul_system_t *sys = NULL;
+    assert_int_equal(pul_system_new(&cfg, &sys), 0);
+    assert_non_null(pul_system_addr(sys));
+    assert_true(strncmp(pul_system_addr(sys), "127.0.0.1:", 10) == 0);
+    assert_true(strcmp(pul_system_addr(sys), "127.0.0.1:0") != 0);
+    return sys;
+}
+
+typedef struct {
+    pul_system_t *sys;
+    pul_id_t node;
+    const char *addr;
+    int rc;
+    tcount_t done;
+} route_op_t;
+
+static void
+route_task(void *arg)
+{
+    route_op_t *op = arg;
+    op->rc = op->addr != NULL ? pul__net_route_set(op->sys->net, op->node, op->addr) : 0;
+    if (op->addr == NULL) {
+        pul__net_route_drop(op->sys->net, op->node);
+    }
+    tcount_add(&op->done, 1);
+}
+
+/* Teach `from` where `to` listens (on from's core thread). */
+static void
+route(pul_system_t *from, pul_system_t *to)
+{
+    route_op_t op = {.sys = from, .node = pul_system_node_id(to), .addr = pul_system_addr(to), .rc = -1};
+    tcount_init(&op.done);
+    assert_int_equal(pul_system_post(from, route_task, &op), 0);
+    assert_int_equal(tcount_wait(&op.done, 1), 1);
+    tcount_destroy(&op.done);
+    assert_int_equal(op.rc, 0);
+}
+
+static void
+route_drop(pul_system_t *from, pul_id_t node)
+{
+    route_op_t op = {.sys = from, .node = node, .addr = NULL, .rc = -1};
+    tcount_init(&op.done);
+    assert_int_equal(pul_system_post(from, route_task, &op), 0);
+    assert_int_equal(tcount_wait(&op.done, 1), 1);
+    tcount_destroy(&op.done);
+}
+
+/* ---- a test actor ------------------------------------------------------------------------ */
+
+typedef struct {
+    tcount_t told;
+    tcount_t stopped_streams; /* producers that saw their stream closed */
+    tcount_t held_n;
+    long seen;
+    tcount_t produced;
+    pul_reply_t *held[8];
+    int nheld;
+    struct producer_s *producers[8]; /* live ones, ended when the actor goes */
+} tact_t;
+
+typedef struct producer_s {
+    pul_stream_t *s;
+    tact_t *t;
+    long n, i;
+    int fail;
+    int big;
+    int slot;
+    pul_timer_t *timer;
+} producer_t;
+
+static void
+producer_free(producer_t *p)
+{
+    p->t->producers[p->slot] = NULL;
+    pul_timer_stop(p->timer);
+    free(p);
+}
+
+/* Push items until n (n < 0: forever), then end or fail; stop when the consumer goes away.
+ * Runs from a repeating timer on the core thread; a full window waits for the next tick. */
+static void
+producer_tick(void *arg)
+{
+    producer_t *p = arg;
+    for (;;) {
+        if (p->n >= 0 && p->i >= p->n) {
+            if (p->fail) {
+                pul_error_t e = {.kind = PUL_ERRKIND_BUSINESS,
+                                 .code = 418,
+                                 .message = "teapot",
+                                 .details = "after items",
+                                 .type_name = "ValueError"};
+                pul_stream_error(p->s, &e);
+            } else {
+                pul_stream_end(p->s);
+            }
+            break;
+        }
+        char buf[32];
+        int k = snprintf(buf, sizeof buf, "item%ld", p->i);
+        pul_msg_t *m = pul_msg_new("item", buf, (size_t)k);
+        if (p->big) {
+            static uint8_t chunk[64 * 1024];
+            pul_msg_add_segment(m, chunk, sizeof chunk, NULL, NULL);
+        }
+        int rc = pul_stream_push(p->s, m);
+        if (rc == PUL_EFULL) {
+            pul_msg_unref(m);
+            return;
+        }
+        if (rc != 0) {
+            pul_msg_unref(m);
+            tcount_add(&p->t->stopped_streams, 1);
+            pul_stream_end(p->s);
+            break;
+        }
+        p->i++;
+        tcount_add(&p->t->produced, 1);
+    }
+    producer_free(p);
+}
+
+static void
+unref_msg(void *m)
+{
+    pul_msg_unref(m);
+}
+
+static int
+tact_receive(pul_ctx_t *ctx, pul_msg_t *msg, void *state)
+{
+    tact_t *t = state;
+    const char *type = pul_msg_type(msg);
+    size_t len;
+    const char *d = pul_msg_data(msg, &len);
+    t->seen++;
+    if (strcmp(type, "echo") == 0) {
+        pul_msg_t *r = pul_msg_new("echo", d, len);
+        for (size_t i = 0; i < pul_msg_nsegments(msg); i++) {
+            size_t sl;
+            const void *sp = pul_msg_segment(msg, i, &sl);
+            /* the reply references the request's segment memory: keep the request alive */
+            pul_msg_add_segment(r, sp, sl, unref_msg, pul_msg_ref(msg));
+        }
+        pul_ctx_reply(ctx, r);
+    } else if (strcmp(type, "tell") == 0) {
+        tcount_add(&t->told, 1);
+    } else if (strcmp(type, "biz") == 0) {
+        pul_error_t e = {.kind = PUL_ERRKIND_BUSINESS,
+                         .code = 422,
+                         .message = "bad input",
+                         .details = "field x",
+                         .type_name = "ValueError"};
+        pul_ctx_reply_error(ctx, &e);
+    } else if (strcmp(type, "sys") == 0) {
+        pul_error_t e = {.kind = PUL_ERRKIND_SYSTEM,
+                         .recoverable = 1,
+                         .message = "boom",
+                         .type_name = "RuntimeError"};
+        pul_ctx_reply_error(ctx, &e);
+    } else if (strcmp(type, "timeout") == 0) {
+        pul_error_t e = {.kind = PUL_ERRKIND_TIMEOUT, .duration_ms = 1234, .message = "op"};
+        pul_ctx_reply_error(ctx, &e);
+    } else if (strcmp(type, "stream") == 0 || strcmp(type, "stream_fail") == 0 ||
+               strcmp(type, "forever") == 0 || strcmp(type, "forever_big") == 0) {
+        producer_t *p = calloc(1, sizeof *p);
+        p->t = t;
+        p->big = strcmp(type, "forever_big") == 0;
+        p->n = strncmp(type, "forever", 7) == 0 ? -1 : strtol(d, NULL, 10);
+        p->fail = strcmp(type, "stream_fail") == 0;
+        p->s = pul_ctx_stream(ctx);
+        for (p->slot = 0; t->producers[p->slot] != NULL; p->slot++) {
+        }
+        assert_true(p->slot < 8);
+        t->producers[p->slot] = p;
+        assert_int_equal(pul_timer_start(pul_ctx_system(ctx), 0, 1, producer_tick, p, &p->timer),
+                         0);
+    } else if (strcmp(type, "hold") == 0) {
+        if (t->nheld < 8) {
+            t->held[t->nheld++] = pul_ctx_defer(ctx); /* answered when the actor goes */
+        }
+        tcount_add(&t->held_n, 1);
+    }
+    return 0;
+}
+
+static void
+tact_free(void *state)
+{
+    tact_t *t = state;
+    for (int i = 0; i < t->nheld; i++) {
+        pul_reply_abandon(t->held[i]);
+    }
+    for (int i = 0; i < 8; i++) {
+        if (t->producers[i] != NULL) {
+            pul_stream_end(t->producers[i]->s);
+            producer_free(t->producers[i]);
+        }
+    }
+    tcount_destroy(&t->held_n);
+    tcount_destroy(&t->produced);
+    tcount_destroy(&t->told);
+    tcount_destroy(&t->stopped_streams);
+    free(t);
+}
+
+static pul_id_t
+spawn_tact(pul_system_t *sys, const char *name, tact_t **out)
+{
+    tact_t *t = calloc(1, sizeof *t);
+    tcount_init(&t->told);
+    tcount_init(&t->stopped_streams);
+    tcount_init(&t->held_n);
+    tcount_init(&t->produced);
+    pul_actor_vtable_t vt = {.receive = tact_receive, .free_state = tact_free};
+    pul_spawn_opts_t o;
+    pul_spawn_opts_init(&o);
+    o.name = name;
+    pul_id_t id;
+    assert_int_equal(pul_spawn(sys, &vt, t, &o, &id), 0);
+    if (out != NULL) {
+        *out = t;
+    }
+    return id;
+}
+
+/* ---- tests ------------------------------------------------------------------------------- */
+
+static void
+test_remote_ask(void **state)
+{
+    (void)state;
+    pul_system_t *a = node_new(), *b = node_new();
+    route(a, b);
+    pul_id_t id = spawn_tact(b, "echo", NULL);
+    assert_true(pul__net_is_remote(a, id));
+    tans_t r;
+    assert_int_equal(task_ask(a, id, "echo", "hello", 0, &r), 0);
+    assert_string_equal(r.data, "hello");
+    for (int i = 0; i < 50; i++) {
+        char buf[16];
+        snprintf(buf, sizeof buf, "n%d", i);
+        assert_int_equal(task_ask(a, id, "echo", buf, 0, &r), 0);
+        assert_string_equal(r.data, buf);
+    }
+    pul_system_shutdown(a);
+    pul_system_shutdown(b);
+}
+
+/* ---- collectors ------------------------------------------------------------------------ */
+
+typedef struct {
+    tcount_t items;
+    tcount_t done;
+    int status;
+    long nitems;
+    int order_ok;
+    pul_error_t e;
+    char message[128], details[128], type_name[64];
+} tcoll_t;
+
+static void
+tcoll_init(tcoll_t *c)
+{
+    memset(c, 0, sizeof *c);
+    tcount_init(&c->items);
+    tcount_init(&c->done);
+    c->order_ok = 1;
+}
+
+static void
+tcoll_destroy(tcoll_t *c)
+{
+    tcount_destroy(&c->items);
+    tcount_destroy(&c->done);
+}
+
+static void
+tcoll_cb(int status, pul_msg_t *reply, const pul_error_t *err, void *arg)
+{
+    tcoll_t *c = arg;
+    if (status == 0) {
+        size_t len;
+        const char *d = pul_msg_data(reply, &len);
+        char want[32];
+        int k = snprintf(want, sizeof want, "item%ld", c->nitems);
+        if ((size_t)k != len || memcmp(d, want, len) != 0) {
+            c->order_ok = 0;
+        }
+        c->nitems++;
+        tcount_add(&c->items, 1);
+        return;
+    }
+    c->status = status;
+    if (err != NULL) {
+        c->e = *err;
+        snprintf(c->message, sizeof c->message, "%s", err->message ? err->message : "");
+        snprintf(c->details, sizeof c->details, "%s", err->details ? err->details : "(null)");
+        snprintf(c->type_name, sizeof c->type_name, "%s",
+                 err->type_name ? err->type_name : "(null)");
+    }
+    tcount_add(&c->done, 1);
+}
+
+/* An ask that records every field of an error. */
+static int
+ask_err(pul_system_t *sys, pul_id_t id, const char *type, tcoll_t *c)
+{
+    tcoll_init(c);
+    pul_msg_t *m = pul_msg_new(type, "", 0);
+    assert_int_equal(pul_ask(sys, id, m, 0, tcoll_cb, c, NULL), 0);
+    assert_int_equal(tcount_wait(&c->done, 1), 1);
+    return c->status;
+}
+
+/* ---- more tests ---------------------------------------------------------------------------- */
+
+static void
+test_remote_tell_and_named(void **state)
+{
+    (void)state;
+    pul_system_t *a = node_new(), *b = node_new();
+    route(a, b);
+    tact_t *t;
+    pul_id_t id = spawn_tact(b, "svc/echo", &t);
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(pul_tell(a, id, pul_msg_new("tell", "x", 1)), 0);
+    }
+    assert_int_equal(tcount_wait(&t->told, 10), 10);
+    /* A named ask to the other node. */
+    tans_t r;
+    memset(&r, 0, sizeof r);
+    tcount_init(&r.done);
+    pul_msg_t *m = pul_msg_new("echo", "named", 5);
+    assert_int_equal(pul_ask_named(a, pul_system_node_id(b), "svc/echo", m, 0, tans_cb, &r, NULL),
+                     0);
+    tcount_wait(&r.done, 1);
+    tcount_destroy(&r.done);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.data, "named");
+    /* An unknown name there: ENOTFOUND (404). */
+    memset(&r, 0, sizeof r);
+    tcount_init(&r.done);
+    m = pul_msg_new("echo", "x", 1);
+    assert_int_equal(pul_ask_named(a, pul_system_node_id(b), "svc/nobody", m, 0, tans_cb, &r, NULL),
+                     0);
+    tcount_wait(&r.done, 1);
+    tcount_destroy(&r.done);
+    assert_int_equal(r.status, PUL_ENOTFOUND);
+    pul_system_shutdown(a);
+    pul_system_shutdown(b);
+}
+
+static void
+test_remote_errors(void **state)
+{
+    (void)state;
+    pul_system_t *a = node_new(), *b = node_new();
+    route(a, b);
+    pul_id_t id = spawn_tact(b, NULL, NULL);
+    tcoll_t c;
+    assert_int_equal(ask_err(a, id, "biz", &c), PUL_EACTOR);
+    assert_int_equal(c.e.kind, PUL_ERRKIND_BUSINESS);
+    assert_int_equal(c.e.code, 422);
+    assert_string_equal(c.message, "bad input");
+    assert_string_equal(c.details, "field x");
+    assert_string_equal(c.type_name, "ValueError");
+    tcoll_destroy(&c);
+    assert_int_equal(ask_err(a, id, "sys", &c), PUL_EACTOR);
+    assert_int_equal(c.e.kind, PUL_ERRKIND_SYSTEM);
+    assert_int_equal(c.e.recoverable, 1);
+    assert_string_equal(c.message, "boom");
+    assert_string_equal(c.details, "(null)");
+    assert_string_equal(c.type_name, "RuntimeError");
+    tcoll_destroy(&c);
+    assert_int_equal(ask_err(a, id, "timeout", &c), PUL_EACTOR);
+    assert_int_equal(c.e.kind, PUL_ERRKIND_TIMEOUT);
+    assert_int_equal(c.e.duration_ms, 1234);
+    tcoll_destroy(&c);
+    /* Unknown actor on a known node: 404 -> ENOTFOUND. */
+    pul_id_t ghost = id;
+    ghost.lo ^= 0x5a5a;
+    assert_int_equal(ask_err(a, ghost, "echo", &c), PUL_ENOTFOUND);
+    tcoll_destroy(&c);
+    /* A node nobody knows: ENOTFOUND at once. */
+    ghost.hi ^= 0x77;
+    assert_int_equal(ask_err(a, ghost, "echo", &c), PUL_ENOTFOUND);
+    tcoll_destroy(&c);
+    pul_msg_t *m = pul_msg_new("x", "", 0);
+    assert_int_equal(pul_tell(a, ghost, m), PUL_ENOTFOUND);
+    pul_msg_unref(m); /* still ours on error */
+    pul_system_shutdown(a);
+    pul_system_shutdown(b);
+}
+
+static void
+test_remote_stream(void **state)
+{
+    (void)state;
+    pul_system_t *a = node_new(), *b = node_new();
+    route(a, b);
+    pul_id_t id = spawn_tact(b, NULL, NULL);
+    /* 500 items then end: more than the stream window, so backpressure is exercised. */
+    tcoll_t c;
+    tcoll_init(&c);
+    assert_int_equal(pul_ask_stream(a, id, pul_msg_new("stream", "500", 3), 0, tcoll_cb, &c, NULL),
+                     0);
+    assert_int_equal(tcount_wait(&c.done, 1), 1);
+    assert_int_equal(c.status, PUL_EOF);
+    assert_int_equal(c.nitems, 500);
+    assert_true(c.order_ok);
+    tcoll_destroy(&c);
+    /* Items, then a typed error: the items come first, then every field of the error. */
+    tcoll_init(&c);
+    assert_int_equal(
+        pul_ask_stream(a, id, pul_msg_new("stream_fail", "7", 1), 0, tcoll_cb, &c, NULL), 0);
+    assert_int_equal(tcount_wait(&c.done, 1), 1);
+    assert_int_equal(c.nitems, 7);
+    assert_true(c.order_ok);
+    assert_int_equal(c.status, PUL_EACTOR);
+    assert_int_equal(c.e.kind, PUL_ERRKIND_BUSINESS);
+    assert_int_equal(c.e.code, 418);
+    assert_string_equal(c.message, "teapot");
+    assert_string_equal(c.details, "after items");
+    assert_string_equal(c.type_name, "ValueError");
+    tcoll_destroy(&c);
+    /* A plain ask of a streaming actor gets the first item. */
+    tans_t r;
+    assert_int_equal(task_ask(a, id, "stream", "3", 0, &r), 0);
+    assert_string_equal(r.data, "item0");
+    /* A stream ask of a plain actor gets one item then the end. */
+    tcoll_init(&c);
+    assert_int_equal(pul_ask_stream(a, id, pul_msg_new("echo", "item0", 5), 0, tcoll_cb, &c, NULL),
+                     0);
+    assert_int_equal(tcount_wait(&c.done, 1), 1);
+    assert_int_equal(c.nitems, 1);
+    assert_int_equal(c.status, PUL_EOF);
+    tcoll_destroy(&c);
+    pul_system_shutdown(a);
+    pul_system_shutdown(b);
+}
+
+static void
+test_remote_cancel_and_deadline(void **state)
+{
+    (void)state;
+    pul_system_t *a = node_new(), *b = node_new();
+    route(a, b);
+    tact_t *t;
+    pul_id_t id = spawn_tact(b, NULL, &t);
+    /* Cancel mid-stream: the producer on b sees its stream closed and stops. */
+    tcoll_t c;
+    tcoll_init(&c);
+    pul_call_t *call = NULL;
+    assert_int_equal(
+        pul_ask_stream(a, id, pul_msg_new("forever", "", 0), 0, tcoll_cb, &c, &call), 0);
+    assert_true(tcount_wait(&c.items, 20) >= 20);
+    pul_call_cancel(a, call);
+    assert_int_equal(tcount_wait(&c.done, 1), 1);
+    assert_int_equal(c.status, PUL_ECANCELED);
+    assert_int_equal(tcount_wait(&t->stopped_streams, 1), 1);
+    tcoll_destroy(&c);
+    /* Deadline: an ask that is never answered times out on the caller. */
+    tans_t r;
+    assert_int_equal(task_ask(a, id, "hold", "", 100, &r), PUL_ETIMEDOUT);
+    /* The node still serves. */
+    assert_int_equal(task_ask(a, id, "echo", "still", 0, &r), 0);
+    assert_string_equal(r.data, "still");
+    pul_system_shutdown(a);
+    pul_system_shutdown(b);
+}
+
+static void
+test_peer_goes_away(void **state)
+{
+    (void)state;
+    pul_system_t *a = node_new(), *b = node_new();
+    route(a, b);
+    tact_t *t;
+    pul_id_t id = spawn_tact(b, NULL, &t);
+    tans_t r;
+    assert_int_equal(task_ask(a, id, "echo", "x", 0, &r), 0);
+    /* Calls in flight when the peer shuts down fail with PUL_EIO, no deadline needed. */
+    tcoll_t c1, c2;
+    tcoll_init(&c1);
+    tcoll_init(&c2);
+    assert_int_equal(pul_ask(a, id, pul_msg_new("hold", "", 0), 0, tcoll_cb, &c1, NULL), 0);
+    assert_int_equal(
+        pul_ask_stream(a, id, pul_msg_new("forever", "", 0), 0, tcoll_cb, &c2, NULL), 0);
+    assert_int_equal(tcount_wait(&t->held_n, 1), 1);
+    assert_true(tcount_wait(&c2.items, 1) >= 1);
+    pul_system_shutdown(b);
+    assert_int_equal(tcount_wait(&c1.done, 1), 1);
+    assert_int_equal(c1.status, PUL_EIO);
+    assert_int_equal(tcount_wait(&c2.done, 1), 1);
+    assert_int_equal(c2.status, PUL_EIO);
+    tcoll_destroy(&c1);
+    tcoll_destroy(&c2);
+    /* New calls fail promptly too (refused, or fast-failed during the backoff). */
+    assert_int_equal(task_ask(a, id, "echo", "x", 0, &r), PUL_EIO);
+    assert_int_equal(task_ask(a, id, "echo", "x", 0, &r), PUL_EIO);
+    pul_system_shutdown(a);
+}
+
+static void
+test_caller_shuts_down(void **state)
+{
+    (void)state;
+    pul_system_t *a = node_new(), *b = node_new();
+    route(a, b);
+    tact_t *t;
+    pul_id_t id = spawn_tact(b, NULL, &t);
+    tcoll_t c1, c2;
+    tcoll_init(&c1);
+    tcoll_init(&c2);
+    assert_int_equal(pul_ask(a, id, pul_msg_new("hold", "", 0), 0, tcoll_cb, &c1, NULL), 0);
+    assert_int_equal(
+        pul_ask_stream(a, id, pul_msg_new("forever", "", 0), 0, tcoll_cb, &c2, NULL), 0);
+    assert_int_equal(tcount_wait(&t->held_n, 1), 1);
+    assert_true(tcount_wait(&c2.items, 1) >= 1);
+    /* The caller's system goes: its calls end with PUL_ECLOSED, b's producer is cancelled. */
+    pul_system_shutdown(a);
+    assert_int_equal(c1.status, PUL_ECLOSED);
+    assert_int_equal(c2.status, PUL_ECLOSED);
+    assert_int_equal(tcount_wait(&t->stopped_streams, 1), 1);
+    tcoll_destroy(&c1);
+    tcoll_destroy(&c2);
+    pul_system_shutdown(b);
+}
+
+static void
+test_route_drop(void **state)
+{
+    (void)state;
+    pul_system_t *a = node_new(), *b = node_new();
+    route(a, b);
+    tact_t *t;
+    pul_id_t id = spawn_tact(b, NULL, &t);
+    tcoll_t c;
+    tcoll_init(&c);
+    assert_int_equal(pul_ask(a, id, pul_msg_new("hold", "", 0), 0, tcoll_cb, &c, NULL), 0);
+    assert_int_equal(tcount_wait(&t->held_n, 1), 1);
+    route_drop(a, pul_system_node_id(b));
+    assert_int_equal(tcount_wait(&c.done, 1), 1);
+    assert_int_equal(c.status, PUL_EIO);
+    tcoll_destroy(&c);
+    tans_t r;
+    assert_int_equal(task_ask(a, id, "echo", "x", 0, &r), PUL_ENOTFOUND);
+    route(a, b);
+    assert_int_equal(task_ask(a, id, "echo", "back", 0, &r), 0);
+    assert_string_equal(r.data, "back");
+    pul_system_shutdown(a);
+    pul_system_shutdown(b);
+}
+
+/* ---- raw sockets and a tiny HTTP/2 client (blocking, 10 s cap) ------------------------------- */
+
+#include <poll.h>
+
+static int
+tcp_connect_to(const char *addr)
+{
+    char host[64];
+    snprintf(host, sizeof host, "%s", addr);
+    char *colon = strrchr(host, ':');
+    *colon = '\0';
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+    inet_pton(AF_INET, host, &sa.sin_addr);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    return fd;
+}
+
+/* Read until EOF or error; returns 1 when the peer closed within 10 s. */
+static int
+wait_closed(int fd)
+{
+    char buf[4096];
+    for (int i = 0; i < 100; i++) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 100) <= 0) {
+            continue;
+        }
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+typedef struct {
+    int fd;
+    int status;
+    char body[16384];
+    size_t len;
+    int closed;
+} h2get_t;
+
+static ssize_t
+h2_send(nghttp2_session *s, const uint8_t *data, size_t len, int flags, void *ud)
+{
+    h2get_t *g = ud;
+    ssize_t n = send(g->fd, data, len, MSG_NOSIGNAL);
+    return n < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE : n;
+}
+
+static int
+h2_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nl,
+          const uint8_t *value, size_t vl, uint8_t flags, void *ud)
+{
+    h2get_t *g = ud;
+    if (nl == 7 && memcmp(name, ":status", 7) == 0) {
+        g->status = atoi((const char *)value);
+    }
+    return 0;
+}
+
+static int
+h2_data(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t *d, size_t len, void *ud)
+{
+    h2get_t *g = ud;
+    size_t k = len < sizeof g->body - 1 - g->len ? len : sizeof g->body - 1 - g->len;
+    memcpy(g->body + g->len, d, k);
+    g->len += k;
+    g->body[g->len] = '\0';
+    return 0;
+}
+
+static int
+h2_close(nghttp2_session *s, int32_t sid, uint32_t code, void *ud)
+{
+    ((h2get_t *)ud)->closed = 1;
+    return 0;
+}
+
+typedef struct {
+    const uint8_t *p;
+    size_t len;
+} h2body_t;
+
+static ssize_t
+h2_body_read(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t len, uint32_t *flags,
+             nghttp2_data_source *src, void *ud)
+{
+    h2body_t *b = src->ptr;
+    size_t k = b->len < len ? b->len : len;
+    memcpy(buf, b->p, k);
+    b->p += k;
+    b->len -= k;
+    if (b->len == 0) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    }
+    return (ssize_t)k;
+}
+
+/* One request with prior-knowledge h2c (POST when body != NULL, with pul-mode/pul-type).
+ * Returns the HTTP status (0 on failure). */
+static int
+h2_req(const char *addr, const char *path, const void *body, size_t blen, h2get_t *g)
+{
+    memset(g, 0, sizeof *g);
+    g->fd = tcp_connect_to(addr);
+    nghttp2_session_callbacks *cbs;
+    nghttp2_session_callbacks_new(&cbs);
+    nghttp2_session_callbacks_set_send_callback(cbs, h2_send);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, h2_header);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, h2_data);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, h2_close);
+    nghttp2_session *ses;
+    nghttp2_session_client_new(&ses, cbs, g);
+    nghttp2_session_callbacks_del(cbs);
+    nghttp2_submit_settings(ses, NGHTTP2_FLAG_NONE, NULL, 0);
+    const char *method = body != NULL ? "POST" : "GET";
+    nghttp2_nv nva[] = {
+        {(uint8_t *)":method", (uint8_t *)method, 7, strlen(method), 0},
+        {(uint8_t *)":path", (uint8_t *)path, 5, strlen(path), 0},
+        {(uint8_t *)":scheme", (uint8_t *)"http", 7, 4, 0},
+        {(uint8_t *)":authority", (uint8_t *)addr, 10, strlen(addr), 0},
+        {(uint8_t *)"pul-mode", (uint8_t *)"ask", 8, 3, 0},
+        {(uint8_t *)"pul-type", (uint8_t *)"echo", 8, 4, 0},
+    };
+    h2body_t hb = {body, blen};
+    nghttp2_data_provider prov = {.source.ptr = &hb, .read_callback = h2_body_read};
+    nghttp2_submit_request(ses, NULL, nva, body != NULL ? 6 : 4, body != NULL ? &prov : NULL,
+                           NULL);
+    for (int i = 0; i < 100 && !g->closed; i++) {
+        if (nghttp2_session_send(ses) != 0) {
+            break;
+        }
+        struct pollfd p = {g->fd, POLLIN, 0};
+        if (poll(&p, 1, 100) <= 0) {
+            continue;
+        }
+        uint8_t buf[16384];
+        ssize_t n = recv(g->fd, buf, sizeof buf, 0);
+        if (n <= 0 || nghttp2_session_mem_recv(ses, buf, (size_t)n) < 0) {
+            break;
+        }
+    }
+    nghttp2_session_del(ses);
+    close(g->fd);
+    return g->closed ? g->status : 0;
+}
+
+static int
+h2_get(const char *addr, const char *path, h2get_t *g)
+{
+    return h2_req(addr, path, NULL, 0, g);
+}
+
+static void
+test_bad_requests(void **state)
+{
+    (void)state;
+    pul_system_config_t cfg;
+    pul_system_config_init(&cfg);
+    cfg.listen_addr = "127.0.0.1:0";
+    cfg.max_message_size = 1u << 20;
+    pul_system_t *b = NULL;
+    assert_int_equal(pul_system_new(&cfg, &b), 0);
+    pul_system_t *a = node_new();
+    route(a, b);
+    pul_id_t id = spawn_tact(b, NULL, NULL);
+    char path[48] = "/actors/";
+    pul_id_format(id, path + 8);
+    h2get_t g;
+    /* A body that is not a message encoding: 400. */
+    assert_int_equal(h2_req(pul_system_addr(b), path, "abc", 3, &g), 400);
+    uint8_t ok[12] = {0};
+    assert_int_equal(h2_req(pul_system_addr(b), path, ok, 12, &g), 200);
+    /* More bytes than the encoding announces: 400. */
+    uint8_t extra[14] = {0};
+    assert_int_equal(h2_req(pul_system_addr(b), path, extra, 14, &g), 400);
+    assert_int_equal(h2_req(pul_system_addr(b), "/actors/zz", ok, 12, &g), 400);
+    /* A length over b's max, claimed in the header: 413 before anything is allocated. */
+    uint8_t big[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0x20, 0, 0};
+    assert_int_equal(h2_req(pul_system_addr(b), path, big, 12, &g), 413);
+    /* From a node with a larger maximum: the caller gets ETOOBIG. */
+    size_t n = 2u << 20;
+    char *payload = calloc(1, n);
+    pul_msg_t *m = pul_msg_new("echo", payload, n);
+    free(payload);
+    tans_t r;
+    memset(&r, 0, sizeof r);
+    tcount_init(&r.done);
+    assert_int_equal(pul_ask(a, id, m, 0, tans_cb, &r, NULL), 0);
+    tcount_wait(&r.done, 1);
+    tcount_destroy(&r.done);
+    assert_int_equal(r.status, PUL_ETOOBIG);
+    /* The connection still serves. */
+    assert_int_equal(task_ask(a, id, "echo", "fine", 0, &r), 0);
+    pul_system_shutdown(a);
+    pul_system_shutdown(b);
+}
+
+static void
+test_rest(void **state)
+{
+    (void)state;
+    pul_system_t *a = node_new(), *b = node_new();
+    route(a, b);
+    pul_id_t id = spawn_tact(b, "svc/rest", NULL);
+    tans_t r;
+    assert_int_equal(task_ask(a, id, "echo", "x", 0, &r), 0);
+    h2get_t g;
+    assert_int_equal(h2_get(pul_system_addr(b), "/health", &g), 200);
+    assert_non_null(strstr(g.body, "\"status\":\"ok\""));
+    char hex[33];
+    pul_id_format(pul_system_node_id(b), hex);
+    assert_non_null(strstr(g.body, hex));
+    assert_int_equal(h2_get(pul_system_addr(b), "/metrics", &g), 200);
+    assert_non_null(strstr(g.body, "pulsing_messages_total{direction=\"in\"}"));
+    assert_non_null(strstr(g.body, "pulsing_call_duration_seconds_count 1"));
+    assert_non_null(strstr(g.body, "pulsing_actors 1"));
+    assert_non_null(strstr(g.body, "pulsing_members{status=\"Alive\"} 1"));
+    assert_int_equal(h2_get(pul_system_addr(b), "/actors", &g), 200);
+    assert_non_null(strstr(g.body, "svc/rest"));
+    assert_int_equal(h2_get(pul_system_addr(b), "/cluster/members", &g), 200);
+    assert_non_null(strstr(g.body, hex));
+    assert_int_equal(h2_get(pul_system_addr(b), "/nope", &g), 404);
+    pul_system_shutdown(a);
+    pul_system_shutdown(b);
+}
+
+static void
+test_garbage_peer(void **state)
+{
+    (void)state;
+    pul_system_t *a = node_new(), *b = node_new();
+    route(a, b);
+    pul_id_t id = spawn_tact(b, NULL, NULL);
+    tans_t r;
+    assert_int_equal(task_ask(a, id, "echo", "before", 0, &r), 0);
+    /* Garbage instead of the preface: that connection is closed, a's keeps working. */
+    int fd = tcp_connect_to(pul_system_addr(b));
+    const char junk[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\xff\xfe garbage garbage garbage";
+    assert_true(send(fd, junk, sizeof junk, MSG_NOSIGNAL) > 0);
+    assert_int_equal(wait_closed(fd), 1);
+    close(fd);
+    /* A valid preface followed by a bad frame: GOAWAY, closed. */
+    fd = tcp_connect_to(pul_system_addr(b));
+    const char pre[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+                       "\x00\x00\x04\x09\x00\x00\x00\x00\x01zzzz"; /* CONTINUATION out of place */
+    assert_true(send(fd, pre, sizeof pre - 1, MSG_NOSIGNAL) > 0);
+    assert_int_equal(wait_closed(fd), 1);
+    close(fd);
+    assert_int_equal(task_ask(a, id, "echo", "after", 0, &r), 0);
+    assert_string_equal(r.data, "after");
+    pul_system_shutdown(a);
+    pul_system_shutdown(b);
+}
+
+static void
+test_max_connections(void **state)
+{
+    (void)state;
+    pul_system_config_t cfg;
+    pul_system_config_init(&cfg);
+    cfg.listen_addr = "127.0.0.1:0";
+    cfg.max_connections = 2;
+    pul_system_t *b = NULL;
+    assert_int_equal(pul_system_new(&cfg, &b), 0);
+    h2get_t g;
+    int fds[3];
+    for (int i = 0; i < 2; i++) {
+        fds[i] = tcp_connect_to(pul_system_addr(b));
+    }
+    /* The third is accepted and closed at once. */
+    fds[2] = tcp_connect_to(pul_system_addr(b));
+    assert_int_equal(wait_closed(fds[2]), 1);
+    close(fds[2]);
+    close(fds[0]);
+    close(fds[1]);
+    /* Once they are gone, new connections are served again. */
+    int st = 0;
+    for (int i = 0; i < 50 && st != 200; i++) {
+        st = h2_get(pul_system_addr(b), "/health", &g);
+        if (st != 200) {
+            usleep(20000);
+        }
+    }
+    assert_int_equal(st, 200);
+    pul_system_shutdown(b);
+}
+
+static void
+test_silent_peer(void **state)
+{
+    (void)state;
+    pul_system_config_t cfg;
+    pul_system_config_init(&cfg);
+    cfg.listen_addr = "127.0.0.1:0";
+    cfg.max_connections = 1;
+    cfg.connect_timeout_ms = 200;
+    pul_system_t *b = NULL;
+    assert_int_equal(pul_system_new(&cfg, &b), 0);
+    /* Connects, says nothing: closed after the handshake timeout, its slot freed. */
+    int fd = tcp_connect_to(pul_system_addr(b));
+    assert_int_equal(wait_closed(fd), 1);
+    close(fd);
+    h2get_t g;
+    int st = 0;
+    for (int i = 0; i < 50 && st != 200; i++) {
+        st = h2_get(pul_system_addr(b), "/health", &g);
+        if (st != 200) {
+            usleep(20000);
+        }
+    }
+    assert_int_equal(st, 200);
+    pul_system_shutdown(b);
+}
+
+static void
+test_bind_errors(void **state)
+{
+    (void)state;
+    pul_system_config_t cfg;
+    pul_system_config_init(&cfg);
+    pul_system_t *s = NULL;
+    cfg.listen_addr = "not-an-address";
+    assert_int_equal(pul_system_new(&cfg, &s), PUL_EADDR);
+    cfg.listen_addr = "127.0.0.1:99999";
+    assert_int_equal(pul_system_new(&cfg, &s), PUL_EADDR);
+    pul_system_t *a = node_new();
+    cfg.listen_addr = pul_system_addr(a); /* taken */
+    assert_int_equal(pul_system_new(&cfg, &s), PUL_EADDR);
+    /* Wildcard: a routable address is advertised; advertise_addr wins when given. */
+    cfg.listen_addr = "0.0.0.0:0";
+    assert_int_equal(pul_system_new(&cfg, &s), 0);
+    assert_true(strncmp(pul_system_addr(s), "0.0.0.0", 7) != 0);
+    pul_system_shutdown(s);
+    cfg.advertise_addr = "node7.example:4000";
+    const char *seeds[] = {"127.0.0.1:1"};
+    cfg.seeds = seeds;
+    cfg.nseeds = 1;
+    assert_int_equal(pul_system_new(&cfg, &s), 0);
+    assert_string_equal(pul_system_addr(s), "node7.example:4000");
+    pul_system_shutdown(s);
+    /* No listener: no address, but it can still call other nodes. */
+    pul_system_config_init(&cfg);
+    assert_int_equal(pul_system_new(&cfg, &s), 0);
+    assert_null(pul_system_addr(s));
+    route(s, a);
+    pul_id_t id = spawn_tact(a, NULL, NULL);
+    tans_t r;
+    assert_int_equal(task_ask(s, id, "echo", "from-client", 0, &r), 0);
+    assert_string_equal(r.data, "from-client");
+    pul_system_shutdown(s);
+    pul_system_shutdown(a);
+}
+
+/* ---- backpressure: a caller that does not read holds the producer ---------------------- */
+
+static ssize_t
+body_read(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t len, uint32_t *flags,
+          nghttp2_data_source *src, void *ud)
+{
+    /* The message encoding of an empty payload: nseg 0, len 0. */
+    memset(buf, 0, 12);
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return 12;
+}
+
+/* Count after waiting up to ms (a bound, never a pass condition by itself). */
+static long
+tcount_wait_ms(tcount_t *c, long n, long ms)
+{
+    for (long waited = 0; waited < ms && tcount_get(c) < n; waited += 10) {
+        usleep(10000);
+    }
+    return tcount_get(c);
+}
+
+static void
+test_stream_backpressure(void **state)
+{
+    (void)state;
+    pul_system_t *b = node_new();
+    tact_t *t;
+    pul_id_t id = spawn_tact(b, NULL, &t);
+    h2get_t g;
+    memset(&g, 0, sizeof g);
+    g.fd = tcp_connect_to(pul_system_addr(b));
+    nghttp2_session_callbacks *cbs;
+    nghttp2_session_callbacks_new(&cbs);
+    nghttp2_session_callbacks_set_send_callback(cbs, h2_send);
+    nghttp2_session *ses;
+    nghttp2_session_client_new(&ses, cbs, &g);
+    nghttp2_session_callbacks_del(cbs);
+    nghttp2_submit_settings(ses, NGHTTP2_FLAG_NONE, NULL, 0);
+    char path[48] = "/actors/";
+    pul_id_format(id, path + 8);
+    nghttp2_nv nva[] = {
+        {(uint8_t *)":method", (uint8_t *)"POST", 7, 4, 0},
+        {(uint8_t *)":path", (uint8_t *)path, 5, strlen(path), 0},
+        {(uint8_t *)":scheme", (uint8_t *)"http", 7, 4, 0},
+        {(uint8_t *)":authority", (uint8_t *)"x", 10, 1, 0},
+        {(uint8_t *)"pul-mode", (uint8_t *)"stream", 8, 6, 0},
+        {(uint8_t *)"pul-type", (uint8_t *)"forever_big", 8, 11, 0},
+    };
+    nghttp2_data_provider prov = {.read_callback = body_read};
+    assert_true(nghttp2_submit_request(ses, NULL, nva, 6, &prov, NULL) > 0);
+    assert_int_equal(nghttp2_session_send(ses), 0);
+    /* We never read: our 64 KiB window fills, then the node's output bound (1 MiB), then the
+     * stream window (32 items); 64 KiB items, so a few dozen at most are ever produced. */
+    assert_true(tcount_wait(&t->produced, 1) >= 1);
+    long n = tcount_wait_ms(&t->produced, 400, 1500);
+    assert_true(n < 200);
+    /* Going away cancels the producer. */
+    nghttp2_session_del(ses);
+    close(g.fd);
+    assert_int_equal(tcount_wait(&t->stopped_streams, 1), 1);
+    pul_system_shutdown(b);
+}
+
+/* ---- control plane ------------------------------------------------------------------------ */
+
+static int
+echo_handler(void *arg, const char *path, const uint8_t *body, size_t len, uint8_t **resp,
+             size_t *resp_len)
+{
+    (*(long *)arg)++;
+    if (strcmp(path, "/cluster/gossip") == 0) {
+        return 204;
+    }
+    *resp = pul__malloc(len + 5);
+    memcpy(*resp, "pong:", 5);
+    memcpy(*resp + 5, body, len);
+    *resp_len = len + 5;
+    return 200;
+}
+
+typedef struct {
+    pul_system_t *sys;
+    const char *addr;
+    const char *path;
+    uint64_t timeout_ms;
+    long *hits;
+    int rc;
+    int status;
+    int calls;
+    char body[64];
+    tcount_t done;
+} post_op_t;
+
+static void
+post_cb(int status, const uint8_t *body, size_t len, void *arg)
+{
+    post_op_t *op = arg;
+    op->status = status;
+    op->calls++;
+    snprintf(op->body, sizeof op->body, "%.*s", (int)len, body ? (const char *)body : "");
+    tcount_add(&op->done, 1);
+}
+
+static void
+post_task(void *arg)
+{
+    post_op_t *op = arg;
+    if (op->hits != NULL) {
+        op->rc = pul__net_handle(op->sys->net, "/cluster/", echo_handler, op->hits);
+        tcount_add(&op->done, 1);
+        return;
+    }
+    op->rc = pul__net_post(op->sys->net, op->addr, op->path, (const uint8_t *)"ping", 4,
+                           op->timeout_ms, post_cb, op);
+    if (op->rc != 0) {
+        tcount_add(&op->done, 1);
+    }
+}
+
+static int
+do_post(pul_system_t *from, const char *addr, const char *path, uint64_t timeout_ms,
+        post_op_t *op)
+{
+    memset(op, 0, sizeof *op);
+    op->sys = from;
+    op->addr = addr;
+    op->path = path;
+    op->timeout_ms = timeout_ms;
+    tcount_init(&op->done);
+    assert_int_equal(pul_system_post(from, post_task, op), 0);
+    tcount_wait(&op->done, 1);
+    usleep(1000); /* a second callback would show up here */
+    tcount_destroy(&op->done);
+    assert_int_equal(op->rc, 0);
+    assert_int_equal(op->calls, 1);
+    return op->status;
+}
+
+static void
+test_control_plane(void **state)
+{
+    (void)state;
+    pul_system_t *a = node_new(), *b = node_new();
+    long hits = 0;
+    post_op_t op;
+    memset(&op, 0, sizeof op);
+    op.sys = b;
+    op.hits = &hits;
+    tcount_init(&op.done);
+    assert_int_equal(pul_system_post(b, post_task, &op), 0);
+    tcount_wait(&op.done, 1);
+    tcount_destroy(&op.done);
+    assert_int_equal(op.rc, 0);
+    assert_int_equal(do_post(a, pul_system_addr(b), "/cluster/sync", 2000, &op), 200);
+    assert_string_equal(op.body, "pong:ping");
+    assert_int_equal(do_post(a, pul_system_addr(b), "/cluster/gossip", 2000, &op), 204);
+    assert_int_equal(hits, 2);
+    assert_int_equal(do_post(a, pul_system_addr(b), "/head/register", 2000, &op), 404);
+    /* Nobody listening: a transport failure. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    socklen_t sl = sizeof sa;
+    getsockname(fd, (struct sockaddr *)&sa, &sl);
+    char dead[32];
+    snprintf(dead, sizeof dead, "127.0.0.1:%d", ntohs(sa.sin_port));
+    assert_int_equal(do_post(a, dead, "/cluster/gossip", 2000, &op), PUL_EIO);
+    /* Listening but never answering: the timeout. */
+    assert_int_equal(listen(fd, 4), 0);
+    char mute[32];
+    snprintf(mute, sizeof mute, "127.0.0.1:%d", ntohs(sa.sin_port));
+    post_op_t op2;
+    int st = 0;
+    /* (a dial that failed a moment ago fails fast with EIO until its backoff has passed) */
+    for (int i = 0; i < 100 && st != PUL_ETIMEDOUT; i++) {
+        st = do_post(a, mute, "/cluster/gossip", 100, &op2);
+        assert_true(st == PUL_ETIMEDOUT || st == PUL_EIO);
+        if (st != PUL_ETIMEDOUT) {
+            usleep(30000);
+        }
+    }
+    assert_int_equal(st, PUL_ETIMEDOUT);
+    close(fd);
+    pul_system_shutdown(a);
+    pul_system_shutdown(b);
+}
+
+/* ---- three nodes, concurrency, allocation failures, fd hygiene --------------------------------- */
+
+typedef struct {
+    pul_system_t *sys;
+    pul_id_t next; /* forward asks here */
+} fwd_t;
+
+static void
+fwd_done(int status, pul_msg_t *reply, const pul_error_t *err, void *arg)
+{
+    pul_reply_t *r = arg;
+    if (status == 0) {
+        size_t len;
+        const char *d = pul_msg_data(reply, &len);
+        char buf[256];
+        int k = snprintf(buf, sizeof buf, "via:%.*s", (int)len, d);
+        pul_reply_send(r, pul_msg_new("fwd", buf, (size_t)k));
+    } else if (status == PUL_EACTOR) {
+        pul_reply_error(r, err);
+    } else {
+        pul_error_t e = {.kind = PUL_ERRKIND_RUNTIME, .code = status, .message = "fwd"};
+        pul_reply_error(r, &e);
+    }
+}
+
+static int
+fwd_receive(pul_ctx_t *ctx, pul_msg_t *msg, void *state)
+{
+    fwd_t *f = state;
+    pul_reply_t *r = pul_ctx_defer(ctx);
+    size_t len;
+    const void *d = pul_msg_data(msg, &len);
+    pul_msg_t *m = pul_msg_new(pul_msg_type(msg), d, len);
+    if (pul_ask(f->sys, f->next, m, 0, fwd_done, r, NULL) != 0) {
+        pul_msg_unref(m);
+        pul_reply_abandon(r);
+    }
+    return 0;
+}
+
+static void
+test_three_nodes(void **state)
+{
+    (void)state;
+    pul_system_t *a = node_new(), *b = node_new(), *c = node_new();
+    route(a, b);
+    route(b, c);
+    route(a, c);
+    pul_id_t echo = spawn_tact(c, NULL, NULL);
+    static fwd_t f;
+    f.sys = b;
+    f.next = echo;
+    pul_actor_vtable_t vt = {.receive = fwd_receive};
+    pul_id_t fwd;
+    assert_int_equal(pul_spawn(b, &vt, &f, NULL, &fwd), 0);
+    tans_t r;
+    /* a -> b (a C actor that asks c from inside its receive) -> c and back. */
+    assert_int_equal(task_ask(a, fwd, "echo", "x", 0, &r), 0);
+    assert_string_equal(r.data, "via:x");
+    /* Errors cross two hops with their fields. */
+    tcoll_t col;
+    assert_int_equal(ask_err(a, fwd, "biz", &col), PUL_EACTOR);
+    assert_int_equal(col.e.code, 422);
+    assert_string_equal(col.type_name, "ValueError");
+    tcoll_destroy(&col);
+    /* Many calls in flight at once, from a to b and from a to c. */
+    enum { N = 2000 };
+    static tcoll_t many;
+    tcoll_init(&many);
+    for (int i = 0; i < N; i++) {
+        pul_id_t t = (i & 1) ? fwd : echo;
+        pul_msg_t *m = pul_msg_new("echo", "item0", 5);
+        assert_int_equal(pul_ask_stream(a, t, m, 0, tcoll_cb, &many, NULL), 0);
+    }
+    assert_int_equal(tcount_wait(&many.done, N), N);
+    assert_int_equal(tcount_get(&many.items), N);
+    tcoll_destroy(&many);
+    pul_system_shutdown(a);
+    pul_system_shutdown(b);
+    pul_system_shutdown(c);
+}
+
+static void
+test_alloc_failures(void **state)
+{
+    (void)state;
+    pul_system_t *a = node_new(), *b = node_new();
+    route(a, b);
+    pul_id_t id = spawn_tact(b, NULL, NULL);
+    tans_t r;
+    assert_int_equal(task_ask(a, id, "echo", "warm", 0, &r), 0);
+    /* Fail the n-th allocation anywhere (caller, either core thread) during a remote ask: the
+     * ask completes (a value, or an error; a lost response ends at its deadline), nothing
+     * leaks, and the nodes keep serving. */
+    int ok = 0, failed = 0;
+    for (long n = 1; n <= 80; n++) {
+        memset(&r, 0, sizeof r);
+        tcount_init(&r.done);
+        pul_msg_t *m = pul_msg_new("echo", "payload", 7);
+        pul_mem_fail_after(n);
+        int rc = pul_ask(a, id, m, 300, tans_cb, &r, NULL);
+        if (rc != 0) {
+            pul_mem_fail_after(0);
+            pul_msg_unref(m);
+            tcount_destroy(&r.done);
+            continue;
+        }
+        assert_int_equal(tcount_wait(&r.done, 1), 1);
+        pul_mem_fail_after(0);
+        tcount_destroy(&r.done);
+        if (r.status == 0) {
+            ok++;
+            continue;
+        }
+        failed++;
+        /* A connection lost to the failure is re-dialled once its backoff has passed. */
+        tans_t r2;
+        for (int i = 0; i < 250 && task_ask(a, id, "echo", "again", 0, &r2) != 0; i++) {
+            usleep(20000);
+        }
+    }
+    assert_true(ok > 0);
+    assert_true(failed > 0);
+    for (int i = 0; i < 100; i++) { /* connections lost on the way are re-dialled */
+        if (task_ask(a, id, "echo", "after", 0, &r) == 0) {
+            break;
+        }
+        usleep(20000);
+    }
+    assert_string_equal(r.data, "after");
+    pul_system_shutdown(a);
+    pul_system_shutdown(b);
+}
+
+#include <dirent.h>
+
+static int
+count_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL) {
+        return -1;
+    }
+    while (readdir(d) != NULL) {
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static void
+test_fds_return(void **state)
+{
+    (void)state;
+    /* libuv's process-wide signal pipe etc. exist after the first system. */
+    pul_system_t *w = node_new();
+    pul_system_shutdown(w);
+    int base = count_fds();
+    for (int i = 0; i < 10; i++) {
+        pul_system_t *a = node_new(), *b = node_new();
+        route(a, b);
+        route(b, a);
+        pul_id_t ib = spawn_tact(b, NULL, NULL), ia = spawn_tact(a, NULL, NULL);
+        tans_t r;
+        assert_int_equal(task_ask(a, ib, "echo", "x", 0, &r), 0);
+        assert_int_equal(task_ask(b, ia, "echo", "y", 0, &r), 0);
+        pul_system_shutdown(i & 1 ? a : b);
+        pul_system_shutdown(i & 1 ? b : a);
+    }
+    assert_int_equal(count_fds(), base);
+}
+
+/* ---- 64 MiB with segments ------------------------------------------------------------------- */
+
+typedef struct {
+    tcount_t done;
+    int status;
+    int ok;
+    size_t nseg;
+    size_t total;
+} tbig_t;
+
+static uint8_t
+pattern(size_t seg, size_t i)
+{
+    return (uint8_t)((i * 131u + seg * 7u + (i >> 13)) & 0xff);
+}
+
+static void
+big_cb(int status, pul_msg_t *reply, const pul_error_t *err, void *arg)
+{
+    tbig_t *b = arg;
+    b->status = status;
+    if (status == 0) {
+        b->ok = 1;
+        b->nseg = pul_msg_nsegments(reply);
+        b->total = pul_msg_size(reply);
+        for (size_t s = 0; s < b->nseg; s++) {
+            size_t len;
+            const uint8_t *p = pul_msg_segment(reply, s, &len);
+            for (size_t i = 0; i < len; i++) {
+                if (p[i] != pattern(s, i)) {
+                    b->ok = 0;
+                    break;
+                }
+            }
+        }
+    }
+    tcount_add(&b->done, 1);
+}
+
+static void
+test_big_message(void **state)
+{
+    (void)state;
+    pul_system_t *a = node_new(), *b = node_new();
+    route(a, b);
+    pul_id_t id = spawn_tact(b, NULL, NULL);
+    size_t lens[3] = {40u << 20, 24u << 20, 0};
+    pul_msg_t *m = pul_msg_new("echo", "head", 4);
+    for (size_t s = 0; s < 3; s++) {
+        uint8_t *p = malloc(lens[s] ? lens[s] : 1);
+        for (size_t i = 0; i < lens[s]; i++) {
+            p[i] = pattern(s, i);
+        }
+        assert_int_equal(pul_msg_add_segment(m, p, lens[s], free, p), 0);
+    }
+    tbig_t r = {0};
+    tcount_init(&r.done);
+    assert_int_equal(pul_ask(a, id, m, 0, big_cb, &r, NULL), 0);
+    assert_int_equal(tcount_wait(&r.done, 1), 1);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.nseg, 3);
+    assert_int_equal(r.total, 4 + (64u << 20));
+    assert_true(r.ok);
+    tcount_destroy(&r.done);
+    /* Over max_message_size: refused on the sending side. */
+    m = pul_msg_new("echo", "", 0);
+    static uint8_t dummy[1];
+    assert_int_equal(pul_msg_add_segment(m, dummy, (66u << 20), NULL, NULL), 0);
+    tans_t t;
+    memset(&t, 0, sizeof t);
+    tcount_init(&t.done);
+    assert_int_equal(pul_ask(a, id, m, 0, tans_cb, &t, NULL), 0);
+    tcount_wait(&t.done, 1);
+    tcount_destroy(&t.done);
+    assert_int_equal(t.status, PUL_ETOOBIG);
+    pul_system_shutdown(a);
+    pul_system_shutdown(b);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_remote_ask, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remote_tell_and_named, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remote_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remote_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remote_cancel_and_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peer_goes_away, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_caller_shuts_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_route_drop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_peer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_connections, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bind_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_silent_peer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_big_message, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_backpressure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_control_plane, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_three_nodes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fds_return, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,348 @@
+"""Several nodes in one process: join, resolve across nodes, calls, streams, typed errors,
+cancellation, tells and references by id (docs/design/python-runtime.md, "Remote routes")."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pulsing as pul
+import pytest
+from cluster_util import cluster, eventually, node
+from pulsing.exceptions import (
+    PulsingBusinessError,
+    PulsingRuntimeError,
+    PulsingSystemError,
+    PulsingTimeoutError,
+    PulsingUnsupportedError,
+)
+
+
+@pul.remote
+class Counter:
+    def __init__(self, start: int = 0) -> None:
+        self.value = start
+        self.tag = "counter"
+        self.notes: list = []
+        self.cancelled = 0
+        self.closed_streams = 0
+
+    def incr(self, n: int = 1) -> int:
+        self.value += n
+        return self.value
+
+    def get(self) -> int:
+        return self.value
+
+    def note(self, x) -> None:
+        self.notes.append(x)
+
+    def get_notes(self) -> list:
+        return list(self.notes)
+
+    async def slow(self, seconds: float) -> str:
+        try:
+            await asyncio.sleep(seconds)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        return "done"
+
+    async def call_other(self, other, n: int) -> int:
+        assert not other.ref.is_local()  # a proxy sent over binds to this node's system
+        return await other.incr(n)
+
+    def stats(self) -> dict:
+        return {"cancelled": self.cancelled, "closed_streams": self.closed_streams}
+
+    async def tokens(self, n: int, fail_at: int = -1):
+        try:
+            for i in range(n):
+                if i == fail_at:
+                    raise ValueError(f"bad token {i}")
+                yield f"tok{i}"
+                await asyncio.sleep(0)
+        finally:
+            self.closed_streams += 1
+
+    def count(self, n: int):
+        yield from range(n)
+        return "finished"
+
+    async def endless(self):
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+                await asyncio.sleep(0.001)
+        finally:
+            self.closed_streams += 1
+
+    def fail(self, kind: str):
+        if kind == "business":
+            raise PulsingBusinessError(422, "rejected", details="field x")
+        if kind == "value":
+            raise ValueError("bad value")
+        if kind == "system":
+            raise PulsingSystemError("disk on fire", recoverable=False)
+        if kind == "timeout":
+            raise PulsingTimeoutError("fetch", 1500)
+        if kind == "unsupported":
+            raise PulsingUnsupportedError("teleport")
+        raise RuntimeError("boom")
+
+
+async def test_join_members_and_addr():
+    async with cluster(3) as (a, b, c):
+        for s in (a, b, c):
+            host, port = s.addr.rsplit(":", 1)
+            assert host == "127.0.0.1" and int(port) > 0
+        members = await a.members()
+        assert members[0]["node_id"] == str(a.node_id.id)  # this node first
+        assert {m["node_id"] for m in members} == {str(s.node_id.id) for s in (a, b, c)}
+        by_id = {m["node_id"]: m for m in members}
+        for s in (a, b, c):
+            m = by_id[str(s.node_id.id)]
+            assert m["addr"] == s.addr and m["status"] == "Alive"
+
+
+async def test_resolve_and_call_across_nodes():
+    async with cluster(3) as (a, b, _c):
+        await Counter.spawn(10, system=b, name="counter")
+        p = await Counter.resolve("counter", system=a, timeout=20)
+        assert not p.ref.is_local()
+        assert await p.incr(5) == 15
+        assert await p.get() == 15
+        # the local instance stays on the local fast path
+        local = await Counter.resolve("counter", system=b, timeout=5)
+        assert local.ref.is_local()
+        assert await local.get() == 15
+        # untyped proxies forward any name; `await proxy.attr` reads a plain attribute
+        anyp = p.as_any()
+        assert await anyp.incr(1) == 16
+        assert await anyp.tag == "counter"
+        # pul.resolve-style untyped proxy with ask/tell: low-level messages to a @remote
+        # instance without receive fail clearly, they never hang
+        with pytest.raises(PulsingRuntimeError):
+            await asyncio.wait_for(p.ref.ask({"x": 1}), 10)
+
+
+async def test_resolve_missing_name_times_out():
+    async with cluster(2) as (a, _b):
+        with pytest.raises(PulsingRuntimeError, match="not found"):
+            await a.resolve("nobody", timeout=0.3)
+
+
+async def test_round_robin_and_node_id():
+    async with cluster(3) as (a, b, c):
+        await Counter.spawn(0, system=b, name="shared")
+        await Counter.spawn(100, system=c, name="shared")
+
+        async def both_visible():
+            return (
+                len(
+                    {
+                        n["node_id"]
+                        for n in await a.all_named_actors()
+                        if n["name"] == "actors/shared"
+                    }
+                )
+                == 2
+            )
+
+        await eventually(both_visible, what="both instances in the registry")
+        seen = set()
+        for _ in range(6):
+            p = await Counter.resolve("shared", system=a, timeout=5)
+            seen.add(await p.get() >= 100)
+        assert seen == {True, False}  # round-robin reached both nodes
+        pc = await Counter.resolve("shared", system=a, node_id=c.node_id, timeout=5)
+        pb = await Counter.resolve("shared", system=a, node_id=str(b.node_id.id), timeout=5)
+        assert await pc.get() == 100 and await pb.get() == 0
+        with pytest.raises(PulsingRuntimeError):
+            await Counter.resolve("shared", system=a, node_id=a.node_id, timeout=0.2)
+        named = await a.all_named_actors()
+        shared = [n for n in named if n["name"] == "actors/shared"]
+        assert {n["node_id"] for n in shared} == {str(b.node_id.id), str(c.node_id.id)}
+        assert all(n["instances"] == 2 for n in shared)
+        assert not any(n["name"].startswith("system/") for n in named)
+
+
+async def test_remote_streams():
+    async with cluster(2) as (a, b):
+        await Counter.spawn(system=b, name="streamer")
+        p = await Counter.resolve("streamer", system=a, timeout=20)
+        assert [t async for t in p.tokens(5)] == [f"tok{i}" for i in range(5)]
+        assert [i async for i in p.count(4)] == [0, 1, 2, 3]
+        assert await p.count(3) == "finished"  # awaited: the generator's return value
+        assert [t async for t in p.tokens(0)] == []
+        # an error surfaces after the items yielded before it, typed
+        got = []
+        with pytest.raises(PulsingBusinessError) as ei:
+            async for t in p.tokens(5, fail_at=3):
+                got.append(t)
+        assert got == ["tok0", "tok1", "tok2"]
+        assert ei.value.code == 400 and "bad token 3" in ei.value.message
+        # an early break cancels the remote generator
+        before = (await p.stats())["closed_streams"]
+        async for i in p.endless():
+            if i == 5:
+                break
+
+        async def closed():
+            return (await p.stats())["closed_streams"] > before
+
+        await eventually(closed, 10, "the remote generator to be closed after break")
+
+
+async def test_typed_errors_across_nodes():
+    async with cluster(2) as (a, b):
+        await Counter.spawn(system=b, name="errs")
+        p = await Counter.resolve("errs", system=a, timeout=20)
+        with pytest.raises(PulsingBusinessError) as ei:
+            await p.fail("business")
+        e = ei.value
+        assert (e.code, e.message, e.details) == (422, "rejected", "field x")
+        assert str(e) == "[422] rejected"
+        with pytest.raises(PulsingBusinessError) as ei:
+            await p.fail("value")
+        assert ei.value.code == 400 and "bad value" in str(ei.value)
+        with pytest.raises(PulsingSystemError) as ei:
+            await p.fail("system")
+        assert ei.value.error == "disk on fire" and ei.value.recoverable is False
+        with pytest.raises(PulsingTimeoutError) as ei:
+            await p.fail("timeout")
+        assert (ei.value.operation, ei.value.duration_ms) == ("fetch", 1500)
+        with pytest.raises(PulsingUnsupportedError) as ei:
+            await p.fail("unsupported")
+        assert ei.value.operation == "teleport"
+        with pytest.raises(PulsingSystemError) as ei:
+            await p.fail("other")
+        assert "boom" in str(ei.value) and ei.value.recoverable is True
+        assert await p.incr() == 1  # the actor survived and keeps serving
+
+
+async def test_cancellation_of_remote_calls():
+    async with cluster(2) as (a, b):
+        await Counter.spawn(system=b, name="slowpoke")
+        p = await Counter.resolve("slowpoke", system=a, timeout=20)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(p.slow(30), 0.3)
+        assert loop.time() - t0 < 20  # the caller is released, not held by the remote work
+
+        def cancelled(n):
+            async def check():
+                return (await p.stats())["cancelled"] == n
+
+            return check
+
+        # the remote method's task is cancelled too (RST_STREAM -> pul_ctx_on_end -> Reply)
+        await eventually(cancelled(1), 10, "the remote method to see the cancellation")
+        task = asyncio.ensure_future(p.slow(30))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await eventually(cancelled(2), 10, "the second cancellation")
+        assert await p.slow(0) == "done"  # the actor keeps serving
+        # a consumer cancelled while iterating a remote stream cancels the remote generator
+        before = (await p.stats())["closed_streams"]
+
+        async def consume():
+            async for _ in p.endless():
+                pass
+
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(consume(), 0.3)
+
+        async def closed():
+            return (await p.stats())["closed_streams"] > before
+
+        await eventually(closed, 10, "the remote generator to be closed after cancellation")
+
+
+async def test_tell_and_refer_by_id():
+    async with cluster(2) as (a, b):
+        local = await Counter.spawn(system=b, name="mail")
+        aid = local.ref.actor_id
+        ref = await a.refer(str(aid))
+        assert not ref.is_local() and ref.actor_id == aid
+        p = Counter.proxy(ref)
+        await p.ref.tell(("__not_a_call__",))  # ignored: no receive, tells never raise
+        for i in range(5):
+            await ref.as_any().note(i)
+        assert await p.get_notes() == [0, 1, 2, 3, 4]
+        # proxies of remote refs are usable with an int id as well
+        p2 = Counter.proxy(await a.refer(aid.id))
+        assert await p2.incr(2) == 2
+
+
+async def test_proxies_travel_between_nodes():
+    async with cluster(2) as (a, b):
+        mine = await Counter.spawn(1, system=a, name="mine")
+        theirs = await Counter.spawn(system=b, name="theirs")
+        remote = await Counter.resolve("theirs", system=a, timeout=20)
+        assert theirs.ref.is_local() and not remote.ref.is_local()
+        # b calls back into a with the proxy it was given
+        assert await remote.call_other(mine, 41) == 42
+        assert await mine.get() == 42
+
+
+async def test_low_level_actor_across_nodes():
+    class Echo(pul.Actor):
+        def receive(self, msg):
+            return ("echo", msg)
+
+    async with cluster(2) as (a, b):
+        await b.spawn(Echo(), name="echo")
+        ref = await a.resolve("echo", timeout=20)
+        assert await ref.ask({"k": [1, 2.5, (3,)]}) == ("echo", {"k": [1, 2.5, (3,)]})
+        msg = pul.Message.from_json("greet", {"hi": 1})
+        # a Message travels with its own type
+        reply = await ref.ask(msg)
+        assert reply[0] == "echo" and reply[1].msg_type == "greet"
+        assert reply[1].to_json() == {"hi": 1}
+
+
+async def test_stopped_remote_actor_fails_promptly():
+    async with cluster(2) as (a, b):
+        await Counter.spawn(system=b, name="gone")
+        p = await Counter.resolve("gone", system=a, timeout=20)
+        assert await p.incr() == 1
+        await b.stop("gone")
+        with pytest.raises(PulsingRuntimeError):
+            await asyncio.wait_for(p.incr(), 10)
+
+
+async def test_global_init_with_seeds_joins():
+    first = await node()
+    try:
+        system = await pul.init(
+            addr="127.0.0.1:0", seeds=[first.addr], timing={"probe_interval_ms": 100}
+        )
+        assert pul.is_initialized() and system.addr.startswith("127.0.0.1:")
+        # init waited for the first join: the seed is already a member
+        assert str(first.node_id.id) in {m["node_id"] for m in await system.members()}
+        await Counter.spawn(7, name="global_counter")
+        p = await Counter.resolve("global_counter", system=first, timeout=20)
+        assert await p.get() == 7
+        proxy = await pul.resolve("global_counter", timeout=5)
+        assert proxy.ref.is_local()
+    finally:
+        await pul.shutdown()
+        await first.shutdown()
+
+
+async def test_bind_errors_and_passphrase_are_clear():
+    a = await node()
+    try:
+        with pytest.raises(PulsingRuntimeError, match="bind"):
+            await pul.actor_system(addr=a.addr)
+    finally:
+        await a.shutdown()
+    with pytest.raises(PulsingRuntimeError, match="passphrase"):
+        await pul.actor_system(addr="127.0.0.1:0", passphrase="secret")
+    with pytest.raises(ValueError, match="Cannot set both"):
+        await pul.actor_system(addr="127.0.0.1:0", head_addr="127.0.0.1:1", is_head_node=True)
