@@ -526,6 +526,8 @@ async def test_head_node_mode(cluster):
         await eventually(
             lambda: _dead_in(nodes[1], nodes[2].node_id), what="a worker learns it from the head"
         )
+        # this process is a worker too: it learns it with its next heartbeat's answer
+        await eventually(lambda: _sys_dead(system, nodes[2].node_id), what="test worker learns it")
         with pytest.raises(PulsingRuntimeError):
             await Counter.resolve("counter", system=system, timeout=1.0)
         assert (await relay.where())["node_id"] == nodes[1].node_id
