@@ -352,7 +352,9 @@ PUL_EXTERN int pul_ask_named(pul_system_t *sys, pul_id_t node_id, const char *na
 /* Fire and forget. Takes ownership of msg on success. Returns 0, PUL_ENOTFOUND (known at once),
  * PUL_EFULL (mailbox full: tell never blocks and never drops silently), PUL_ECLOSED. Any thread.
  * A remote tell returns 0 once the message is handed to the transport: it is delivered unless
- * the connection fails, and a full remote mailbox holds it through flow control. */
+ * the connection fails, and a full remote mailbox holds it through flow control. From the core
+ * thread a remote tell may also return PUL_EIO (the node could not be reached a moment ago) or
+ * PUL_ETOOBIG; from other threads such failures are only counted (the tell is posted first). */
 PUL_EXTERN int pul_tell(pul_system_t *sys, pul_id_t target, pul_msg_t *msg);
 /* Cancel a call: its callback runs once more with PUL_ECANCELED (unless it already completed),
  * a streaming producer sees its stream closed. The pul_call_t is released by this call or by

@@ -251,6 +251,14 @@ pul__net_start(pul_system_t *sys, char out_addr[PUL_ADDR_MAX + 1], pul__net_t **
     /* Window is returned as the consumer takes bytes (see server.c / client.c). */
     nghttp2_option_set_no_auto_window_update(net->opt, 1);
     nghttp2_option_set_peer_max_concurrent_streams(net->opt, NET_MAX_STREAMS);
+    /* A handle that is never started: the transport is always freed from a close callback,
+     * after every task the shutdown runs (a record may still point at it until then). */
+    if (uv_timer_init(&sys->loop.uv, &net->keep) != 0) {
+        goto fail;
+    }
+    net->keep.data = net;
+    net->nhandles++;
+    net->keep_init = 1;
     sys->net = net;
     const char *listen = sys->cfg.listen_addr;
     if (listen == NULL) {
@@ -305,7 +313,10 @@ fail:
     net->closing = 1;
     if (net->listening) {
         net->listening = 0;
-        uv_close((uv_handle_t *)&net->listener, listener_close_cb); /* frees net when closed */
+        uv_close((uv_handle_t *)&net->listener, listener_close_cb);
+    }
+    if (net->keep_init) {
+        uv_close((uv_handle_t *)&net->keep, listener_close_cb); /* frees net when closed */
         return rc;
     }
     net_free(net);
@@ -323,6 +334,7 @@ pul__net_close(pul__net_t *net)
         net->listening = 0;
         uv_close((uv_handle_t *)&net->listener, listener_close_cb);
     }
+    server_net_close(net);
     for (conn_t *cn = net->conns; cn != NULL; cn = cn->next) {
         if (!cn->dead) {
             if (cn->kind == CONN_SERVER && cn->connected) {
@@ -335,9 +347,7 @@ pul__net_close(pul__net_t *net)
             conn_fail(cn, PUL_ECLOSED);
         }
     }
-    if (net->nhandles == 0) {
-        net_free(net);
-    }
+    uv_close((uv_handle_t *)&net->keep, listener_close_cb); /* the last close frees net */
 }
 
 /* ---- calls -------------------------------------------------------------------------------- */

@@ -26,18 +26,27 @@ void pul__net_close(pul__net_t *net);
 /* Nonzero when an actor id belongs to another node (its prefix differs from ours). */
 int pul__net_is_remote(pul_system_t *sys, pul_id_t target);
 /* Take over an ask or stream whose target is remote (c->target, c->msg, c->stream_mode, c->due
- * set; the call layer already holds it pending with its deadline armed). Completion goes through
- * pul__call_complete / the stream path of call.c. Returns 0, or a PUL_E code with which the call
- * layer fails the call (PUL_ENOTFOUND: node unknown or dead). */
+ * set; the call layer already holds it pending with its deadline armed). On success the
+ * transport holds a reference on c and sets c->net_op; c->msg stays the call's (the request body
+ * references its memory, no copy). Completion goes through pul__call_complete (items of a stream
+ * straight to c->cb, as stream_task does). Returns 0, or a PUL_E code with which the call layer
+ * fails the call: PUL_ENOTFOUND (no route to the node), PUL_EIO (cannot dial, or in backoff
+ * after a failure), PUL_ETOOBIG (over max_message_size or 1024 segments), PUL_EINVAL (type over
+ * 255 bytes), PUL_ENOMEM, PUL_ECLOSED. Core thread. */
 int pul__net_call(pul__net_t *net, pul_call_t *c);
 /* Same for a named ask to node_id (name normalized). */
 int pul__net_call_named(pul__net_t *net, pul_call_t *c, pul_id_t node_id, const char *name);
-/* The call layer gave up on c (cancel, deadline, shutdown): reset its HTTP/2 stream. */
+/* The call layer gave up on c (cancel, deadline, shutdown): reset its HTTP/2 stream, drop the
+ * transport's reference and clear c->net_op. pul__call_complete calls it for every call with
+ * c->net_op set, so the transport clears c->net_op before completing a call itself. Core
+ * thread. */
 void pul__net_cancel(pul__net_t *net, pul_call_t *c);
 /* Nonzero when a route to target's node is known (so a remote tell can fail at once with
  * PUL_ENOTFOUND). Any thread (routes are under a mutex). net may be NULL. */
 int pul__net_has_route(pul__net_t *net, pul_id_t target);
-/* A remote tell: takes msg on success. Returns 0, PUL_ENOTFOUND, PUL_ENOMEM. */
+/* A remote tell: takes msg on success (answered 202 by the peer; a failure after that is only
+ * counted in the metrics). Returns 0, PUL_ENOTFOUND, PUL_EIO, PUL_ETOOBIG, PUL_ENOMEM,
+ * PUL_ECLOSED. Core thread. */
 int pul__net_tell(pul__net_t *net, pul_id_t target, pul_msg_t *msg);
 
 /* ---- routes, kept current by the cluster layer ---- */

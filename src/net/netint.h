@@ -22,6 +22,7 @@
 #define NET_BACKOFF_MIN 50
 #define NET_BACKOFF_MAX 2000
 #define NET_HIST_N 12
+#define NET_RST_MAX 1000 /* peer resets per second before GOAWAY (rapid reset) */
 
 typedef struct conn_s conn_t;
 
@@ -92,6 +93,8 @@ struct conn_s {
     int nwrites;
     int flush_scheduled;
     pul__task_t flush_task;
+    uint64_t rst_window_ms; /* rapid-reset accounting (server) */
+    unsigned rst_count;
     void *wb; /* the write batch being filled by nghttp2_session_send */
 };
 
@@ -137,6 +140,8 @@ struct pul__net_s {
     int closing;
     int listening;
     uv_tcp_t listener;
+    uv_timer_t keep; /* never started; its close frees the transport */
+    int keep_init;
     size_t nhandles; /* libuv handles not yet closed (listener, sockets) */
     conn_t *conns;
     size_t ninbound;
@@ -146,6 +151,9 @@ struct pul__net_s {
     size_t nroutes;
     size_t caproutes;
     handler_t *handlers;
+    struct sst_s *held_head; /* tells waiting for mailbox room (server.c) */
+    struct sst_s *held_tail;
+    pul__tmr_t tell_timer;
     nghttp2_session_callbacks *cbs_server;
     nghttp2_session_callbacks *cbs_client;
     nghttp2_option *opt;
@@ -174,6 +182,8 @@ void client_conn_free(conn_t *cn);
 void server_callbacks(nghttp2_session_callbacks *cbs);
 void server_conn_lost(conn_t *cn);
 void server_conn_free(conn_t *cn);
+/* Shutdown: drop the tells still waiting for mailbox room. */
+void server_net_close(pul__net_t *net);
 /* rest.c: answer GET path; returns the HTTP status and a body message (content type set). */
 int rest_get(pul__net_t *net, const char *path, pul_msg_t **body, const char **ctype);
 

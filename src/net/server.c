@@ -42,7 +42,7 @@ struct sst_s {
     outq_t out;
     uint64_t t0;
     int paused;
-    pul__tmr_t retry;
+    sst_t *held_next; /* net->held: tells waiting for room, in arrival order */
     pul_msg_t *tell_msg;
     pul_id_t target;
 };
@@ -55,7 +55,6 @@ sst_unref(sst_t *st)
     if (--st->refs > 0) {
         return;
     }
-    pul__timer_disarm(&st->net->sys->loop, &st->retry);
     pul_msg_unref(st->tell_msg);
     outq_free(&st->out);
     pul__env_rx_free(&st->env);
@@ -90,7 +89,6 @@ sst_close(sst_t *st)
         return;
     }
     st->closed = 1;
-    pul__timer_disarm(&st->net->sys->loop, &st->retry);
     if (st->call != NULL) {
         pul_call_t *c = st->call;
         st->call = NULL;
@@ -325,28 +323,98 @@ sst_consume(sst_t *st)
     st->unconsumed = 0;
 }
 
-static void
-tell_retry(pul__tmr_t *t)
+/* Try to put a held tell into its mailbox. Returns 1 when it is done with (delivered or
+ * answered with an error), 0 when the mailbox is still full. */
+static int
+tell_try(sst_t *st)
 {
-    sst_t *st = (sst_t *)((char *)t - offsetof(sst_t, retry));
-    pul_system_t *sys = st->net->sys;
     if (st->closed) {
-        return;
+        return 1;
     }
-    int rc = pul_tell(sys, st->target, st->tell_msg);
+    int rc = pul_tell(st->net->sys, st->target, st->tell_msg);
     if (rc == PUL_EFULL) {
-        /* A full mailbox holds the request (and the sender's window) until there is room. */
-        (void)pul__timer_arm(&sys->loop, &st->retry, pul__now_ms() + 5);
-        return;
+        return 0;
     }
     if (rc == 0) {
         st->tell_msg = NULL;
-        sst_consume(st);
+        sst_consume(st); /* the window goes back only now */
         sst_respond_body(st, 202, NULL, NULL, "", 0);
     } else {
         sst_respond_status(st, rc, NULL);
     }
     sst_observe(st);
+    return 1;
+}
+
+/* Tells to a full mailbox wait in one list, in arrival order, and are retried every 5 ms; a tell
+ * never overtakes an earlier one to the same actor. */
+static void
+tell_held_tick(pul__tmr_t *t)
+{
+    pul__net_t *net = (pul__net_t *)((char *)t - offsetof(pul__net_t, tell_timer));
+    sst_t **pp = &net->held_head;
+    net->held_tail = NULL;
+    while (*pp != NULL) {
+        sst_t *st = *pp;
+        int blocked = 0;
+        for (sst_t *e = net->held_head; e != st; e = e->held_next) {
+            if (pul_id_eq(e->target, st->target)) {
+                blocked = 1; /* an earlier one to the same actor is still waiting */
+                break;
+            }
+        }
+        if (!blocked && tell_try(st)) {
+            *pp = st->held_next;
+            st->held_next = NULL;
+            sst_unref(st); /* the list's */
+            continue;
+        }
+        net->held_tail = st;
+        pp = &st->held_next;
+    }
+    if (net->held_head != NULL && !net->closing) {
+        (void)pul__timer_arm(&net->sys->loop, &net->tell_timer, pul__now_ms() + 5);
+    }
+}
+
+static void
+tell_deliver(sst_t *st)
+{
+    pul__net_t *net = st->net;
+    for (sst_t *e = net->held_head; e != NULL; e = e->held_next) {
+        if (pul_id_eq(e->target, st->target)) {
+            goto hold; /* behind the earlier ones */
+        }
+    }
+    if (tell_try(st)) {
+        return;
+    }
+hold:
+    /* A full mailbox holds the request (and with it the sender's window) until there is room. */
+    st->refs++;
+    st->held_next = NULL;
+    if (net->held_tail != NULL) {
+        net->held_tail->held_next = st;
+    } else {
+        net->held_head = st;
+    }
+    net->held_tail = st;
+    net->tell_timer.cb = tell_held_tick;
+    if (net->tell_timer.idx == 0) {
+        (void)pul__timer_arm(&net->sys->loop, &net->tell_timer, pul__now_ms() + 5);
+    }
+}
+
+void
+server_net_close(pul__net_t *net)
+{
+    pul__timer_disarm(&net->sys->loop, &net->tell_timer);
+    while (net->held_head != NULL) {
+        sst_t *st = net->held_head;
+        net->held_head = st->held_next;
+        sst_unref(st);
+    }
+    net->held_tail = NULL;
 }
 
 static void
@@ -370,8 +438,7 @@ sst_deliver(sst_t *st, pul_id_t target)
     if (st->mode == MODE_TELL) {
         st->tell_msg = msg;
         st->target = target;
-        st->retry.cb = tell_retry;
-        tell_retry(&st->retry);
+        tell_deliver(st);
         return;
     }
     st->refs++; /* the call's */
@@ -638,6 +705,19 @@ sv_on_frame_recv(nghttp2_session *ses, const nghttp2_frame *frame, void *user_da
     conn_t *cn = user_data;
     if (cn->dead) {
         return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    if (frame->hd.type == NGHTTP2_RST_STREAM) {
+        /* Rapid reset (CVE-2023-44487): streams opened and reset in a loop make us start and
+         * cancel work for free. Past NET_RST_MAX a second, the peer is told to go away. */
+        uint64_t now = pul__now_ms();
+        if (now - cn->rst_window_ms >= 1000) {
+            cn->rst_window_ms = now;
+            cn->rst_count = 0;
+        }
+        if (++cn->rst_count > NET_RST_MAX) {
+            atomic_fetch_add_explicit(&cn->net->errors, 1, memory_order_relaxed);
+            (void)nghttp2_session_terminate_session(ses, NGHTTP2_ENHANCE_YOUR_CALM);
+        }
     }
     if (frame->hd.type == NGHTTP2_SETTINGS) {
         /* The handshake is done: the peer is no longer on the silent-connection clock. */

@@ -97,6 +97,7 @@ typedef struct {
     tcount_t stopped_streams; /* producers that saw their stream closed */
     tcount_t held_n;
     long seen;
+    long seen_seq, seq_errors;
     tcount_t produced;
     pul_reply_t *held[8];
     int nheld;
@@ -165,6 +166,8 @@ producer_tick(void *arg)
     producer_free(p);
 }
 
+static tcount_t gate;
+
 static void
 unref_msg(void *m)
 {
@@ -190,6 +193,15 @@ tact_receive(pul_ctx_t *ctx, pul_msg_t *msg, void *state)
         pul_ctx_reply(ctx, r);
     } else if (strcmp(type, "tell") == 0) {
         tcount_add(&t->told, 1);
+    } else if (strcmp(type, "seq") == 0) {
+        long v = strtol(d, NULL, 10);
+        if (v != t->seen_seq + 1) {
+            t->seq_errors++;
+        }
+        t->seen_seq = v;
+        tcount_add(&t->told, 1);
+    } else if (strcmp(type, "block") == 0) {
+        tcount_wait(&gate, 1); /* holds b's core thread: everything queues */
     } else if (strcmp(type, "biz") == 0) {
         pul_error_t e = {.kind = PUL_ERRKIND_BUSINESS,
                          .code = 422,
@@ -250,7 +262,16 @@ tact_free(void *state)
 }
 
 static pul_id_t
+spawn_tact_cap(pul_system_t *sys, const char *name, size_t cap, tact_t **out);
+
+static pul_id_t
 spawn_tact(pul_system_t *sys, const char *name, tact_t **out)
+{
+    return spawn_tact_cap(sys, name, 0, out);
+}
+
+static pul_id_t
+spawn_tact_cap(pul_system_t *sys, const char *name, size_t cap, tact_t **out)
 {
     tact_t *t = calloc(1, sizeof *t);
     tcount_init(&t->told);
@@ -261,6 +282,7 @@ spawn_tact(pul_system_t *sys, const char *name, tact_t **out)
     pul_spawn_opts_t o;
     pul_spawn_opts_init(&o);
     o.name = name;
+    o.mailbox_capacity = cap;
     pul_id_t id;
     assert_int_equal(pul_spawn(sys, &vt, t, &o, &id), 0);
     if (out != NULL) {
@@ -574,6 +596,31 @@ test_caller_shuts_down(void **state)
 }
 
 static void
+test_remote_tell_full_mailbox(void **state)
+{
+    (void)state;
+    pul_system_t *a = node_new(), *b = node_new();
+    route(a, b);
+    tact_t *t;
+    pul_id_t id = spawn_tact_cap(b, NULL, 1, &t);
+    tcount_init(&gate);
+    /* The actor blocks b's core thread; then 50 tells arrive for a mailbox of one: they are
+     * held (not dropped, not answered) and delivered in order once there is room. */
+    assert_int_equal(pul_tell(a, id, pul_msg_new("block", "", 0)), 0);
+    for (int i = 1; i <= 50; i++) {
+        char buf[16];
+        int k = snprintf(buf, sizeof buf, "%d", i);
+        assert_int_equal(pul_tell(a, id, pul_msg_new("seq", buf, (size_t)k)), 0);
+    }
+    tcount_add(&gate, 1);
+    assert_int_equal(tcount_wait(&t->told, 50), 50);
+    assert_int_equal(t->seq_errors, 0);
+    pul_system_shutdown(a);
+    pul_system_shutdown(b);
+    tcount_destroy(&gate);
+}
+
+static void
 test_route_drop(void **state)
 {
     (void)state;
@@ -854,6 +901,90 @@ test_garbage_peer(void **state)
     assert_int_equal(task_ask(a, id, "echo", "after", 0, &r), 0);
     assert_string_equal(r.data, "after");
     pul_system_shutdown(a);
+    pul_system_shutdown(b);
+}
+
+static void
+test_random_frames(void **state)
+{
+    (void)state;
+    pul_system_t *a = node_new(), *b = node_new();
+    route(a, b);
+    pul_id_t id = spawn_tact(b, NULL, NULL);
+    uint32_t x = 12345;
+    for (int c = 0; c < 30; c++) {
+        int fd = tcp_connect_to(pul_system_addr(b));
+        uint8_t buf[4096];
+        size_t n = 0;
+        static const char pre[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+        memcpy(buf, pre, sizeof pre - 1);
+        n = sizeof pre - 1;
+        /* an empty SETTINGS, then frames with random headers and payloads */
+        static const uint8_t settings[9] = {0, 0, 0, 4, 0, 0, 0, 0, 0};
+        memcpy(buf + n, settings, 9);
+        n += 9;
+        while (n + 9 + 64 < sizeof buf) {
+            x = x * 1103515245u + 12345u;
+            uint32_t len = (x >> 8) % 64;
+            uint8_t type = (uint8_t)((x >> 20) % 10);
+            x = x * 1103515245u + 12345u;
+            uint8_t hdr[9] = {0, 0, (uint8_t)len, type, (uint8_t)(x >> 24),
+                              0, 0, 0, (uint8_t)(1 + 2 * ((x >> 16) % 8))};
+            memcpy(buf + n, hdr, 9);
+            n += 9;
+            for (uint32_t k = 0; k < len; k++) {
+                x = x * 1103515245u + 12345u;
+                buf[n++] = (uint8_t)(x >> 16);
+            }
+        }
+        (void)send(fd, buf, n, MSG_NOSIGNAL);
+        assert_int_equal(wait_closed(fd), 1);
+        close(fd);
+    }
+    tans_t r;
+    assert_int_equal(task_ask(a, id, "echo", "alive", 0, &r), 0);
+    assert_string_equal(r.data, "alive");
+    pul_system_shutdown(a);
+    pul_system_shutdown(b);
+}
+
+static void
+test_rapid_reset(void **state)
+{
+    (void)state;
+    pul_system_t *b = node_new();
+    h2get_t g;
+    memset(&g, 0, sizeof g);
+    g.fd = tcp_connect_to(pul_system_addr(b));
+    nghttp2_session_callbacks *cbs;
+    nghttp2_session_callbacks_new(&cbs);
+    nghttp2_session_callbacks_set_send_callback(cbs, h2_send);
+    nghttp2_session *ses;
+    nghttp2_session_client_new(&ses, cbs, &g);
+    nghttp2_session_callbacks_del(cbs);
+    nghttp2_submit_settings(ses, NGHTTP2_FLAG_NONE, NULL, 0);
+    nghttp2_nv nva[] = {
+        {(uint8_t *)":method", (uint8_t *)"GET", 7, 3, 0},
+        {(uint8_t *)":path", (uint8_t *)"/health", 5, 7, 0},
+        {(uint8_t *)":scheme", (uint8_t *)"http", 7, 4, 0},
+        {(uint8_t *)":authority", (uint8_t *)"x", 10, 1, 0},
+    };
+    /* Open and reset streams in a loop: past the limit the node says GOAWAY and closes. */
+    for (int i = 0; i < 3000; i++) {
+        int32_t sid = nghttp2_submit_request(ses, NULL, nva, 4, NULL, NULL);
+        if (sid < 0 || nghttp2_session_send(ses) != 0) {
+            break;
+        }
+        nghttp2_submit_rst_stream(ses, NGHTTP2_FLAG_NONE, sid, NGHTTP2_CANCEL);
+        if (nghttp2_session_send(ses) != 0) {
+            break; /* the node already closed */
+        }
+    }
+    assert_int_equal(wait_closed(g.fd), 1);
+    nghttp2_session_del(ses);
+    close(g.fd);
+    h2get_t g2;
+    assert_int_equal(h2_get(pul_system_addr(b), "/health", &g2), 200);
     pul_system_shutdown(b);
 }
 
@@ -1279,6 +1410,35 @@ test_alloc_failures(void **state)
     pul_system_shutdown(b);
 }
 
+static void
+test_start_alloc_failures(void **state)
+{
+    (void)state;
+    long base = pul_mem_live();
+    int failed = 0, ok = 0;
+    for (long n = 1; n <= 40; n++) {
+        pul_system_config_t cfg;
+        pul_system_config_init(&cfg);
+        cfg.listen_addr = "127.0.0.1:0";
+        const char *seeds[] = {"127.0.0.1:1", "127.0.0.1:2"};
+        cfg.seeds = seeds;
+        cfg.nseeds = 2;
+        pul_system_t *s = NULL;
+        pul_mem_fail_after(n);
+        int rc = pul_system_new(&cfg, &s);
+        pul_mem_fail_after(0);
+        if (rc == 0) {
+            ok++;
+            pul_system_shutdown(s);
+        } else {
+            assert_true(rc == PUL_ENOMEM || rc == PUL_EIO);
+            failed++;
+        }
+        assert_int_equal(pul_mem_live(), base);
+    }
+    assert_true(failed > 0 && ok > 0);
+}
+
 #include <dirent.h>
 
 static int
@@ -1408,9 +1568,12 @@ main(void)
         cmocka_unit_test_setup_teardown(test_remote_cancel_and_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_peer_goes_away, setup, teardown),
         cmocka_unit_test_setup_teardown(test_caller_shuts_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remote_tell_full_mailbox, setup, teardown),
         cmocka_unit_test_setup_teardown(test_route_drop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_peer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_random_frames, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rapid_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_silent_peer, setup, teardown),
@@ -1420,6 +1583,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_bad_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_three_nodes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alloc_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_start_alloc_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fds_return, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -346,3 +346,24 @@ async def test_bind_errors_and_passphrase_are_clear():
         await pul.actor_system(addr="127.0.0.1:0", passphrase="secret")
     with pytest.raises(ValueError, match="Cannot set both"):
         await pul.actor_system(addr="127.0.0.1:0", head_addr="127.0.0.1:1", is_head_node=True)
+
+
+async def test_remote_calls_have_a_deadline(monkeypatch):
+    monkeypatch.setenv("PULSING_REMOTE_DEADLINE_S", "0.3")
+    async with cluster(2) as (a, b):
+        await Counter.spawn(system=b, name="late")
+        p = await Counter.resolve("late", system=a, timeout=20)
+        with pytest.raises(PulsingTimeoutError):
+            await asyncio.wait_for(p.slow(30), 20)
+
+        async def cancelled():
+            return (await p.stats())["cancelled"] == 1
+
+        await eventually(cancelled, 10, "the other node to give up too")
+        # a stream's deadline bounds its start only: a long stream is not cut off
+        n = 0
+        async for _ in p.endless():
+            n += 1
+            if n == 400:  # ~0.4 s and more of items
+                break
+        assert n == 400

@@ -65,6 +65,24 @@ __all__ = [
 DEFAULT_ASK_TIMEOUT = 30.0
 
 
+# Every remote call has a deadline (ARCHITECTURE.md §3): a generous one by default, so a call
+# whose remote actor hangs fails one day with PulsingTimeoutError while legitimate long calls (a
+# model generating for minutes) are not cut off. For a stream it bounds the wait for the first
+# item only. PULSING_REMOTE_DEADLINE_S overrides it (0: none); asyncio.wait_for sets tighter ones.
+DEFAULT_REMOTE_DEADLINE_S = 300.0
+
+
+def _default_remote_deadline_ms() -> int:
+    import os
+
+    raw = os.environ.get("PULSING_REMOTE_DEADLINE_S")
+    try:
+        seconds = float(raw) if raw is not None else DEFAULT_REMOTE_DEADLINE_S
+    except ValueError:
+        seconds = DEFAULT_REMOTE_DEADLINE_S
+    return max(0, int(seconds * 1000))
+
+
 class SystemConfig:
     """How to build a system: its address, seeds, passphrase and head-node settings."""
 
@@ -76,7 +94,7 @@ class SystemConfig:
         self.head_addr: str | None = None
         self.mailbox_capacity = 256
         self.timing: dict[str, int] | None = None  # pul_cluster_timing_t fields by name
-        self.remote_deadline_ms = 0  # remote asks without a deadline get this one; 0 = none
+        self.remote_deadline_ms = _default_remote_deadline_ms()
 
     @classmethod
     def standalone(cls) -> SystemConfig:
