@@ -237,7 +237,12 @@ async def steps(system, nodes: dict[str, NodeProc]) -> None:
     print()
     print(f"   store@node-c now holds: {await store.history('alice')}")
 
-    print("\n4. kill -9 node-b (it hosts the model)")
+    fast = (
+        "short membership timings (probe every 200 ms)"
+        if timing_kwargs(pul.init)
+        else ("the default membership timings")
+    )
+    print(f"\n4. kill -9 node-b (it hosts the model); the demo runs with {fast}")
     watchers = {"node-a": chat_a, "node-c": chat_c}
     t_kill = time.monotonic()
     nodes["node-b"].kill()
