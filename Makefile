@@ -45,6 +45,7 @@ $(VENV)/.installed: $(VENV)/.stamp $(C_SOURCES)
 # ---- demo ---------------------------------------------------------------------------------
 demo: install
 	$(VPY) examples/demo.py
+	$(VPY) examples/cluster_demo.py
 
 # ---- tests --------------------------------------------------------------------------------
 test: test-c test-py test-py-asan
@@ -101,7 +102,7 @@ test-py-asan: install build/py-asan/.configured
 # ---- benchmarks (figures, not pass/fail) ----------------------------------------------------
 bench: install build/plain/.configured
 	cmake --build build/plain -j $(JOBS)
-	$(VPY) bench/run.py
+	$(VPY) bench/run.py --all
 
 clean:
 	rm -rf build .deps.stamp $(VENV)/.installed
