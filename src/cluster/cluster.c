@@ -38,6 +38,8 @@ struct pul__cluster_s {
     pul__tmr_t flush_tmr; /* applies member events to routes on a later turn */
     uint64_t next_hb;
     int hb_inflight;
+    uint64_t hb_backoff; /* worker: delay before the next try while the head is unreachable */
+    long hb_failed;      /* worker: heartbeats in a row without a view */
     cev_t *ev; /* member events produced under mu, applied to routes after it */
     size_t nev;
     size_t evcap;
@@ -195,6 +197,56 @@ leave_tmr_fire(pul__tmr_t *t)
     leave_finish(cl);
 }
 
+/* Worker: the answer to a heartbeat. Without a view the head is unreachable: we keep what we
+ * know (our actors, our view, calls to live peers), report it (log, the head Suspect then Dead
+ * in members()) and retry with a backoff that doubles from heartbeat_interval up to half of
+ * heartbeat_timeout, so a head that comes back hears from every worker well before it would
+ * consider one gone. Returns when to tick next (0: as planned). */
+static uint64_t
+worker_heartbeat_done(pul__cluster_t *cl, const char *addr, int status, const uint8_t *body,
+                      size_t len, uint64_t now)
+{
+    const pul_cluster_timing_t *t = &cl->sys->cfg.timing;
+    int rc = PUL_EPROTO;
+    if (status == 200) {
+        pthread_mutex_lock(&cl->mu);
+        rc = pul__head_view_recv(cl->head, body, len, cl->max_msg, now);
+        pthread_mutex_unlock(&cl->mu);
+    }
+    if (rc == 0) {
+        if (cl->hb_failed > 0) {
+            PUL__LOG(PUL__LOG_WARN, "cluster", "%s: head %s reachable again after %ld failed "
+                     "heartbeats; registered", cl->sys->addr, addr, cl->hb_failed);
+        }
+        cl->hb_failed = 0;
+        cl->hb_backoff = 0;
+        return 0;
+    }
+    char why[64];
+    if (status < 0) {
+        snprintf(why, sizeof why, "%s", pul_strerror(status));
+    } else if (status == 200) {
+        snprintf(why, sizeof why, "unreadable view (%s)", pul_strerror(rc));
+    } else {
+        snprintf(why, sizeof why, "answered %d", status);
+    }
+    pthread_mutex_lock(&cl->mu);
+    (void)pul__head_unreachable(cl->head, now);
+    pthread_mutex_unlock(&cl->mu);
+    uint64_t step = t->heartbeat_interval_ms ? t->heartbeat_interval_ms : 1000;
+    uint64_t cap = t->heartbeat_timeout_ms / 2 > step ? t->heartbeat_timeout_ms / 2 : step;
+    cl->hb_backoff = cl->hb_backoff == 0 ? step : cl->hb_backoff * 2;
+    if (cl->hb_backoff > cap) {
+        cl->hb_backoff = cap;
+    }
+    cl->hb_failed++;
+    PUL__LOG(cl->hb_failed == 1 ? PUL__LOG_WARN : PUL__LOG_DEBUG, "cluster",
+             "%s: head %s unreachable (%s): keeping the last view, retrying in %llu ms",
+             cl->sys->addr, addr, why, (unsigned long long)cl->hb_backoff);
+    cl->next_hb = now + cl->hb_backoff;
+    return cl->next_hb;
+}
+
 static void
 post_cb(int status, const uint8_t *body, size_t len, void *arg)
 {
@@ -249,15 +301,7 @@ post_cb(int status, const uint8_t *body, size_t len, void *arg)
         if (cl->leaving) {
             break;
         }
-        if (status == 200) {
-            pthread_mutex_lock(&cl->mu);
-            if (pul__head_view_recv(cl->head, body, len, cl->max_msg, now) != 0) {
-                PUL__LOG(PUL__LOG_WARN, "cluster", "bad view from head %s", p->addr);
-            }
-            pthread_mutex_unlock(&cl->mu);
-        } else {
-            PUL__LOG(PUL__LOG_DEBUG, "cluster", "heartbeat to %s failed: %d", p->addr, status);
-        }
+        due = worker_heartbeat_done(cl, p->addr, status, body, len, now);
         break;
     }
     pul__free(p);

@@ -10,6 +10,7 @@ typedef struct {
     pul_member_t m;
     uint64_t last;    /* head: last heartbeat */
     uint64_t changed; /* when the status last changed */
+    uint64_t unlisted; /* worker: since when the head's views omit it (0: listed) */
 } hmember_t;
 
 struct pul__head_s {
@@ -22,6 +23,8 @@ struct pul__head_s {
     size_t cap;
     pul__registry_t reg;
     uint64_t name_ver;
+    pul_id_t head_id;   /* worker: the head, as named by its last view (zero before one) */
+    uint64_t last_view; /* worker: when that view arrived */
 };
 
 static hmember_t *
@@ -231,6 +234,12 @@ pul__head_heartbeat_body(pul__head_t *h, int leaving, pul__gbuf_t *out)
     return head_encode(h, 1, out);
 }
 
+static int
+head_live(const hmember_t *x)
+{
+    return x->m.status == PUL_MEMBER_ALIVE || x->m.status == PUL_MEMBER_SUSPECT;
+}
+
 int
 pul__head_view_recv(pul__head_t *h, const uint8_t *body, size_t len, size_t max, uint64_t now)
 {
@@ -239,18 +248,37 @@ pul__head_view_recv(pul__head_t *h, const uint8_t *body, size_t len, size_t max,
     if (rc != 0) {
         return rc;
     }
-    /* Members we knew that the head no longer lists are gone. */
+    pul_id_t old_head = h->head_id;
+    h->head_id = y.from;
+    h->last_view = now;
+    /* Members the head does not list: a member it forgot (reclaimed after Dead or Left) goes.
+     * A live one gets heartbeat_timeout to show up again: a head that just restarted has heard
+     * from some workers only, and the others are still there (they re-register within their
+     * backoff, which is shorter). A previous head that was replaced is gone at once. */
     for (size_t i = h->n; i-- > 1;) {
+        hmember_t *x = &h->v[i];
         int listed = 0;
         for (size_t j = 0; j < y.nmembers && !listed; j++) {
-            listed = pul_id_eq(y.members[j].node, h->v[i].m.node_id);
+            listed = pul_id_eq(y.members[j].node, x->m.node_id);
         }
-        if (!listed) {
-            if (h->v[i].m.status == PUL_MEMBER_ALIVE) {
-                head_set(h, &h->v[i], h->v[i].m.addr, PUL_MEMBER_DEAD, 0, now);
+        if (listed) {
+            x->unlisted = 0;
+            continue;
+        }
+        int replaced_head = pul_id_eq(x->m.node_id, old_head) && !pul_id_eq(old_head, y.from);
+        if (head_live(x) && !replaced_head) {
+            if (x->unlisted == 0) {
+                x->unlisted = now;
             }
-            h->v[i] = h->v[--h->n];
+            if (now - x->unlisted < h->t.heartbeat_timeout_ms) {
+                continue;
+            }
         }
+        if (head_live(x)) {
+            head_set(h, x, x->m.addr, PUL_MEMBER_DEAD, x->m.incarnation, now);
+        }
+        pul__registry_drop_node(&h->reg, x->m.node_id);
+        h->v[i] = h->v[--h->n];
     }
     for (size_t j = 0; j < y.nmembers; j++) {
         const pul__gmember_t *m = &y.members[j];
@@ -266,20 +294,40 @@ pul__head_view_recv(pul__head_t *h, const uint8_t *body, size_t len, size_t max,
                      m->inc, now);
         }
     }
-    /* Names: the head's list replaces every other node's. */
-    for (size_t i = 1; i < h->n; i++) {
-        pul__registry_drop_node(&h->reg, h->v[i].m.node_id);
-    }
-    pul__registry_t keep = h->reg;
+    /* Names: the head's list replaces those of every node but ours and the members waiting to
+     * be listed again (they keep what they had). */
     size_t k = 0;
-    for (size_t i = 0; i < keep.n; i++) {
-        if (pul_id_eq(keep.v[i].node, h->v[0].m.node_id)) {
-            keep.v[k++] = keep.v[i];
+    for (size_t i = 0; i < h->reg.n; i++) {
+        const pul__reg_entry_t *e = &h->reg.v[i];
+        const hmember_t *x = head_find(h, e->node);
+        if (x == &h->v[0] || (x != NULL && x->unlisted != 0)) {
+            h->reg.v[k++] = *e;
         }
     }
     h->reg.n = k;
     head_apply_names(h, &y, 0);
     pul__gsync_clear(&y);
+    return 0;
+}
+
+int
+pul__head_unreachable(pul__head_t *h, uint64_t now)
+{
+    if (h->is_head || pul_id_is_zero(h->head_id)) {
+        return 0;
+    }
+    hmember_t *x = head_find(h, h->head_id);
+    if (x == NULL || !head_live(x)) {
+        return 0;
+    }
+    if (now - h->last_view >= h->t.heartbeat_timeout_ms) {
+        head_set(h, x, x->m.addr, PUL_MEMBER_DEAD, x->m.incarnation, now);
+        return 1;
+    }
+    if (x->m.status == PUL_MEMBER_ALIVE) {
+        head_set(h, x, x->m.addr, PUL_MEMBER_SUSPECT, x->m.incarnation, now);
+        return 1;
+    }
     return 0;
 }
 
@@ -311,7 +359,7 @@ pul__head_node_ok(const pul__head_t *h, pul_id_t node)
 {
     for (size_t i = 0; i < h->n; i++) {
         if (pul_id_eq(h->v[i].m.node_id, node)) {
-            return h->v[i].m.status == PUL_MEMBER_ALIVE;
+            return head_live(&h->v[i]);
         }
     }
     return 0;
@@ -321,7 +369,7 @@ int
 pul__head_node_of(const pul__head_t *h, uint64_t prefix, pul_id_t *out)
 {
     for (size_t i = 0; i < h->n; i++) {
-        if (h->v[i].m.node_id.hi == prefix && h->v[i].m.status == PUL_MEMBER_ALIVE) {
+        if (h->v[i].m.node_id.hi == prefix && head_live(&h->v[i])) {
             *out = h->v[i].m.node_id;
             return 0;
         }

@@ -34,9 +34,15 @@ uint64_t pul__head_tick(pul__head_t *h, uint64_t now);
 
 /* Worker: the heartbeat body (our id, address, status, our own names). leaving marks us Left. */
 int pul__head_heartbeat_body(pul__head_t *h, int leaving, pul__gbuf_t *out);
-/* Worker: adopt the head's answer. Returns 0 or a decode error (the old view is kept). */
+/* Worker: adopt the head's answer. Members it omits stay for heartbeat_timeout if they were
+ * live (a restarted head has not heard from everyone yet), then are Dead. Returns 0 or a decode
+ * error (the old view is kept). */
 int pul__head_view_recv(pul__head_t *h, const uint8_t *body, size_t len, size_t max,
                         uint64_t now);
+/* Worker: a heartbeat got no view (refused, timed out, an error status). The head turns
+ * Suspect (its route and names stay), and Dead once heartbeat_timeout has passed since the last
+ * view; the rest of the view is kept as is. Returns 1 when the head's status changed. */
+int pul__head_unreachable(pul__head_t *h, uint64_t now);
 
 /* Our own name registered or released (both roles). */
 int pul__head_name_changed(pul__head_t *h, const char *name, pul_id_t actor, int live);

@@ -2,7 +2,7 @@
  * public queries of api.c) on real systems and their core threads, over an in-process network
  * that stands in for the transport: join by seed, names resolvable everywhere, graceful leave
  * seen as Left, an abrupt kill seen as Dead with its names gone and its route dropped, head-node
- * mode. */
+ * mode (workers that miss heartbeats, a head that dies and a new one at the same address). */
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -22,7 +22,10 @@ typedef struct {
     void *a_cluster, *a_head;
     pul_id_t id;
     int down; /* abruptly gone: refuses everything, sends nothing */
+    int cut;  /* its posts are refused (a network cut on its side); it still answers */
+    long refused; /* posts of its that were refused */
     int routed[MAXN]; /* route to node j: 1 set, 0 never, -1 dropped */
+    int drops[MAXN];  /* times the route to node j was dropped */
 } fnode_t;
 
 static fnode_t fn[MAXN];
@@ -104,7 +107,10 @@ fake_post(void *net, const char *addr, const char *path, const uint8_t *body, si
             dst = &fn[i];
         }
     }
-    int dst_down = dst == NULL || dst->down;
+    int dst_down = dst == NULL || dst->down || src->cut;
+    if (dst_down) {
+        src->refused++;
+    }
     g_inflight++;
     pthread_mutex_unlock(&g_mu);
     freq_t *r = calloc(1, sizeof *r);
@@ -170,6 +176,7 @@ fake_route_drop(void *net, pul_id_t node)
     int j = node_index(node);
     if (j >= 0) {
         x->routed[j] = -1;
+        x->drops[j]++;
     }
     pthread_mutex_unlock(&g_mu);
 }
@@ -238,6 +245,8 @@ run_on(int i, void (*f)(void *), job_t *j)
     tcount_destroy(&j->done);
 }
 
+static uint64_t g_hb_timeout_ms = 500;
+
 static pul_cluster_timing_t
 fast_timing(void)
 {
@@ -250,7 +259,7 @@ fast_timing(void)
     t.push_pull_interval_ms = 1000;
     t.join_retry_ms = 100;
     t.heartbeat_interval_ms = 100;
-    t.heartbeat_timeout_ms = 500;
+    t.heartbeat_timeout_ms = g_hb_timeout_ms;
     return t;
 }
 
@@ -264,10 +273,14 @@ node_start(int i, int head)
     pul_system_config_init(&cfg);
     cfg.timing = fast_timing();
     fnode_t *x = &fn[i];
+    pul_system_t *sys;
+    assert_int_equal(pul_system_new(&cfg, &sys), 0);
+    pthread_mutex_lock(&g_mu); /* a restarted node: other nodes' posts look it up meanwhile */
     memset(x, 0, sizeof *x);
     snprintf(x->addr, sizeof x->addr, "sim-%d:1", i);
-    assert_int_equal(pul_system_new(&cfg, &x->sys), 0);
+    x->sys = sys;
     x->id = pul_system_node_id(x->sys);
+    pthread_mutex_unlock(&g_mu);
     /* The test plays the transport: it sets what pul_system_new refuses without one. */
     snprintf(x->sys->addr, sizeof x->sys->addr, "%s", x->addr);
     if (head < 0) {
@@ -517,6 +530,130 @@ test_head_mode(void **state)
     node_stop(0, 1);
 }
 
+static void
+set_cut(int i, int cut)
+{
+    pthread_mutex_lock(&g_mu);
+    fn[i].cut = cut;
+    fn[i].refused = 0;
+    pthread_mutex_unlock(&g_mu);
+}
+
+static long
+refused(int i)
+{
+    pthread_mutex_lock(&g_mu);
+    long n = fn[i].refused;
+    pthread_mutex_unlock(&g_mu);
+    return n;
+}
+
+/* Heartbeats that do not arrive for a while (less than heartbeat_timeout) change nothing at the
+ * head; the worker reports its head Suspect meanwhile and Alive again after. */
+static void
+test_head_missed_heartbeats(void **state)
+{
+    (void)state;
+    g_hb_timeout_ms = 5000; /* 50 heartbeat intervals: "a while" is far shorter */
+    nfn = 3;
+    node_start(0, 0);
+    node_start(1, 0);
+    node_start(2, 0);
+    assert_true(WAIT_FOR(10000, count_alive(0) == 3 && count_alive(1) == 3 &&
+                                    count_alive(2) == 3) >= 0);
+    spawn_named(1, "services/echo");
+    assert_true(WAIT_FOR(5000, resolves_everywhere("services/echo", 1)) >= 0);
+    set_cut(1, 1);
+    /* Two heartbeats refused in a row. */
+    assert_true(WAIT_FOR(10000, refused(1) >= 2 && status_in(1, 0) == PUL_MEMBER_SUSPECT) >= 0);
+    assert_int_equal(status_in(0, 1), PUL_MEMBER_ALIVE);
+    assert_int_equal(status_in(2, 1), PUL_MEMBER_ALIVE);
+    assert_true(resolves_everywhere("services/echo", 1));
+    assert_int_equal(status_in(1, 2), PUL_MEMBER_ALIVE); /* the worker keeps its view */
+    set_cut(1, 0);
+    assert_true(WAIT_FOR(10000, status_in(1, 0) == PUL_MEMBER_ALIVE) >= 0);
+    assert_int_equal(status_in(0, 1), PUL_MEMBER_ALIVE);
+    assert_int_equal(fn[0].routed[1], 1);
+    assert_int_equal(fn[2].routed[1], 1);
+    assert_true(resolves_everywhere("services/echo", 1));
+    for (int i = 2; i >= 0; i--) {
+        node_stop(i, 1);
+    }
+    g_hb_timeout_ms = 500;
+}
+
+static int
+member_absent(int i, pul_id_t id)
+{
+    pul_member_t ms[8];
+    int n = pul_members(fn[i].sys, ms, 8);
+    for (int k = 0; k < n && k < 8; k++) {
+        if (pul_id_eq(ms[k].node_id, id)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The head dies: workers keep their view and their peers (names of live workers resolve, routes
+ * stay), report the head Suspect then Dead; a new head at the same address gets every worker
+ * back and the registry is rebuilt. No worker drops another during the change of head. */
+static void
+test_head_dies_and_returns(void **state)
+{
+    (void)state;
+    g_hb_timeout_ms = 2000;
+    nfn = 3;
+    node_start(0, 0);
+    node_start(1, 0);
+    node_start(2, 0);
+    assert_true(WAIT_FOR(10000, count_alive(0) == 3 && count_alive(1) == 3 &&
+                                    count_alive(2) == 3) >= 0);
+    pul_id_t a1 = spawn_named(1, "services/echo");
+    pul_id_t a2 = spawn_named(2, "services/echo");
+    spawn_named(0, "services/head-only");
+    assert_true(WAIT_FOR(5000, resolves_everywhere("services/echo", 2) &&
+                                   resolves_everywhere("services/head-only", 1)) >= 0);
+    pul_id_t old_head = fn[0].id;
+
+    node_stop(0, 0); /* abruptly */
+    long t = WAIT_FOR(20000, status_in(1, 0) == PUL_MEMBER_DEAD &&
+                                 status_in(2, 0) == PUL_MEMBER_DEAD);
+    print_message("workers declared their head Dead in %ld ms\n", t);
+    assert_true(t >= 0);
+    for (int i = 1; i <= 2; i++) {
+        pul_instance_t in[4];
+        assert_int_equal(pul_resolve_name(fn[i].sys, "services/echo", in, 4), 2);
+        assert_int_equal(pul_resolve_name(fn[i].sys, "services/head-only", in, 4), 0);
+        assert_int_equal(status_in(i, 3 - i), PUL_MEMBER_ALIVE);
+        assert_int_equal(fn[i].routed[3 - i], 1);
+        assert_int_equal(fn[i].routed[0], -1);
+    }
+    pul_id_t node;
+    assert_int_equal(pul_actor_node(fn[1].sys, a2, &node), 0);
+
+    node_start(0, 0); /* a new head (a new node id) at the same address */
+    t = WAIT_FOR(20000, count_alive(0) == 3 && count_alive(1) == 3 && count_alive(2) == 3 &&
+                            member_absent(1, old_head) && member_absent(2, old_head));
+    print_message("new head has every worker back in %ld ms\n", t);
+    assert_true(t >= 0);
+    assert_true(WAIT_FOR(5000, resolves_everywhere("services/echo", 2)) >= 0);
+    pul_instance_t in[4];
+    assert_int_equal(pul_resolve_name(fn[0].sys, "services/echo", in, 4), 2);
+    assert_true(pul_id_eq(in[0].actor_id, a1) || pul_id_eq(in[1].actor_id, a1));
+    assert_true(pul_id_eq(in[0].actor_id, a2) || pul_id_eq(in[1].actor_id, a2));
+    assert_int_equal(pul_resolve_name(fn[1].sys, "services/head-only", in, 4), 0);
+    /* Never dropped: the routes between workers stayed through the change of head. */
+    assert_int_equal(fn[1].routed[2], 1);
+    assert_int_equal(fn[2].routed[1], 1);
+    assert_int_equal(fn[1].drops[2], 0);
+    assert_int_equal(fn[2].drops[1], 0);
+    for (int i = 2; i >= 0; i--) {
+        node_stop(i, 1);
+    }
+    g_hb_timeout_ms = 500;
+}
+
 /* A node that freezes (answers 503, sends nothing, refuses nothing) is declared Dead by probe
  * timeouts alone; its shutdown afterwards skips the leave. */
 static void
@@ -549,6 +686,10 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_gossip_cluster, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_head_mode, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_head_missed_heartbeats, pul_test_setup,
+                                        pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_head_dies_and_returns, pul_test_setup,
+                                        pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_silenced_node, pul_test_setup, pul_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -535,6 +535,81 @@ async def test_head_node_mode(cluster):
         await pul.shutdown()
 
 
+def _free_port() -> int:
+    """A port the OS says is free now, to restart a node at the same address later."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _status_in(node: Node, node_id: int) -> str:
+    return (await node_view(node)).get(node_id, "absent")
+
+
+async def _named_in(node: Node) -> set[str]:
+    answer = await asyncio.to_thread(node.command, "named")
+    return {n["name"] for n in answer["named"]}
+
+
+async def test_head_node_dies_and_returns(cluster):
+    """Workers outlive their head: they keep their actors, their view and calls to each other,
+    report the head unreachable, and re-register with a head that comes back at the same
+    address, whose registry is rebuilt from them."""
+    bind = ["--bind", f"127.0.0.1:{_free_port()}"]
+    head = await asyncio.to_thread(cluster.start_node, head=True, extra_args=bind, label="head")
+    w1 = cluster.spawn_node(head_addr=head.addr, spawn=["Relay:relay"], label="w1")
+    w2 = cluster.spawn_node(head_addr=head.addr, spawn=["Counter:counter"], label="w2")
+    for w in (w1, w2):
+        await asyncio.to_thread(w.wait_ready)
+    workers = [w1.node_id, w2.node_id]
+    kw = timing_kwargs(pul.actor_system, FAST_TIMING)
+    system = await pul.actor_system(addr="127.0.0.1:0", head_addr=head.addr, **kw)
+    try:
+        me = nid(system.node_id)
+        await eventually(lambda: _alive_in(head, [*workers, me]), what="the head sees everyone")
+        c = await Counter.resolve("counter", system=system, timeout=CONVERGE)
+        relay = await Relay.resolve("relay", system=system, timeout=CONVERGE)
+        assert await c.incr(1) == 1
+
+        head.kill()
+        # reported unreachable: Dead once heartbeat_timeout has passed without an answer
+        await eventually(
+            lambda: _sys_dead(system, head.node_id), what="the test worker reports the head"
+        )
+        await eventually(lambda: _dead_in(w1, head.node_id), what="w1 reports the head")
+        # the workers keep working with what they know
+        assert all_alive(await system_view(system), workers)
+        assert all_alive(await node_view(w1), [w2.node_id, me])
+        assert await c.incr(1) == 2
+        assert await relay.call("counter", "incr", 1) == 3  # w1 -> w2, resolved by name
+        c_again = await Counter.resolve("counter", system=system, timeout=5)
+        assert await c_again.get() == 3
+
+        # a head comes back at the same address (a new process: a new node id)
+        head2 = await asyncio.to_thread(
+            cluster.start_node, head=True, extra_args=bind, label="head2"
+        )
+        assert head2.addr == head.addr and head2.node_id != head.node_id
+        everyone = [head2.node_id, *workers, me]
+        await eventually(lambda: _alive_in(head2, everyone), what="workers re-register")
+        # the registry is rebuilt from the workers' heartbeats
+        await eventually(
+            lambda: _has_names(head2, {"actors/counter", "actors/relay"}),
+            what="the new head knows the workers' names",
+        )
+        await eventually(lambda: _sys_alive(system, everyone), what="the test worker follows")
+        await eventually(lambda: _alive_in(w2, everyone), what="w2 follows the new head")
+        assert head.node_id not in await node_view(w2)
+        assert await relay.call("counter", "incr", 1) == 4
+        assert await c.incr(1) == 5
+    finally:
+        await system.shutdown()
+
+
+async def _has_names(node: Node, names: set[str]) -> bool:
+    return names <= await _named_in(node)
+
+
 # ---- a hostile peer ---------------------------------------------------------------------------
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
