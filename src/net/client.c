@@ -677,13 +677,6 @@ peer_conn(pul__net_t *net, const char *addr, int kind, int *err)
         *err = PUL_EIO; /* failed a moment ago: fail fast until the backoff has passed */
         return NULL;
     }
-    if (!p->resolved) {
-        if (net_parse_addr(addr, &p->sa) != 0) {
-            *err = PUL_EIO;
-            return NULL;
-        }
-        p->resolved = 1;
-    }
     conn_t *cn = conn_new(net, kind);
     if (cn == NULL) {
         *err = PUL_ENOMEM;
@@ -691,7 +684,7 @@ peer_conn(pul__net_t *net, const char *addr, int kind, int *err)
     }
     cn->peer = p;
     p->conn[kind] = cn;
-    int rc = conn_dial(cn, (const struct sockaddr *)&p->sa);
+    int rc = net_dial(cn, p);
     if (rc != 0) {
         conn_fail(cn, PUL_EIO);
         *err = rc == PUL_ENOMEM ? PUL_ENOMEM : PUL_EIO;

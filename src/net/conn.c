@@ -476,13 +476,20 @@ conn_dial(conn_t *cn, const struct sockaddr *sa)
     if (rc != 0) {
         return rc;
     }
-    cn->connect_req.data = cn;
-    if (uv_tcp_connect(&cn->connect_req, &cn->tcp, sa, conn_connect_cb) != 0) {
-        return PUL_EIO;
-    }
     uint64_t to = net->sys->cfg.connect_timeout_ms ? net->sys->cfg.connect_timeout_ms : 2000;
     cn->connect_timer.cb = conn_connect_timeout;
-    return pul__timer_arm(&net->sys->loop, &cn->connect_timer, pul__now_ms() + to);
+    rc = pul__timer_arm(&net->sys->loop, &cn->connect_timer, pul__now_ms() + to);
+    if (rc != 0 || sa == NULL) {
+        return rc;
+    }
+    return conn_connect(cn, sa);
+}
+
+int
+conn_connect(conn_t *cn, const struct sockaddr *sa)
+{
+    cn->connect_req.data = cn;
+    return uv_tcp_connect(&cn->connect_req, &cn->tcp, sa, conn_connect_cb) != 0 ? PUL_EIO : 0;
 }
 
 void

@@ -48,32 +48,142 @@ addr_split(const char *addr, char host[PUL_ADDR_MAX + 1], int *port)
     return 0;
 }
 
+static void
+addr_set_port(struct sockaddr_storage *sa, int port)
+{
+    if (sa->ss_family == AF_INET) {
+        ((struct sockaddr_in *)sa)->sin_port = htons((uint16_t)port);
+    } else {
+        ((struct sockaddr_in6 *)sa)->sin6_port = htons((uint16_t)port);
+    }
+}
+
+/* An IP literal: 1; a host name: 0 (host and port set); malformed: PUL_EADDR. No lookup. */
+static int
+addr_parse_ip(const char *addr, struct sockaddr_storage *out, char host[PUL_ADDR_MAX + 1],
+              int *port)
+{
+    if (addr_split(addr, host, port) != 0) {
+        return PUL_EADDR;
+    }
+    memset(out, 0, sizeof *out);
+    return uv_ip4_addr(host, *port, (struct sockaddr_in *)out) == 0 ||
+           uv_ip6_addr(host, *port, (struct sockaddr_in6 *)out) == 0;
+}
+
 int
 net_parse_addr(const char *addr, struct sockaddr_storage *out)
 {
     char host[PUL_ADDR_MAX + 1];
     int port;
-    if (addr_split(addr, host, &port) != 0) {
-        return PUL_EADDR;
+    int rc = addr_parse_ip(addr, out, host, &port);
+    if (rc != 0) {
+        return rc < 0 ? rc : 0;
     }
-    memset(out, 0, sizeof *out);
-    if (uv_ip4_addr(host, port, (struct sockaddr_in *)out) == 0 ||
-        uv_ip6_addr(host, port, (struct sockaddr_in6 *)out) == 0) {
-        return 0;
-    }
-    /* A host name: resolved once, blocking (at start or first dial of that peer). */
+    /* A host name to bind to: resolved blocking, once, while the system starts (nothing else
+     * runs on its loop yet). Peers' names never come here (net_dial). */
     struct addrinfo hints = {0}, *res = NULL;
     hints.ai_socktype = SOCK_STREAM;
     if (getaddrinfo(host, NULL, &hints, &res) != 0 || res == NULL) {
         return PUL_EADDR;
     }
     memcpy(out, res->ai_addr, res->ai_addrlen);
-    if (out->ss_family == AF_INET) {
-        ((struct sockaddr_in *)out)->sin_port = htons((uint16_t)port);
-    } else {
-        ((struct sockaddr_in6 *)out)->sin6_port = htons((uint16_t)port);
-    }
+    addr_set_port(out, port);
     freeaddrinfo(res);
+    return 0;
+}
+
+/* ---- dialling peers: asynchronous name lookups -------------------------------------------- */
+
+typedef struct {
+    uv_getaddrinfo_t req;
+    conn_t *cn; /* holds a reference until the lookup calls back */
+    peer_t *p;  /* lives as long as net, which this lookup keeps (one of its handles) */
+    int port;
+} lookup_t;
+
+static void
+net_looked_up(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    lookup_t *lk = (lookup_t *)req;
+    conn_t *cn = lk->cn;
+    pul__net_t *net = cn->net;
+    peer_t *p = lk->p;
+    if (status != 0 || res == NULL) {
+        if (status == 0) {
+            status = UV_EAI_NONAME;
+        }
+        int level = p->resolve_err == status ? PUL__LOG_DEBUG : PUL__LOG_WARN;
+        p->resolve_err = status;
+        PUL__LOG(level, "net", "%s: cannot resolve the host of %s: %s (%s); calls to it fail, "
+                 "retried with backoff", net->sys->addr, p->addr, uv_strerror(status),
+                 uv_err_name(status));
+        conn_fail(cn, PUL_EIO); /* no-op if it already failed (timeout, shutdown) */
+    } else {
+        /* Nodes listen on IPv4 unless told otherwise: an IPv4 answer first, if there is one. */
+        const struct addrinfo *a = res;
+        while (a != NULL && a->ai_family != AF_INET) {
+            a = a->ai_next;
+        }
+        if (a == NULL) {
+            a = res;
+        }
+        memcpy(&p->sa, a->ai_addr, a->ai_addrlen);
+        addr_set_port(&p->sa, lk->port);
+        p->resolved = 1;
+        if (p->resolve_err != 0) {
+            PUL__LOG(PUL__LOG_WARN, "net", "%s: %s resolves again", net->sys->addr, p->addr);
+            p->resolve_err = 0;
+        }
+        if (!cn->dead && conn_connect(cn, (const struct sockaddr *)&p->sa) != 0) {
+            conn_fail(cn, PUL_EIO);
+        }
+    }
+    uv_freeaddrinfo(res);
+    pul__free(lk);
+    conn_unref(cn);
+    net_handle_closed(net);
+}
+
+int
+net_dial(conn_t *cn, peer_t *p)
+{
+    if (p->resolved) {
+        return conn_dial(cn, (const struct sockaddr *)&p->sa);
+    }
+    char host[PUL_ADDR_MAX + 1];
+    int port;
+    int ip = addr_parse_ip(p->addr, &p->sa, host, &port);
+    if (ip < 0) {
+        PUL__LOG(PUL__LOG_DEBUG, "net", "malformed address %s", p->addr);
+        return PUL_EIO;
+    }
+    if (ip == 1) {
+        p->resolved = 1;
+        return conn_dial(cn, (const struct sockaddr *)&p->sa);
+    }
+    lookup_t *lk = pul__calloc(1, sizeof *lk);
+    if (lk == NULL) {
+        return PUL_ENOMEM;
+    }
+    int rc = conn_dial(cn, NULL);
+    if (rc != 0) {
+        pul__free(lk);
+        return rc;
+    }
+    lk->cn = cn;
+    lk->p = p;
+    lk->port = port;
+    struct addrinfo hints = {0};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    pul__net_t *net = cn->net;
+    if (uv_getaddrinfo(&net->sys->loop.uv, &lk->req, net_looked_up, host, NULL, &hints) != 0) {
+        pul__free(lk);
+        return PUL_EIO;
+    }
+    cn->refs++;
+    net->nhandles++;
     return 0;
 }
 

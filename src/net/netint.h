@@ -103,8 +103,11 @@ void conn_callbacks(nghttp2_session_callbacks *cbs);
 conn_t *conn_new(pul__net_t *net, int kind);
 /* Accepted socket (tcp already accepted into cn->tcp): start the server session. */
 int conn_start_server(conn_t *cn);
-/* Dial a client connection to sa. */
+/* Dial a client connection to sa: the session (requests queue until connected), the connect
+ * timeout, the TCP connect. sa NULL: all but the connect, for conn_connect once the address is
+ * known (net_dial). */
 int conn_dial(conn_t *cn, const struct sockaddr *sa);
+int conn_connect(conn_t *cn, const struct sockaddr *sa);
 /* Schedule a flush on the next turn. */
 void conn_flush_later(conn_t *cn);
 void conn_flush(conn_t *cn);
@@ -118,6 +121,7 @@ struct peer_s {
     char addr[PUL_ADDR_MAX + 1];
     struct sockaddr_storage sa;
     int resolved;
+    int resolve_err;          /* the last lookup failed with it (logged once, not per retry) */
     conn_t *conn[3];          /* CONN_DATA, CONN_CTRL */
     uint64_t backoff[3];
     uint64_t retry_at[3];
@@ -164,8 +168,16 @@ struct pul__net_s {
     atomic_ullong hist_sum_us, hist_count;
 };
 
-/* Parse "host:port" / "[v6]:port" (resolving host names, blocking). 0 or PUL_EADDR. */
+/* Parse "host:port" / "[v6]:port", resolving a host name with a blocking lookup: for the bind
+ * address at start only. 0 or PUL_EADDR. */
 int net_parse_addr(const char *addr, struct sockaddr_storage *out);
+/* Dial cn (new, its peer p set) to p's address. An IP address, or a name resolved before, is
+ * dialled at once; a host name is looked up with uv_getaddrinfo (libuv's thread pool, never the
+ * core thread) while the session already takes requests, and dialled when the answer comes; a
+ * lookup that fails fails the connection (PUL_EIO, the peer's backoff applies) and is logged
+ * with the name and the reason. The connect timeout covers the lookup. Core thread. Returns 0,
+ * or PUL_EIO/PUL_ENOMEM (the caller fails cn). */
+int net_dial(conn_t *cn, peer_t *p);
 void net_handle_closed(pul__net_t *net);
 void net_observe_duration(pul__net_t *net, uint64_t us);
 /* Upper bound (µs) of histogram bucket i < NET_HIST_N. */

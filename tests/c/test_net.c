@@ -1429,6 +1429,61 @@ test_control_plane(void **state)
     pul_system_shutdown(b);
 }
 
+/* Host names are looked up off the core thread (uv_getaddrinfo): a post to localhost:<port>
+ * arrives; one to a name that cannot resolve (RFC 2606 .invalid) fails with PUL_EIO, however
+ * slow the resolver (a connect timeout far longer than any test run keeps a slow lookup from
+ * passing for a timeout); a system shut down while a lookup is pending frees everything. */
+static void
+test_host_names(void **state)
+{
+    (void)state;
+    pul_system_config_t cfg;
+    pul_system_config_init(&cfg);
+    cfg.listen_addr = "127.0.0.1:0";
+    cfg.connect_timeout_ms = 600000;
+    pul_system_t *a = NULL;
+    assert_int_equal(pul_system_new(&cfg, &a), 0);
+    pul_system_t *b = node_new();
+    long hits = 0;
+    post_op_t op;
+    memset(&op, 0, sizeof op);
+    op.sys = b;
+    op.hits = &hits;
+    tcount_init(&op.done);
+    assert_int_equal(pul_system_post(b, post_task, &op), 0);
+    tcount_wait(&op.done, 1);
+    tcount_destroy(&op.done);
+    assert_int_equal(op.rc, 0);
+    char named[64];
+    snprintf(named, sizeof named, "localhost:%s", strrchr(pul_system_addr(b), ':') + 1);
+    assert_int_equal(do_post(a, named, "/cluster/gossip", 600000, &op), 204);
+    assert_int_equal(do_post(a, named, "/cluster/sync", 600000, &op), 200); /* resolved once */
+    assert_int_equal(hits, 2);
+    assert_int_equal(do_post(a, "no-such-host.invalid:1", "/cluster/gossip", 600000, &op),
+                     PUL_EIO);
+    /* The other peer is not disturbed. */
+    assert_int_equal(do_post(a, pul_system_addr(b), "/cluster/gossip", 600000, &op), 204);
+
+    /* Shut down with a lookup pending: the post calls back (closed), nothing leaks. */
+    pul_system_t *c = node_new();
+    post_op_t op3;
+    memset(&op3, 0, sizeof op3);
+    op3.sys = c;
+    op3.addr = named;
+    op3.path = "/cluster/gossip";
+    op3.timeout_ms = 600000;
+    tcount_init(&op3.done);
+    assert_int_equal(pul_system_post(c, post_task, &op3), 0);
+    pul_system_shutdown(c);
+    assert_int_equal(tcount_wait(&op3.done, 1), 1);
+    tcount_destroy(&op3.done);
+    assert_int_equal(op3.rc, 0);
+    assert_int_equal(op3.calls, 1);
+    assert_true(op3.status < 0);
+    pul_system_shutdown(a);
+    pul_system_shutdown(b);
+}
+
 /* ---- three nodes, concurrency, allocation failures, fd hygiene --------------------------------- */
 
 typedef struct {
@@ -1734,6 +1789,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_client_pause, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_stream_backpressure, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_control_plane, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_host_names, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_http_get, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_bad_requests, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_three_nodes, pul_test_setup, pul_test_teardown),

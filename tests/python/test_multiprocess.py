@@ -135,6 +135,24 @@ async def _sys_alive(system, ids) -> bool:
     return all_alive(await system_view(system), ids)
 
 
+async def test_seeds_by_host_name(cluster):
+    """A seed given by host name is looked up off the core thread; one that cannot resolve
+    (RFC 2606 .invalid) is logged with its name and the reason and does not stop the join."""
+    seed = await asyncio.to_thread(cluster.start_node, label="seed")
+    port = seed.addr.rsplit(":", 1)[1]
+    node = await asyncio.to_thread(
+        cluster.start_node, seeds=["no-such-host.invalid:1", f"localhost:{port}"], label="named"
+    )
+    ids = [seed.node_id, node.node_id]
+    await eventually(lambda: _alive_in(node, ids), what="joined through localhost")
+    await eventually(lambda: _alive_in(seed, ids), what="the seed sees it")
+    line = await eventually(
+        lambda: next((x for x in node.log().splitlines() if "no-such-host.invalid" in x), None),
+        what="the failed lookup is logged",
+    )
+    assert "cannot resolve" in line
+
+
 async def test_five_nodes_join_through_a_chain_of_seeds(cluster):
     # node i only knows node i-1: everybody must still learn about everybody (gossip).
     first = await asyncio.to_thread(cluster.start_node)
