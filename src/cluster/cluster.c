@@ -85,6 +85,13 @@ cluster_event(void *arg, pul_id_t node, const char *addr, pul_member_status_t st
     e->node = node;
     snprintf(e->addr, sizeof e->addr, "%s", addr);
     e->st = st;
+    if (st == PUL_MEMBER_ALIVE) {
+        /* Set the route now, not a turn later: the member's names are visible to resolve() as
+         * soon as mu is released, and a call to one of them must find its route. Setting a
+         * route fails nothing, so it may happen here; the queued event sets it again in order
+         * with a drop queued before it. */
+        (void)cl->ops.route_set(cl->net, node, addr);
+    }
     char idb[33];
     pul_id_format(node, idb);
     PUL__LOG(PUL__LOG_INFO, "cluster", "%s: member %s (%s) is %s", cl->sys->addr, idb, addr,
