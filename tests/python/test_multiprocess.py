@@ -588,6 +588,9 @@ async def test_head_node_dies_and_returns(cluster):
         c = await Counter.resolve("counter", system=system, timeout=CONVERGE)
         relay = await Relay.resolve("relay", system=system, timeout=CONVERGE)
         assert await c.incr(1) == 1
+        # what the workers know before the head goes: each other's names
+        await eventually(lambda: _has_names(w1, {"actors/counter"}), what="w1 knows counter")
+        await eventually(lambda: _has_names(w2, {"actors/relay"}), what="w2 knows relay")
 
         head.kill()
         # reported unreachable: Dead once heartbeat_timeout has passed without an answer
