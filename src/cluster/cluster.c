@@ -772,3 +772,18 @@ pul__cluster_node_of(pul__cluster_t *cl, uint64_t prefix, pul_id_t *out_node)
     pthread_mutex_unlock(&cl->mu);
     return rc;
 }
+
+int
+pul__cluster_entries_of(pul__cluster_t *cl, pul_id_t node)
+{
+    int n = 0;
+    pthread_mutex_lock(&cl->mu);
+    if (cl->swim != NULL || cl->head != NULL) {
+        const pul__registry_t *r = cluster_reg(cl);
+        for (size_t i = 0; i < r->n; i++) {
+            n += pul_id_eq(r->v[i].node, node);
+        }
+    }
+    pthread_mutex_unlock(&cl->mu);
+    return n;
+}

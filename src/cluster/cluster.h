@@ -26,6 +26,10 @@ void pul__cluster_free(pul__cluster_t *cl);
  * the leave. Core thread. */
 void pul__cluster_silence(pul__cluster_t *cl);
 
+/* Test hook: how many registry entries (live or tombstones) this node keeps for node. Any
+ * thread. */
+int pul__cluster_entries_of(pul__cluster_t *cl, pul_id_t node);
+
 /* The transport operations the cluster uses: the pul__net_* functions, or an in-process network
  * in tests (tests/c/test_cluster_glue.c) so that the glue is tested without sockets. */
 typedef struct {

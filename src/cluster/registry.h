@@ -14,6 +14,7 @@ typedef struct {
     pul_id_t actor;
     uint64_t ver;
     int live;
+    uint64_t learned; /* when this version was applied (swim.c: ages entries of unknown nodes) */
     char name[PUL_NAME_MAX + 1];
 } pul__reg_entry_t;
 

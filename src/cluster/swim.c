@@ -43,6 +43,14 @@ typedef struct {
     uint64_t nack_at;
 } helper_t;
 
+/* A node whose names we dropped while it was not a member (aged out, declared dead, reclaimed):
+ * its names are not taken again from gossip until `until`, or until it becomes a member, so
+ * that copies still held by peers do not bring them back and pass them around forever. */
+typedef struct {
+    pul_id_t node;
+    uint64_t until;
+} forgot_t;
+
 struct pul__swim_s {
     pul__swim_io_t io;
     pul_cluster_timing_t t;
@@ -82,7 +90,11 @@ struct pul__swim_s {
     uint64_t next_gossip;
     uint64_t next_push_pull;
     uint64_t next_join;
+    uint64_t next_orphan_sweep;
     pul__registry_t reg;
+    forgot_t *forgot; /* nodes whose names we dropped while they were not members */
+    size_t nforgot;
+    size_t forgot_cap;
 };
 
 /* ---- small helpers ------------------------------------------------------------------------ */
@@ -340,6 +352,53 @@ suspicion_timeout(const pul__swim_t *s, const member_t *m)
     return (uint64_t)(raw < min ? min : raw);
 }
 
+static uint64_t swim_orphan_age(const pul__swim_t *s);
+
+static int
+swim_forgotten(const pul__swim_t *s, pul_id_t node, uint64_t now)
+{
+    for (size_t i = 0; i < s->nforgot; i++) {
+        if (pul_id_eq(s->forgot[i].node, node)) {
+            return now < s->forgot[i].until;
+        }
+    }
+    return 0;
+}
+
+/* Drop node's names and remember for a while that we did (see forgot_t). */
+static void
+swim_forget(pul__swim_t *s, pul_id_t node, uint64_t now)
+{
+    pul__registry_drop_node(&s->reg, node);
+    uint64_t until = now + 2 * swim_orphan_age(s);
+    for (size_t i = 0; i < s->nforgot; i++) {
+        if (pul_id_eq(s->forgot[i].node, node)) {
+            s->forgot[i].until = until;
+            return;
+        }
+    }
+    if (s->nforgot == s->forgot_cap) {
+        size_t nc = s->forgot_cap ? s->forgot_cap * 2 : 8;
+        forgot_t *nf = pul__realloc(s->forgot, nc * sizeof *nf);
+        if (nf == NULL) {
+            return; /* its names are dropped; they may only come back sooner */
+        }
+        s->forgot = nf;
+        s->forgot_cap = nc;
+    }
+    s->forgot[s->nforgot++] = (forgot_t){.node = node, .until = until};
+}
+
+static void
+swim_unforget(pul__swim_t *s, pul_id_t node, uint64_t now)
+{
+    for (size_t i = s->nforgot; i-- > 0;) {
+        if (pul_id_eq(s->forgot[i].node, node) || now >= s->forgot[i].until) {
+            s->forgot[i] = s->forgot[--s->nforgot];
+        }
+    }
+}
+
 static void
 suspect_node(pul__swim_t *s, pul_id_t node, uint64_t inc, pul_id_t by, uint64_t now)
 {
@@ -387,7 +446,13 @@ static void
 dead_node(pul__swim_t *s, pul_id_t node, uint64_t inc, pul_id_t by, uint64_t now)
 {
     member_t *m = swim_find(s, node);
-    if (m == NULL || inc < m->inc || !member_up(m)) {
+    if (m == NULL) {
+        /* A node we never knew (or forgot): nothing to declare, but names we heard of it by
+         * gossip go now rather than when they age out. */
+        swim_forget(s, node, now);
+        return;
+    }
+    if (inc < m->inc || !member_up(m)) {
         return;
     }
     if (m == s->m[0]) {
@@ -438,6 +503,7 @@ alive_node(pul__swim_t *s, pul_id_t node, const char *addr, uint64_t inc, uint64
         m->inc = inc;
         m->st = PUL_MEMBER_ALIVE;
         m->changed = now;
+        swim_unforget(s, node, now);
         /* A random place in the probe order, as memberlist does. */
         s->m[s->n++] = m;
         size_t j = 1 + swim_randn(s, s->n - 1);
@@ -467,13 +533,13 @@ alive_node(pul__swim_t *s, pul_id_t node, const char *addr, uint64_t inc, uint64
 }
 
 static void
-name_entry(pul__swim_t *s, const pul__gmsg_t *g)
+name_entry(pul__swim_t *s, const pul__gmsg_t *g, uint64_t now)
 {
     if (pul_id_eq(g->node, s->m[0]->id) || pul_id_is_zero(g->node)) {
         return; /* we are the authority for our own names */
     }
     const member_t *m = swim_find(s, g->node);
-    if (m != NULL && !member_up(m)) {
+    if ((m != NULL && !member_up(m)) || (m == NULL && swim_forgotten(s, g->node, now))) {
         return;
     }
     char norm[PUL_NAME_MAX + 1];
@@ -481,7 +547,8 @@ name_entry(pul__swim_t *s, const pul__gmsg_t *g)
         strcmp(norm, g->name) != 0) {
         return;
     }
-    pul__reg_entry_t e = {.node = g->node, .actor = g->by, .ver = g->inc, .live = g->live};
+    pul__reg_entry_t e = {.node = g->node, .actor = g->by, .ver = g->inc, .live = g->live,
+                          .learned = now};
     memcpy(e.name, g->name, sizeof e.name);
     if (pul__registry_apply(&s->reg, &e) == 1) {
         bc_queue(s, g);
@@ -770,6 +837,7 @@ pul__swim_free(pul__swim_t *s)
         pul__free(s->m[i]);
     }
     pul__free(s->m);
+    pul__free(s->forgot);
     for (size_t i = 0; i < s->nseeds; i++) {
         pul__free(s->seeds[i]);
     }
@@ -787,6 +855,16 @@ static uint64_t
 min_due(uint64_t a, uint64_t b)
 {
     return a < b ? a : b;
+}
+
+/* Names of a node that is not a member — learned by gossip about a third node whose own alive
+ * never reached us, or re-sent by a peer after we forgot the node — go once the node has had
+ * time to become one: two push-pull rounds, at least dead_reclaim. */
+static uint64_t
+swim_orphan_age(const pul__swim_t *s)
+{
+    uint64_t age = 2 * s->t.push_pull_interval_ms;
+    return age > s->t.dead_reclaim_ms ? age : s->t.dead_reclaim_ms;
 }
 
 uint64_t
@@ -844,11 +922,23 @@ pul__swim_tick(pul__swim_t *s, uint64_t now)
     for (size_t i = s->n; i-- > 1;) {
         member_t *m = s->m[i];
         if (!member_up(m) && now - m->changed >= s->t.dead_reclaim_ms) {
-            pul__registry_drop_node(&s->reg, m->id);
+            swim_forget(s, m->id, now);
             pul__free(m);
             memmove(&s->m[i], &s->m[i + 1], (s->n - i - 1) * sizeof *s->m);
             s->n--;
         }
+    }
+    if (now >= s->next_orphan_sweep) {
+        uint64_t age = swim_orphan_age(s);
+        s->next_orphan_sweep = now + (age / 8 > 100 ? age / 8 : 100);
+        for (size_t i = 0; now > age && i < s->reg.n; i++) {
+            const pul__reg_entry_t *e = &s->reg.v[i];
+            if (e->learned < now - age && swim_find(s, e->node) == NULL) {
+                swim_forget(s, e->node, now); /* all its entries: i now holds another one */
+                i = (size_t)-1;
+            }
+        }
+        swim_unforget(s, (pul_id_t){0, 0}, now); /* expired records */
     }
     /* When to come back. */
     uint64_t due = min_due(s->next_probe, s->next_gossip);
@@ -922,7 +1012,7 @@ pul__swim_recv(pul__swim_t *s, const uint8_t *buf, size_t len, uint64_t now)
             dead_node(s, g->node, g->inc, g->by, now);
             break;
         case PUL__G_NAME:
-            name_entry(s, g);
+            name_entry(s, g, now);
             break;
         }
     }
@@ -1026,7 +1116,7 @@ pul__swim_sync_recv(pul__swim_t *s, const uint8_t *buf, size_t len, size_t max, 
         }
     }
     for (size_t i = 0; i < y.nnames; i++) {
-        name_entry(s, &y.names[i]);
+        name_entry(s, &y.names[i], now);
     }
     pul__gsync_clear(&y);
     return 0;

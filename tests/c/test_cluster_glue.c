@@ -10,6 +10,7 @@
 #include "actor/actor.h"
 #include "cluster/cluster.h"
 #include "core/alloc.h"
+#include "wire/gossip.h"
 
 /* ---- an in-process network ---------------------------------------------------------------- */
 
@@ -246,6 +247,7 @@ run_on(int i, void (*f)(void *), job_t *j)
 }
 
 static uint64_t g_hb_timeout_ms = 500;
+static uint64_t g_dead_reclaim_ms = 30000;
 
 static pul_cluster_timing_t
 fast_timing(void)
@@ -260,6 +262,7 @@ fast_timing(void)
     t.join_retry_ms = 100;
     t.heartbeat_interval_ms = 100;
     t.heartbeat_timeout_ms = g_hb_timeout_ms;
+    t.dead_reclaim_ms = g_dead_reclaim_ms;
     return t;
 }
 
@@ -654,6 +657,111 @@ test_head_dies_and_returns(void **state)
     g_hb_timeout_ms = 500;
 }
 
+typedef struct {
+    tcount_t done;
+    int i;
+    int status;
+    const uint8_t *body;
+    size_t len;
+} inject_t;
+
+static void
+inject_run(void *arg)
+{
+    inject_t *in = arg;
+    fnode_t *x = &fn[in->i];
+    uint8_t *resp = NULL;
+    size_t rlen = 0;
+    in->status = x->h_cluster(x->a_cluster, "/cluster/gossip", in->body, in->len, &resp, &rlen);
+    pul__free(resp);
+    tcount_add(&in->done, 1);
+}
+
+/* Deliver a gossip packet from node `from` carrying msg to node i's handler, on its core
+ * thread, as the transport would. */
+static void
+inject(int i, int from, const pul__gmsg_t *msg)
+{
+    pul__gbuf_t b;
+    pul__gbuf_init(&b, 0);
+    assert_int_equal(pul__gpacket_begin(&b, fn[from].id, fn[from].addr, 1), 0);
+    assert_int_equal(pul__gmsg_encode(&b, msg), 0);
+    inject_t in = {.i = i, .body = b.p, .len = b.len};
+    tcount_init(&in.done);
+    assert_int_equal(pul_system_post(fn[i].sys, inject_run, &in), 0);
+    assert_int_equal(tcount_wait(&in.done, 1), 1);
+    tcount_destroy(&in.done);
+    pul__gbuf_free(&b);
+    assert_int_equal(in.status, 204);
+}
+
+static int
+entries_of(int i, pul_id_t node)
+{
+    return pul__cluster_entries_of(fn[i].sys->cluster, node);
+}
+
+static int
+nobody_keeps(pul_id_t node)
+{
+    for (int i = 0; i < nfn; i++) {
+        if (entries_of(i, node) != 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Registry entries of nodes this member never knew (heard through gossip about a third node):
+ * dropped when a dead message about their node arrives, and otherwise once their node has not
+ * become a member within two push-pull rounds (at least dead_reclaim), and not taken back from
+ * a peer for a while after; entries of members stay. */
+static void
+test_unknown_node_names(void **state)
+{
+    (void)state;
+    g_dead_reclaim_ms = 1500; /* with push_pull 1 s: unknown nodes' names go after 2 s */
+    nfn = 3;
+    for (int i = 0; i < nfn; i++) {
+        node_start(i, -1);
+    }
+    assert_true(WAIT_FOR(10000, count_alive(0) == 3 && count_alive(1) == 3 &&
+                                    count_alive(2) == 3) >= 0);
+    spawn_named(2, "services/echo");
+    assert_true(WAIT_FOR(5000, resolves_everywhere("services/echo", 1)) >= 0);
+
+    pul_id_t ghost = {0x6768, 1}, gone = {0x6768, 2};
+    pul__gmsg_t m = {.t = PUL__G_NAME, .node = ghost, .by = {7, 7}, .inc = 1, .live = 1};
+    snprintf(m.name, sizeof m.name, "services/ghost");
+    inject(0, 1, &m);
+    assert_int_equal(entries_of(0, ghost), 1);
+    /* Known but not resolvable: its node is not a member. */
+    assert_int_equal(pul_resolve_name(fn[0].sys, "services/ghost", NULL, 0), 0);
+
+    /* A dead message about an unknown node drops its names at once. */
+    m.node = gone;
+    inject(0, 1, &m);
+    assert_int_equal(entries_of(0, gone), 1);
+    pul__gmsg_t d = {.t = PUL__G_DEAD, .node = gone, .by = fn[1].id, .inc = 0};
+    inject(0, 1, &d);
+    assert_int_equal(entries_of(0, gone), 0);
+
+    /* The ghost never becomes a member: its names go everywhere (gossip spread them). */
+    long t = WAIT_FOR(20000, nobody_keeps(ghost) && nobody_keeps(gone));
+    print_message("names of a node never known dropped everywhere in %ld ms\n", t);
+    assert_true(t >= 0);
+    /* A peer that still sends them does not bring them back for a while. */
+    m.node = ghost;
+    inject(1, 0, &m);
+    assert_int_equal(entries_of(1, ghost), 0);
+    assert_true(resolves_everywhere("services/echo", 1));
+    assert_int_equal(entries_of(0, fn[2].id), 1);
+    for (int i = 0; i < nfn; i++) {
+        node_stop(i, 1);
+    }
+    g_dead_reclaim_ms = 30000;
+}
+
 /* A node that freezes (answers 503, sends nothing, refuses nothing) is declared Dead by probe
  * timeouts alone; its shutdown afterwards skips the leave. */
 static void
@@ -691,6 +799,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_head_dies_and_returns, pul_test_setup,
                                         pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_silenced_node, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_node_names, pul_test_setup,
+                                        pul_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
