@@ -1,5 +1,6 @@
-/* pul_test.h — helpers shared by the C tests: leak-checking setup/teardown, a waitable counter
- * and a blocking ask. */
+/* pul_test.h — helpers shared by the C tests: leak-checking setup/teardown, a waitable counter,
+ * a blocking ask, running code on a system's core thread, polling for a condition, and the
+ * set-up of the cluster tests (short timings, member statuses, a named echo actor). */
 #ifndef PUL_TEST_H
 #define PUL_TEST_H
 
@@ -11,6 +12,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -144,6 +146,119 @@ task_ask(pul_system_t *sys, pul_id_t id, const char *type, const char *payload,
     tcount_wait(&a->done, 1);
     tcount_destroy(&a->done);
     return a->status;
+}
+
+/* ---- the core thread, polling ------------------------------------------------------------- */
+
+typedef struct {
+    void (*fn)(void *arg);
+    void *arg;
+    tcount_t done;
+} pul_test_core_t;
+
+static inline void
+pul_test__core_run(void *arg)
+{
+    pul_test_core_t *t = arg;
+    t->fn(t->arg);
+    tcount_add(&t->done, 1);
+}
+
+/* Run fn(arg) on sys's core thread and wait until it returned. */
+static inline void
+pul_test_on_core(pul_system_t *sys, void (*fn)(void *arg), void *arg)
+{
+    pul_test_core_t t = {.fn = fn, .arg = arg};
+    tcount_init(&t.done);
+    assert_int_equal(pul_system_post(sys, pul_test__core_run, &t), 0);
+    assert_int_equal(tcount_wait(&t.done, 1), 1);
+    tcount_destroy(&t.done);
+}
+
+/* Poll pred every 10 ms for at most ms; evaluates to the elapsed ms, or -1 if pred never held.
+ * Tests assert that it held, and print the time for information only. */
+#define WAIT_FOR(ms, pred)                                                                   \
+    ({                                                                                       \
+        long _r = -1;                                                                        \
+        for (long _t = 0; _t <= (ms); _t += 10) {                                            \
+            if (pred) {                                                                      \
+                _r = _t;                                                                     \
+                break;                                                                       \
+            }                                                                                \
+            usleep(10000);                                                                   \
+        }                                                                                    \
+        _r;                                                                                  \
+    })
+
+/* ---- clusters ----------------------------------------------------------------------------- */
+
+/* Membership timings for tests: a dead node is noticed in well under a second. */
+static inline void
+pul_test_fast_timing(pul_cluster_timing_t *t)
+{
+    t->probe_interval_ms = 100;
+    t->probe_timeout_ms = 50;
+    t->gossip_interval_ms = 50;
+    t->push_pull_interval_ms = 1000;
+    t->join_retry_ms = 100;
+    t->heartbeat_interval_ms = 100;
+    t->heartbeat_timeout_ms = 500;
+}
+
+/* The status of node in sys's members() (a pul_member_status_t), or -1 when not listed. */
+static inline int
+pul_test_status_of(pul_system_t *sys, pul_id_t node)
+{
+    pul_member_t ms[16];
+    int n = pul_members(sys, ms, 16);
+    for (int k = 0; k < n && k < 16; k++) {
+        if (pul_id_eq(ms[k].node_id, node)) {
+            return (int)ms[k].status;
+        }
+    }
+    return -1;
+}
+
+/* How many members sys sees Alive, itself included. */
+static inline int
+pul_test_count_alive(pul_system_t *sys)
+{
+    pul_member_t ms[16];
+    int n = pul_members(sys, ms, 16);
+    int a = 0;
+    for (int k = 0; k < n && k < 16; k++) {
+        a += ms[k].status == PUL_MEMBER_ALIVE;
+    }
+    return a;
+}
+
+/* An actor that answers every message with its payload (type "echo"). Allocation failures
+ * (test_alloc) leave the caller without an answer and leak nothing. */
+static inline int
+pul_test_echo_receive(pul_ctx_t *ctx, pul_msg_t *msg, void *state)
+{
+    (void)state;
+    size_t len;
+    const void *d = pul_msg_data(msg, &len);
+    pul_msg_t *r = pul_msg_new("echo", d, len);
+    if (r != NULL && pul_ctx_reply(ctx, r) != 0) {
+        pul_msg_unref(r);
+    }
+    return 0;
+}
+
+static const pul_actor_vtable_t pul_test_echo_vt = {.receive = pul_test_echo_receive};
+
+/* Spawn an echo actor named name on sys; its id. */
+static inline pul_id_t
+pul_test_spawn_echo(pul_system_t *sys, const char *name)
+{
+    pul_spawn_opts_t o;
+    pul_spawn_opts_init(&o);
+    o.name = name;
+    pul_id_t id;
+    assert_int_equal(pul_spawn(sys, &pul_test_echo_vt, NULL, &o, &id), 0);
+    return id;
 }
 
 #endif

@@ -2,21 +2,6 @@
  * PUL_ENOMEM cleanly and leaks nothing. */
 #include "pul_test.h"
 
-static int
-echo_receive(pul_ctx_t *ctx, pul_msg_t *msg, void *state)
-{
-    (void)state;
-    size_t len;
-    const void *d = pul_msg_data(msg, &len);
-    pul_msg_t *r = pul_msg_new("echo", d, len);
-    if (r != NULL && pul_ctx_reply(ctx, r) != 0) {
-        pul_msg_unref(r);
-    }
-    return 0;
-}
-
-static const pul_actor_vtable_t echo_vt = {.receive = echo_receive};
-
 static void
 test_spawn_fail_nth(void **state)
 {
@@ -32,7 +17,7 @@ test_spawn_fail_nth(void **state)
     for (long n = 1; n < 20 && !ok; n++) {
         pul_id_t id;
         pul_mem_fail_after(n);
-        int rc = pul_spawn(sys, &echo_vt, NULL, &o, &id);
+        int rc = pul_spawn(sys, &pul_test_echo_vt, NULL, &o, &id);
         pul_mem_fail_after(0);
         if (rc == 0) {
             ok = 1;
@@ -58,7 +43,7 @@ test_ask_fail_nth(void **state)
     pul_system_t *sys = NULL;
     assert_int_equal(pul_system_new(NULL, &sys), 0);
     pul_id_t id;
-    assert_int_equal(pul_spawn(sys, &echo_vt, NULL, NULL, &id), 0);
+    assert_int_equal(pul_spawn(sys, &pul_test_echo_vt, NULL, NULL, &id), 0);
     tans_t a;
     assert_int_equal(task_ask(sys, id, "echo", "warm", 0, &a), 0);
     long live = pul_mem_live();

@@ -16,18 +16,6 @@ static pul_id_t ids[MAXN];
 static char addrs[MAXN][PUL_ADDR_MAX + 1];
 static const char *seed_list[1];
 
-static void
-fast_timing(pul_cluster_timing_t *t)
-{
-    t->probe_interval_ms = 100;
-    t->probe_timeout_ms = 50;
-    t->gossip_interval_ms = 50;
-    t->push_pull_interval_ms = 1000;
-    t->join_retry_ms = 100;
-    t->heartbeat_interval_ms = 100;
-    t->heartbeat_timeout_ms = 500;
-}
-
 /* Start system i; head < 0: gossip with system 0 as seed; head == i: the head; else a worker
  * of system head. Returns 0, or PUL_EINVAL when the library has no transport. */
 static int default_timings;
@@ -38,7 +26,7 @@ start(int i, int head)
     pul_system_config_t cfg;
     pul_system_config_init(&cfg);
     if (!default_timings) {
-        fast_timing(&cfg.timing);
+        pul_test_fast_timing(&cfg.timing);
     }
     cfg.listen_addr = "127.0.0.1:0";
     if (head < 0 && i > 0) {
@@ -62,33 +50,14 @@ start(int i, int head)
 static int
 status_in(int i, int j)
 {
-    pul_member_t ms[8];
-    int n = pul_members(sys[i], ms, 8);
-    for (int k = 0; k < n && k < 8; k++) {
-        if (pul_id_eq(ms[k].node_id, ids[j])) {
-            return (int)ms[k].status;
-        }
-    }
-    return -1;
-}
-
-static int
-count_alive(int i)
-{
-    pul_member_t ms[8];
-    int n = pul_members(sys[i], ms, 8);
-    int a = 0;
-    for (int k = 0; k < n && k < 8; k++) {
-        a += ms[k].status == PUL_MEMBER_ALIVE;
-    }
-    return a;
+    return pul_test_status_of(sys[i], ids[j]);
 }
 
 static int
 all_alive(int n)
 {
     for (int i = 0; i < n; i++) {
-        if (sys[i] != NULL && count_alive(i) != n) {
+        if (sys[i] != NULL && pul_test_count_alive(sys[i]) != n) {
             return 0;
         }
     }
@@ -118,65 +87,23 @@ resolves(int n, int skip, const char *name, int want)
     return 1;
 }
 
-#define WAIT_FOR(ms, pred)                                                                   \
-    ({                                                                                       \
-        long _r = -1;                                                                        \
-        for (long _t = 0; _t <= (ms); _t += 10) {                                            \
-            if (pred) {                                                                      \
-                _r = _t;                                                                     \
-                break;                                                                       \
-            }                                                                                \
-            usleep(10000);                                                                   \
-        }                                                                                    \
-        _r;                                                                                  \
-    })
-
-static int
-echo_receive(pul_ctx_t *ctx, pul_msg_t *msg, void *state)
-{
-    (void)state;
-    size_t len;
-    const void *d = pul_msg_data(msg, &len);
-    pul_msg_t *r = pul_msg_new("echo", d, len);
-    return pul_ctx_reply(ctx, r);
-}
-
-static const pul_actor_vtable_t echo_vt = {.receive = echo_receive};
-
 static pul_id_t
 spawn_named(int i, const char *name)
 {
-    pul_spawn_opts_t o;
-    pul_spawn_opts_init(&o);
-    o.name = name;
-    pul_id_t id;
-    assert_int_equal(pul_spawn(sys[i], &echo_vt, NULL, &o, &id), 0);
-    return id;
+    return pul_test_spawn_echo(sys[i], name);
 }
-
-typedef struct {
-    tcount_t done;
-    pul_system_t *sys;
-} silence_t;
 
 static void
 silence_on_core(void *arg)
 {
-    silence_t *s = arg;
-    pul__cluster_silence(s->sys->cluster);
-    tcount_add(&s->done, 1);
+    pul__cluster_silence(((pul_system_t *)arg)->cluster);
 }
 
 /* Freeze system i's membership: it stops answering and gossiping, as a hung process would. */
 static void
 silence(int i)
 {
-    silence_t s;
-    tcount_init(&s.done);
-    s.sys = sys[i];
-    assert_int_equal(pul_system_post(sys[i], silence_on_core, &s), 0);
-    assert_int_equal(tcount_wait(&s.done, 1), 1);
-    tcount_destroy(&s.done);
+    pul_test_on_core(sys[i], silence_on_core, sys[i]);
 }
 
 static void

@@ -249,23 +249,6 @@ run_on(int i, void (*f)(void *), job_t *j)
 static uint64_t g_hb_timeout_ms = 500;
 static uint64_t g_dead_reclaim_ms = 30000;
 
-static pul_cluster_timing_t
-fast_timing(void)
-{
-    pul_system_config_t cfg;
-    pul_system_config_init(&cfg);
-    pul_cluster_timing_t t = cfg.timing;
-    t.probe_interval_ms = 100;
-    t.probe_timeout_ms = 50;
-    t.gossip_interval_ms = 50;
-    t.push_pull_interval_ms = 1000;
-    t.join_retry_ms = 100;
-    t.heartbeat_interval_ms = 100;
-    t.heartbeat_timeout_ms = g_hb_timeout_ms;
-    t.dead_reclaim_ms = g_dead_reclaim_ms;
-    return t;
-}
-
 static const char *seed_list[1];
 
 /* Start node i: seeds (gossip) or head mode (head < 0: gossip; head == i: the head). */
@@ -274,7 +257,9 @@ node_start(int i, int head)
 {
     pul_system_config_t cfg;
     pul_system_config_init(&cfg);
-    cfg.timing = fast_timing();
+    pul_test_fast_timing(&cfg.timing);
+    cfg.timing.heartbeat_timeout_ms = g_hb_timeout_ms;
+    cfg.timing.dead_reclaim_ms = g_dead_reclaim_ms;
     fnode_t *x = &fn[i];
     pul_system_t *sys;
     assert_int_equal(pul_system_new(&cfg, &sys), 0);
@@ -343,62 +328,44 @@ node_stop(int i, int graceful)
 static int
 status_in(int i, int j)
 {
-    pul_member_t ms[8];
-    int n = pul_members(fn[i].sys, ms, 8);
-    for (int k = 0; k < n && k < 8; k++) {
-        if (pul_id_eq(ms[k].node_id, fn[j].id)) {
-            return (int)ms[k].status;
-        }
-    }
-    return -1;
+    return pul_test_status_of(fn[i].sys, fn[j].id);
 }
 
 static int
 count_alive(int i)
 {
-    pul_member_t ms[8];
-    int n = pul_members(fn[i].sys, ms, 8);
-    int a = 0;
-    for (int k = 0; k < n && k < 8; k++) {
-        a += ms[k].status == PUL_MEMBER_ALIVE;
-    }
-    return a;
+    return pul_test_count_alive(fn[i].sys);
 }
-
-/* Poll pred every 10 ms for at most ms; returns the elapsed ms or -1. */
-#define WAIT_FOR(ms, pred)                                                                   \
-    ({                                                                                       \
-        long _r = -1;                                                                        \
-        for (long _t = 0; _t <= (ms); _t += 10) {                                            \
-            if (pred) {                                                                      \
-                _r = _t;                                                                     \
-                break;                                                                       \
-            }                                                                                \
-            usleep(10000);                                                                   \
-        }                                                                                    \
-        _r;                                                                                  \
-    })
 
 static int
-echo_receive(pul_ctx_t *ctx, pul_msg_t *msg, void *state)
+all_alive(int n)
 {
-    (void)state;
-    pul_msg_t *r = pul_msg_new("echo", NULL, 0);
-    (void)msg;
-    return pul_ctx_reply(ctx, r);
+    for (int i = 0; i < n; i++) {
+        if (count_alive(i) != n) {
+            return 0;
+        }
+    }
+    return 1;
 }
 
-static const pul_actor_vtable_t echo_vt = {.receive = echo_receive};
+/* Start nodes 0..n-1 (head < 0: gossip, seeded by node 0; else head mode, node head the head)
+ * and wait until every one sees every other Alive; the time it took. */
+static long
+start_all(int n, int head)
+{
+    nfn = n;
+    for (int i = 0; i < n; i++) {
+        node_start(i, head);
+    }
+    long t = WAIT_FOR(10000, all_alive(n));
+    assert_true(t >= 0);
+    return t;
+}
 
 static pul_id_t
 spawn_named(int i, const char *name)
 {
-    pul_spawn_opts_t o;
-    pul_spawn_opts_init(&o);
-    o.name = name;
-    pul_id_t id;
-    assert_int_equal(pul_spawn(fn[i].sys, &echo_vt, NULL, &o, &id), 0);
-    return id;
+    return pul_test_spawn_echo(fn[i].sys, name);
 }
 
 static int
@@ -441,14 +408,8 @@ static void
 test_gossip_cluster(void **state)
 {
     (void)state;
-    nfn = 4;
-    for (int i = 0; i < nfn; i++) {
-        node_start(i, -1);
-    }
-    long t = WAIT_FOR(10000, count_alive(0) == 4 && count_alive(1) == 4 && count_alive(2) == 4 &&
-                                 count_alive(3) == 4);
+    long t = start_all(4, -1);
     print_message("4 systems converged in %ld ms\n", t);
-    assert_true(t >= 0);
     pul_member_t ms[8];
     assert_int_equal(pul_members(fn[2].sys, ms, 8), 4);
     assert_true(pul_id_eq(ms[0].node_id, pul_system_node_id(fn[2].sys))); /* self first */
@@ -508,13 +469,8 @@ static void
 test_head_mode(void **state)
 {
     (void)state;
-    nfn = 3;
-    node_start(0, 0); /* the head */
-    node_start(1, 0);
-    node_start(2, 0);
-    long t = WAIT_FOR(10000, count_alive(0) == 3 && count_alive(1) == 3 && count_alive(2) == 3);
+    long t = start_all(3, 0); /* node 0 is the head */
     print_message("head + 2 workers converged in %ld ms\n", t);
-    assert_true(t >= 0);
     pul_id_t a = spawn_named(1, "services/echo");
     spawn_named(0, "services/echo");
     assert_true(WAIT_FOR(5000, resolves_everywhere("services/echo", 2)) >= 0);
@@ -558,12 +514,7 @@ test_head_missed_heartbeats(void **state)
 {
     (void)state;
     g_hb_timeout_ms = 5000; /* 50 heartbeat intervals: "a while" is far shorter */
-    nfn = 3;
-    node_start(0, 0);
-    node_start(1, 0);
-    node_start(2, 0);
-    assert_true(WAIT_FOR(10000, count_alive(0) == 3 && count_alive(1) == 3 &&
-                                    count_alive(2) == 3) >= 0);
+    start_all(3, 0);
     spawn_named(1, "services/echo");
     assert_true(WAIT_FOR(5000, resolves_everywhere("services/echo", 1)) >= 0);
     set_cut(1, 1);
@@ -606,12 +557,7 @@ test_head_dies_and_returns(void **state)
 {
     (void)state;
     g_hb_timeout_ms = 2000;
-    nfn = 3;
-    node_start(0, 0);
-    node_start(1, 0);
-    node_start(2, 0);
-    assert_true(WAIT_FOR(10000, count_alive(0) == 3 && count_alive(1) == 3 &&
-                                    count_alive(2) == 3) >= 0);
+    start_all(3, 0);
     pul_id_t a1 = spawn_named(1, "services/echo");
     pul_id_t a2 = spawn_named(2, "services/echo");
     spawn_named(0, "services/head-only");
@@ -636,8 +582,7 @@ test_head_dies_and_returns(void **state)
     assert_int_equal(pul_actor_node(fn[1].sys, a2, &node), 0);
 
     node_start(0, 0); /* a new head (a new node id) at the same address */
-    t = WAIT_FOR(20000, count_alive(0) == 3 && count_alive(1) == 3 && count_alive(2) == 3 &&
-                            member_absent(1, old_head) && member_absent(2, old_head));
+    t = WAIT_FOR(20000, all_alive(3) && member_absent(1, old_head) && member_absent(2, old_head));
     print_message("new head has every worker back in %ld ms\n", t);
     assert_true(t >= 0);
     assert_true(WAIT_FOR(5000, resolves_everywhere("services/echo", 2)) >= 0);
@@ -658,7 +603,6 @@ test_head_dies_and_returns(void **state)
 }
 
 typedef struct {
-    tcount_t done;
     int i;
     int status;
     const uint8_t *body;
@@ -674,7 +618,6 @@ inject_run(void *arg)
     size_t rlen = 0;
     in->status = x->h_cluster(x->a_cluster, "/cluster/gossip", in->body, in->len, &resp, &rlen);
     pul__free(resp);
-    tcount_add(&in->done, 1);
 }
 
 /* Deliver a gossip packet from node `from` carrying msg to node i's handler, on its core
@@ -687,10 +630,7 @@ inject(int i, int from, const pul__gmsg_t *msg)
     assert_int_equal(pul__gpacket_begin(&b, fn[from].id, fn[from].addr, 1), 0);
     assert_int_equal(pul__gmsg_encode(&b, msg), 0);
     inject_t in = {.i = i, .body = b.p, .len = b.len};
-    tcount_init(&in.done);
-    assert_int_equal(pul_system_post(fn[i].sys, inject_run, &in), 0);
-    assert_int_equal(tcount_wait(&in.done, 1), 1);
-    tcount_destroy(&in.done);
+    pul_test_on_core(fn[i].sys, inject_run, &in);
     pul__gbuf_free(&b);
     assert_int_equal(in.status, 204);
 }
@@ -721,12 +661,7 @@ test_unknown_node_names(void **state)
 {
     (void)state;
     g_dead_reclaim_ms = 1500; /* with push_pull 1 s: unknown nodes' names go after 2 s */
-    nfn = 3;
-    for (int i = 0; i < nfn; i++) {
-        node_start(i, -1);
-    }
-    assert_true(WAIT_FOR(10000, count_alive(0) == 3 && count_alive(1) == 3 &&
-                                    count_alive(2) == 3) >= 0);
+    start_all(3, -1);
     spawn_named(2, "services/echo");
     assert_true(WAIT_FOR(5000, resolves_everywhere("services/echo", 1)) >= 0);
 
@@ -768,12 +703,7 @@ static void
 test_silenced_node(void **state)
 {
     (void)state;
-    nfn = 3;
-    for (int i = 0; i < nfn; i++) {
-        node_start(i, -1);
-    }
-    assert_true(WAIT_FOR(10000, count_alive(0) == 3 && count_alive(1) == 3 &&
-                                    count_alive(2) == 3) >= 0);
+    start_all(3, -1);
     spawn_named(2, "services/echo");
     assert_true(WAIT_FOR(5000, resolves_everywhere("services/echo", 1)) >= 0);
     job_t j;

@@ -34,9 +34,8 @@ node_new(void)
 typedef struct {
     pul_system_t *sys;
     pul_id_t node;
-    const char *addr;
+    const char *addr; /* NULL: drop the route */
     int rc;
-    tcount_t done;
 } route_op_t;
 
 static void
@@ -47,29 +46,22 @@ route_task(void *arg)
     if (op->addr == NULL) {
         pul__net_route_drop(op->sys->net, op->node);
     }
-    tcount_add(&op->done, 1);
 }
 
 /* Teach `from` where `to` listens (on from's core thread). */
 static void
 route(pul_system_t *from, pul_system_t *to)
 {
-    route_op_t op = {.sys = from, .node = pul_system_node_id(to), .addr = pul_system_addr(to), .rc = -1};
-    tcount_init(&op.done);
-    assert_int_equal(pul_system_post(from, route_task, &op), 0);
-    assert_int_equal(tcount_wait(&op.done, 1), 1);
-    tcount_destroy(&op.done);
+    route_op_t op = {.sys = from, .node = pul_system_node_id(to), .addr = pul_system_addr(to)};
+    pul_test_on_core(from, route_task, &op);
     assert_int_equal(op.rc, 0);
 }
 
 static void
 route_drop(pul_system_t *from, pul_id_t node)
 {
-    route_op_t op = {.sys = from, .node = node, .addr = NULL, .rc = -1};
-    tcount_init(&op.done);
-    assert_int_equal(pul_system_post(from, route_task, &op), 0);
-    assert_int_equal(tcount_wait(&op.done, 1), 1);
-    tcount_destroy(&op.done);
+    route_op_t op = {.sys = from, .node = node, .addr = NULL};
+    pul_test_on_core(from, route_task, &op);
 }
 
 /* ---- a test actor ------------------------------------------------------------------------ */
@@ -352,6 +344,28 @@ tcoll_cb(int status, pul_msg_t *reply, const pul_error_t *err, void *arg)
     tcount_add(&c->done, 1);
 }
 
+/* Start a stream call (type, payload) from a to id, collected into c, which this initialises;
+ * call as for pul_ask_stream (NULL: no handle kept). */
+static void
+tcoll_stream(tcoll_t *c, pul_system_t *a, pul_id_t id, const char *type, const char *payload,
+             pul_call_t **call)
+{
+    tcoll_init(c);
+    if (call != NULL) {
+        *call = NULL;
+    }
+    pul_msg_t *m = pul_msg_new(type, payload, strlen(payload));
+    assert_int_equal(pul_ask_stream(a, id, m, 0, tcoll_cb, c, call), 0);
+}
+
+/* Wait for the end of c's call; its final status. */
+static int
+tcoll_end(tcoll_t *c)
+{
+    assert_int_equal(tcount_wait(&c->done, 1), 1);
+    return c->status;
+}
+
 /* An ask that records every field of an error. */
 static int
 ask_err(pul_system_t *sys, pul_id_t id, const char *type, tcoll_t *c)
@@ -452,18 +466,13 @@ test_remote_stream(void **state)
     pul_id_t id = spawn_tact(b, NULL, NULL);
     /* 500 items then end: more than the stream window, so backpressure is exercised. */
     tcoll_t c;
-    tcoll_init(&c);
-    assert_int_equal(pul_ask_stream(a, id, pul_msg_new("stream", "500", 3), 0, tcoll_cb, &c, NULL),
-                     0);
-    assert_int_equal(tcount_wait(&c.done, 1), 1);
-    assert_int_equal(c.status, PUL_EOF);
+    tcoll_stream(&c, a, id, "stream", "500", NULL);
+    assert_int_equal(tcoll_end(&c), PUL_EOF);
     assert_int_equal(c.nitems, 500);
     assert_true(c.order_ok);
     tcoll_destroy(&c);
     /* Items, then a typed error: the items come first, then every field of the error. */
-    tcoll_init(&c);
-    assert_int_equal(
-        pul_ask_stream(a, id, pul_msg_new("stream_fail", "7", 1), 0, tcoll_cb, &c, NULL), 0);
+    tcoll_stream(&c, a, id, "stream_fail", "7", NULL);
     assert_int_equal(tcount_wait(&c.done, 1), 1);
     assert_int_equal(c.nitems, 7);
     assert_true(c.order_ok);
@@ -479,9 +488,7 @@ test_remote_stream(void **state)
     assert_int_equal(task_ask(a, id, "stream", "3", 0, &r), 0);
     assert_string_equal(r.data, "item0");
     /* A stream ask of a plain actor gets one item then the end. */
-    tcoll_init(&c);
-    assert_int_equal(pul_ask_stream(a, id, pul_msg_new("echo", "item0", 5), 0, tcoll_cb, &c, NULL),
-                     0);
+    tcoll_stream(&c, a, id, "echo", "item0", NULL);
     assert_int_equal(tcount_wait(&c.done, 1), 1);
     assert_int_equal(c.nitems, 1);
     assert_int_equal(c.status, PUL_EOF);
@@ -500,14 +507,11 @@ test_remote_cancel_and_deadline(void **state)
     pul_id_t id = spawn_tact(b, NULL, &t);
     /* Cancel mid-stream: the producer on b sees its stream closed and stops. */
     tcoll_t c;
-    tcoll_init(&c);
     pul_call_t *call = NULL;
-    assert_int_equal(
-        pul_ask_stream(a, id, pul_msg_new("forever", "", 0), 0, tcoll_cb, &c, &call), 0);
+    tcoll_stream(&c, a, id, "forever", "", &call);
     assert_true(tcount_wait(&c.items, 20) >= 20);
     pul_call_cancel(a, call);
-    assert_int_equal(tcount_wait(&c.done, 1), 1);
-    assert_int_equal(c.status, PUL_ECANCELED);
+    assert_int_equal(tcoll_end(&c), PUL_ECANCELED);
     assert_int_equal(tcount_wait(&t->stopped_streams, 1), 1);
     tcoll_destroy(&c);
     /* Deadline: an ask that is never answered times out on the caller. */
@@ -540,10 +544,8 @@ test_peer_goes_away(void **state)
     assert_int_equal(tcount_wait(&t->held_n, 1), 1);
     assert_true(tcount_wait(&c2.items, 1) >= 1);
     pul_system_shutdown(b);
-    assert_int_equal(tcount_wait(&c1.done, 1), 1);
-    assert_int_equal(c1.status, PUL_EIO);
-    assert_int_equal(tcount_wait(&c2.done, 1), 1);
-    assert_int_equal(c2.status, PUL_EIO);
+    assert_int_equal(tcoll_end(&c1), PUL_EIO);
+    assert_int_equal(tcoll_end(&c2), PUL_EIO);
     tcoll_destroy(&c1);
     tcoll_destroy(&c2);
     /* New calls fail promptly too (refused, or fast-failed during the backoff). */
@@ -616,8 +618,7 @@ test_route_drop(void **state)
     assert_int_equal(pul_ask(a, id, pul_msg_new("hold", "", 0), 0, tcoll_cb, &c, NULL), 0);
     assert_int_equal(tcount_wait(&t->held_n, 1), 1);
     route_drop(a, pul_system_node_id(b));
-    assert_int_equal(tcount_wait(&c.done, 1), 1);
-    assert_int_equal(c.status, PUL_EIO);
+    assert_int_equal(tcoll_end(&c), PUL_EIO);
     tcoll_destroy(&c);
     tans_t r;
     assert_int_equal(task_ask(a, id, "echo", "x", 0, &r), PUL_ENOTFOUND);
@@ -1146,10 +1147,8 @@ test_client_pause(void **state)
     pul_id_t id = spawn_tact(b, NULL, &t);
     /* 1000 items of 64 KiB: far more than one 16 MiB HTTP/2 stream window. */
     tcoll_t c;
-    tcoll_init(&c);
     pul_call_t *call = NULL;
-    assert_int_equal(
-        pul_ask_stream(a, id, pul_msg_new("stream_big", "1000", 4), 0, tcoll_cb, &c, &call), 0);
+    tcoll_stream(&c, a, id, "stream_big", "1000", &call);
     assert_true(tcount_wait(&c.items, 3) >= 3);
     assert_int_equal(pul_call_pause(a, call, 1), 0);
     /* Paused: a stops returning window, so b's window (256 items), output bound and stream
@@ -1162,33 +1161,25 @@ test_client_pause(void **state)
     /* Pausing twice, then resuming: everything arrives, in order. */
     assert_int_equal(pul_call_pause(a, call, 1), 0);
     assert_int_equal(pul_call_pause(a, call, 0), 0);
-    assert_int_equal(tcount_wait(&c.done, 1), 1);
-    assert_int_equal(c.status, PUL_EOF);
+    assert_int_equal(tcoll_end(&c), PUL_EOF);
     assert_int_equal(c.nitems, 1000);
     assert_true(c.order_ok);
     assert_int_equal(tcount_get(&t->produced), 1000);
     pul_call_release(a, call);
     tcoll_destroy(&c);
     /* Cancel while paused: the producer sees its stream closed, nothing is left behind. */
-    tcoll_init(&c);
-    call = NULL;
-    assert_int_equal(
-        pul_ask_stream(a, id, pul_msg_new("forever_big", "", 0), 0, tcoll_cb, &c, &call), 0);
+    tcoll_stream(&c, a, id, "forever_big", "", &call);
     assert_true(tcount_wait(&c.items, 3) >= 3);
     assert_int_equal(pul_call_pause(a, call, 1), 0);
     (void)tcount_wait_ms(&t->produced, 100000, 300);
     pul_call_cancel(a, call);
-    assert_int_equal(tcount_wait(&c.done, 1), 1);
-    assert_int_equal(c.status, PUL_ECANCELED);
+    assert_int_equal(tcoll_end(&c), PUL_ECANCELED);
     assert_int_equal(tcount_wait(&t->stopped_streams, 1), 1);
     tcoll_destroy(&c);
     /* A local stream call paused the same way: the producer is held by the stream window. */
     tact_t *lt;
     pul_id_t lid = spawn_tact(a, NULL, &lt);
-    tcoll_init(&c);
-    call = NULL;
-    assert_int_equal(
-        pul_ask_stream(a, lid, pul_msg_new("stream", "1000", 4), 0, tcoll_cb, &c, &call), 0);
+    tcoll_stream(&c, a, lid, "stream", "1000", &call);
     assert_int_equal(pul_call_pause(a, call, 1), 0);
     n = tcount_wait_ms(&lt->produced, 1000, 1000);
     assert_true(n < 200);
