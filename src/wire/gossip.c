@@ -272,45 +272,14 @@ rd_uint(rd_t *r, uint64_t *out)
         *out = c;
         return 0;
     }
+    /* uint 8/16/32/64 (0xcc..0xcf) or int 8/16/32/64 (0xd0..0xd3) holding a value >= 0. */
+    int is_signed = c >= 0xd0 && c <= 0xd3;
+    if (!is_signed && (c < 0xcc || c > 0xcf)) {
+        return -1;
+    }
+    size_t width = (size_t)1 << (c - (is_signed ? 0xd0 : 0xcc));
     uint64_t v;
-    switch (c) {
-    case 0xcc:
-    case 0xd0:
-        if (rd_be(r, 1, &v) != 0) {
-            return -1;
-        }
-        if (c == 0xd0 && v > 0x7f) {
-            return -1;
-        }
-        break;
-    case 0xcd:
-    case 0xd1:
-        if (rd_be(r, 2, &v) != 0) {
-            return -1;
-        }
-        if (c == 0xd1 && v > 0x7fff) {
-            return -1;
-        }
-        break;
-    case 0xce:
-    case 0xd2:
-        if (rd_be(r, 4, &v) != 0) {
-            return -1;
-        }
-        if (c == 0xd2 && v > 0x7fffffff) {
-            return -1;
-        }
-        break;
-    case 0xcf:
-    case 0xd3:
-        if (rd_be(r, 8, &v) != 0) {
-            return -1;
-        }
-        if (c == 0xd3 && v > 0x7fffffffffffffffull) {
-            return -1;
-        }
-        break;
-    default:
+    if (rd_be(r, width, &v) != 0 || (is_signed && (v >> (8 * width - 1)) != 0)) {
         return -1;
     }
     *out = v;
@@ -623,6 +592,28 @@ grow(void **arr, size_t *cap, size_t n, size_t esz)
     return 0;
 }
 
+/* The keys a gossip packet and a sync body share: `v` (checked), `from` (have |= 1) and `addr`
+ * (have |= 2). Returns 1 when k was one of them (its value consumed), 0 when it was not (nothing
+ * consumed), -1 on a malformed value. */
+static int
+rd_common_key(rd_t *r, const uint8_t *k, size_t kl, pul_id_t *from, char *addr, size_t addrsz,
+              unsigned *have)
+{
+    if (rd_key_is(k, kl, "v")) {
+        uint64_t v;
+        return rd_uint(r, &v) != 0 || v != PUL__GOSSIP_VERSION ? -1 : 1;
+    }
+    if (rd_key_is(k, kl, "from")) {
+        *have |= 1;
+        return rd_id(r, from) != 0 ? -1 : 1;
+    }
+    if (rd_key_is(k, kl, "addr")) {
+        *have |= 2;
+        return rd_cstr(r, addr, addrsz) != 0 ? -1 : 1;
+    }
+    return 0;
+}
+
 void
 pul__gpacket_clear(pul__gpacket_t *p)
 {
@@ -656,21 +647,11 @@ pul__gpacket_decode(const uint8_t *buf, size_t len, pul__gpacket_t *out)
         if (rd_bytes(&r, 0, &k, &kl) != 0) {
             goto fail;
         }
-        if (rd_key_is(k, kl, "v")) {
-            uint64_t v;
-            if (rd_uint(&r, &v) != 0 || v != PUL__GOSSIP_VERSION) {
-                goto fail;
-            }
-        } else if (rd_key_is(k, kl, "from")) {
-            if (rd_id(&r, &out->from) != 0) {
-                goto fail;
-            }
-            have |= 1;
-        } else if (rd_key_is(k, kl, "addr")) {
-            if (rd_cstr(&r, out->addr, sizeof out->addr) != 0) {
-                goto fail;
-            }
-            have |= 2;
+        int common = rd_common_key(&r, k, kl, &out->from, out->addr, sizeof out->addr, &have);
+        if (common < 0) {
+            goto fail;
+        } else if (common > 0) {
+            continue;
         } else if (rd_key_is(k, kl, "msgs")) {
             uint32_t n;
             if ((have & 4) || rd_container(&r, 0, &n) != 0) {
@@ -741,21 +722,11 @@ pul__gsync_decode(const uint8_t *buf, size_t len, size_t max, pul__gsync_t *out)
         if (rd_bytes(&r, 0, &k, &kl) != 0) {
             goto fail;
         }
-        if (rd_key_is(k, kl, "v")) {
-            uint64_t v;
-            if (rd_uint(&r, &v) != 0 || v != PUL__GOSSIP_VERSION) {
-                goto fail;
-            }
-        } else if (rd_key_is(k, kl, "from")) {
-            if (rd_id(&r, &out->from) != 0) {
-                goto fail;
-            }
-            have |= 1;
-        } else if (rd_key_is(k, kl, "addr")) {
-            if (rd_cstr(&r, out->addr, sizeof out->addr) != 0) {
-                goto fail;
-            }
-            have |= 2;
+        int common = rd_common_key(&r, k, kl, &out->from, out->addr, sizeof out->addr, &have);
+        if (common < 0) {
+            goto fail;
+        } else if (common > 0) {
+            continue;
         } else if (rd_key_is(k, kl, "join")) {
             if (rd_bool(&r, &out->join) != 0) {
                 goto fail;

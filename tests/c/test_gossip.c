@@ -205,6 +205,81 @@ raw_header(msgpack_sbuffer *sb, msgpack_packer *pk)
     msgpack_pack_str_with_body(pk, "msgs", 4);
 }
 
+enum { W_U8, W_U16, W_U32, W_U64, W_I8, W_I16, W_I32, W_I64, W_DOUBLE };
+
+/* An ack whose seq is v packed in msgpack width w; the decode status and, on success, the seq. */
+static int
+ack_with_seq(int w, int64_t v, uint32_t *seq)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    raw_header(&sb, &pk);
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_map(&pk, 2);
+    msgpack_pack_str_with_body(&pk, "t", 1);
+    msgpack_pack_str_with_body(&pk, "ack", 3);
+    msgpack_pack_str_with_body(&pk, "seq", 3);
+    switch (w) {
+    case W_U8:
+        msgpack_pack_fix_uint8(&pk, (uint8_t)v);
+        break;
+    case W_U16:
+        msgpack_pack_fix_uint16(&pk, (uint16_t)v);
+        break;
+    case W_U32:
+        msgpack_pack_fix_uint32(&pk, (uint32_t)v);
+        break;
+    case W_U64:
+        msgpack_pack_fix_uint64(&pk, (uint64_t)v);
+        break;
+    case W_I8:
+        msgpack_pack_fix_int8(&pk, (int8_t)v);
+        break;
+    case W_I16:
+        msgpack_pack_fix_int16(&pk, (int16_t)v);
+        break;
+    case W_I32:
+        msgpack_pack_fix_int32(&pk, (int32_t)v);
+        break;
+    case W_I64:
+        msgpack_pack_fix_int64(&pk, v);
+        break;
+    default:
+        msgpack_pack_double(&pk, (double)v);
+        break;
+    }
+    pul__gpacket_t p;
+    int rc = pul__gpacket_decode((uint8_t *)sb.data, sb.size, &p);
+    if (rc == 0) {
+        assert_int_equal(p.nmsgs, 1);
+        *seq = p.msgs[0].seq;
+        pul__gpacket_clear(&p);
+    }
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
+/* Integers in every msgpack width decode; negative ones and other types do not. */
+static void
+test_integer_widths(void **state)
+{
+    (void)state;
+    struct {
+        int w;
+        int64_t v;
+    } ok[] = {{W_U8, 200},    {W_U16, 300},    {W_U32, 70000},    {W_U64, 80000},
+              {W_I8, 100},    {W_I16, 30000},  {W_I32, 2000000},  {W_I64, 3000000}},
+      bad[] = {{W_I8, -1}, {W_I16, -300}, {W_I32, -70000}, {W_I64, -1}, {W_DOUBLE, 1}};
+    uint32_t seq = 0;
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        assert_int_equal(ack_with_seq(ok[i].w, ok[i].v, &seq), 0);
+        assert_int_equal(seq, (uint32_t)ok[i].v);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(ack_with_seq(bad[i].w, bad[i].v, &seq), PUL_EPROTO);
+    }
+}
+
 static void
 test_oversized(void **state)
 {
@@ -351,6 +426,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_truncated, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_garbage, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_oversized, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_integer_widths, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_unknown_and_nested, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_alloc_failure, pul_test_setup, pul_test_teardown),
     };
