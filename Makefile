@@ -30,11 +30,13 @@ deps: .deps.stamp
 	@touch $@
 
 venv: $(VENV)/.stamp
-$(VENV)/.stamp: pyproject.toml | .deps.stamp
+# rich: optional for users (the CLI's tables fall back to plain text), installed here so that
+# tests/python/test_cli.py covers both paths.
+$(VENV)/.stamp: pyproject.toml Makefile | .deps.stamp
 	@test -x $(VPY) || $(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q "scikit-build-core>=0.9" cmake ninja \
-	    "pytest>=8" "pytest-asyncio>=0.23" "pytest-timeout>=2.3" "hypothesis>=6" numpy ruff
+	    "pytest>=8" "pytest-asyncio>=0.23" "pytest-timeout>=2.3" "hypothesis>=6" numpy ruff rich
 	@touch $@
 
 install: $(VENV)/.installed

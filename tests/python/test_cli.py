@@ -337,3 +337,151 @@ def test_two_nodes_actors_of_every_member(node):
     p.send_signal(signal.SIGTERM)
     p.communicate(timeout=20)
     assert p.returncode == 0
+
+
+# ---- tables: rich on a terminal, plain text otherwise ----------------------------------------
+
+TABLE_ROWS = [
+    ("4f1c0de2a9b84c7e8d21f0a3b5c6d7e8", "127.0.0.1:8001", "Alive", 0),
+    ("0a9b8c7d6e5f40312a1b2c3d4e5f6a7b", "127.0.0.1:8002", "Suspect", 3),
+    ("ffeeddccbbaa99887766554433221100", "127.0.0.1:8003", None, 12),
+]
+TABLE_HEADERS = ("node_id", "addr", "status", "incarnation")
+PLAIN = """\
+3 member(s)
+NODE_ID                           ADDR            STATUS   INCARNATION
+4f1c0de2a9b84c7e8d21f0a3b5c6d7e8  127.0.0.1:8001  Alive    0
+0a9b8c7d6e5f40312a1b2c3d4e5f6a7b  127.0.0.1:8002  Suspect  3
+ffeeddccbbaa99887766554433221100  127.0.0.1:8003           12
+"""
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+class _Out:
+    """A stdout stand-in that says whether it is a terminal."""
+
+    def __init__(self, tty: bool) -> None:
+        import io
+
+        self.buf = io.StringIO()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, s: str) -> int:
+        return self.buf.write(s)
+
+    def flush(self) -> None:
+        pass
+
+    @property
+    def encoding(self) -> str:
+        return "utf-8"
+
+
+def _table(monkeypatch, tty: bool) -> str:
+    from pulsing.cli._common import print_table
+
+    out = _Out(tty)
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setenv("COLUMNS", "200")  # rich wraps cells to the terminal's width
+    print_table("3 member(s)", TABLE_HEADERS, TABLE_ROWS)
+    monkeypatch.undo()
+    return out.buf.getvalue()
+
+
+def _rich_cells(text: str) -> tuple[str, list[list[str]]]:
+    """The title and the rows (header first) of a table rich drew with box characters."""
+    lines = [ANSI.sub("", ln) for ln in text.splitlines()]
+    title = lines[0].strip()
+    rows = [
+        [c.strip() for c in re.split(r"[│┃]", ln)[1:-1]]
+        for ln in lines[1:]
+        if ln.strip().startswith(("│", "┃"))
+    ]
+    return title, rows
+
+
+def test_table_rich_on_a_terminal(monkeypatch):
+    pytest.importorskip("rich", reason="make install puts rich in the test venv")
+    text = _table(monkeypatch, tty=True)
+    assert any(ch in text for ch in "┏━┃│└"), text  # drawn by rich, not the plain layout
+    title, rows = _rich_cells(text)
+    assert title == "3 member(s)"
+    # the same data as the plain table: every header, every cell, in order
+    assert rows[0] == list(TABLE_HEADERS)
+    assert rows[1:] == [["" if c is None else str(c) for c in r] for r in TABLE_ROWS]
+
+
+def test_table_plain_when_not_a_terminal(monkeypatch):
+    assert _table(monkeypatch, tty=False) == PLAIN  # rich installed or not
+
+
+def test_table_plain_on_a_terminal_without_rich(monkeypatch):
+    for mod in ("rich", "rich.console", "rich.table"):
+        monkeypatch.setitem(sys.modules, mod, None)  # import raises ImportError
+    from pulsing.cli._common import print_table
+
+    out = _Out(tty=True)
+    monkeypatch.setattr(sys, "stdout", out)
+    print_table("3 member(s)", TABLE_HEADERS, TABLE_ROWS)
+    monkeypatch.undo()
+    assert out.buf.getvalue() == PLAIN
+
+
+def test_table_plain_empty(monkeypatch):
+    from pulsing.cli._common import print_table
+
+    out = _Out(tty=False)
+    monkeypatch.setattr(sys, "stdout", out)
+    print_table("", ("name",), [])
+    monkeypatch.undo()
+    assert out.buf.getvalue() == "NAME\n(none)\n"
+
+
+def test_inspect_cluster_on_a_terminal_is_a_rich_table(node):
+    """End to end: on a terminal the command draws a rich table with the members it prints as
+    plain text when piped."""
+    import pty
+
+    pytest.importorskip("rich", reason="make install puts rich in the test venv")
+    addr, first = node
+    node_id = FIRST_LINE.match(first).group(2)
+    master, slave = pty.openpty()
+    try:
+        env = _env()
+        env["COLUMNS"] = "200"
+        p = subprocess.Popen(
+            [*_cmd(), "inspect", "cluster", "--endpoint", addr],
+            env=env,
+            stdout=slave,
+            stderr=subprocess.PIPE,
+        )
+        _procs.append(p)
+        os.close(slave)
+        slave = -1
+        _, err = p.communicate(timeout=30)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the terminal's other side is closed
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    assert p.returncode == 0, err
+    title, rows = _rich_cells(out.decode("utf-8", "replace"))
+    # (other tests of this module join the node too: count what is there)
+    assert title == f"cluster via {addr}: {len(rows) - 1} member(s)"
+    assert rows[0] == ["node_id", "addr", "status", "incarnation"]
+    assert [node_id, addr, "Alive"] in [r[:3] for r in rows[1:]]
+    piped = run("inspect", "cluster", "--endpoint", addr)
+    assert piped.returncode == 0, piped.stderr
+    assert "│" not in piped.stdout
+    assert re.search(rf"^{node_id}\s+{re.escape(addr)}\s+Alive\b", piped.stdout, re.MULTILINE)
