@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,6 +30,50 @@ now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* CPU seconds used so far by this process (all threads) and by the hosting process (read from
+ * /proc, clock ticks): CPU per message is a steadier figure than wall time on a shared machine. */
+static double
+cpu_self_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
+}
+
+static pid_t host_pid;
+
+static double
+cpu_host_s(void)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)host_pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return 0;
+    }
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* fields after the command name */
+    unsigned long ut = 0, st = 0;
+    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+                            &st) != 2) {
+        return 0;
+    }
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+typedef struct {
+    double self, host;
+} cpu_t;
+
+static cpu_t
+cpu_now(void)
+{
+    return (cpu_t){cpu_self_s(), cpu_host_s()};
 }
 
 static int
@@ -377,8 +422,10 @@ run_caller(const char *host_addr, long total)
 
     /* 2. asks with IN_FLIGHT in flight */
     run_t *pipe_run = run_new(sys, inst.actor_id, total);
+    cpu_t c0 = cpu_now();
     pul_system_post(sys, start_pipelined, pipe_run);
     run_wait(pipe_run);
+    cpu_t c1 = cpu_now();
     double asks_per_s = pipe_run->failed ? 0 : (double)total / (pipe_run->t1 - pipe_run->t0);
     if (pipe_run->failed) {
         fprintf(stderr, "caller: pipelined asks failed: %s\n", pul_strerror(pipe_run->first_err));
@@ -389,6 +436,7 @@ run_caller(const char *host_addr, long total)
     run_t *tells = run_new(sys, inst.actor_id, total);
     pul_system_post(sys, start_tells, tells);
     run_wait(tells);
+    cpu_t c2 = cpu_now();
     double tells_per_s = tells->failed ? 0 : (double)total / (tells->t1 - tells->t0);
     if (tells->failed) {
         fprintf(stderr, "caller: tells failed: %s\n", pul_strerror(tells->first_err));
@@ -403,14 +451,21 @@ run_caller(const char *host_addr, long total)
     printf("%-52s %11.1f us\n", "ask round trip p99 (one at a time)", p99);
     printf("%-52s %11.0f k/s\n", "asks, 1024 in flight", asks_per_s / 1e3);
     printf("%-52s %11.0f k/s\n", "tells, windows of 1024", tells_per_s / 1e3);
+    printf("%-52s %5.2f / %5.2f us\n", "asks: CPU per message, caller / host",
+           (c1.self - c0.self) * 1e6 / (double)total, (c1.host - c0.host) * 1e6 / (double)total);
+    printf("%-52s %5.2f / %5.2f us\n", "tells: CPU per message, caller / host",
+           (c2.self - c1.self) * 1e6 / (double)total, (c2.host - c1.host) * 1e6 / (double)total);
     printf("{\"bench\": \"c_remote_ask_latency\", \"samples\": %ld, \"p50_us\": %.1f, "
            "\"p99_us\": %.1f}\n",
            nlat, p50, p99);
     printf("{\"bench\": \"c_remote_ask_pipelined\", \"asks\": %ld, \"in_flight\": %d, "
-           "\"asks_per_s\": %.0f}\n",
-           total, IN_FLIGHT, asks_per_s);
-    printf("{\"bench\": \"c_remote_tell\", \"messages\": %ld, \"msgs_per_s\": %.0f}\n", total,
-           tells_per_s);
+           "\"asks_per_s\": %.0f, \"cpu_us_caller\": %.2f, \"cpu_us_host\": %.2f}\n",
+           total, IN_FLIGHT, asks_per_s, (c1.self - c0.self) * 1e6 / (double)total,
+           (c1.host - c0.host) * 1e6 / (double)total);
+    printf("{\"bench\": \"c_remote_tell\", \"messages\": %ld, \"msgs_per_s\": %.0f, "
+           "\"cpu_us_caller\": %.2f, \"cpu_us_host\": %.2f}\n",
+           total, tells_per_s, (c2.self - c1.self) * 1e6 / (double)total,
+           (c2.host - c1.host) * 1e6 / (double)total);
     printf("{\"bench\": \"c_remote_join\", \"seconds\": %.3f}\n", join_s);
     run_free(lat);
     run_free(pipe_run);
@@ -446,6 +501,7 @@ main(int argc, char **argv)
     }
     close(addr_pipe[1]);
     close(hold_pipe[0]);
+    host_pid = pid;
     alarm(300); /* never hang a benchmark run */
 
     char addr[PUL_ADDR_MAX + 2];
