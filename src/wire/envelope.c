@@ -71,13 +71,19 @@ pul__env_rx_free(pul__env_rx_t *rx)
 {
     if (rx->bufs != NULL) {
         for (size_t i = 0; i <= rx->nseg; i++) {
-            pul__free(rx->bufs[i]);
+            if (rx->bufs[i] != rx->small) {
+                pul__free(rx->bufs[i]);
+            }
         }
     }
-    pul__free(rx->bufs);
-    pul__free(rx->have);
-    pul__free(rx->cap);
-    pul__free(rx->lens);
+    if (rx->bufs != rx->bufs_in) {
+        pul__free(rx->bufs);
+        pul__free(rx->have);
+        pul__free(rx->cap);
+    }
+    if (rx->lens != rx->lens_in) {
+        pul__free(rx->lens);
+    }
     size_t max = rx->max;
     pul__env_rx_init(rx, max);
 }
@@ -100,11 +106,27 @@ env_rx_parts(pul__env_rx_t *rx)
         total += rx->lens[i];
     }
     size_t n = rx->nseg + 1;
-    rx->bufs = pul__calloc(n, sizeof *rx->bufs);
-    rx->have = pul__calloc(n, sizeof *rx->have);
-    rx->cap = pul__calloc(n, sizeof *rx->cap);
-    if (rx->bufs == NULL || rx->have == NULL || rx->cap == NULL) {
-        return PUL_ENOMEM;
+    if (n <= 2) {
+        rx->bufs = rx->bufs_in; /* zeroed by init */
+        rx->have = rx->have_in;
+        rx->cap = rx->cap_in;
+    } else {
+        rx->bufs = pul__calloc(n, sizeof *rx->bufs);
+        rx->have = pul__calloc(n, sizeof *rx->have);
+        rx->cap = pul__calloc(n, sizeof *rx->cap);
+        if (rx->bufs == NULL || rx->have == NULL || rx->cap == NULL) {
+            /* free() must see either nothing or a whole set */
+            pul__free(rx->bufs);
+            pul__free(rx->have);
+            pul__free(rx->cap);
+            rx->bufs = NULL;
+            rx->have = rx->cap = NULL;
+            return PUL_ENOMEM;
+        }
+    }
+    if (rx->lens[0] > 0 && rx->lens[0] <= sizeof rx->small) {
+        rx->bufs[0] = rx->small; /* a small payload: no allocation */
+        rx->cap[0] = (size_t)rx->lens[0];
     }
     rx->state = 2;
     rx->part = 0;
@@ -141,7 +163,8 @@ pul__env_rx_feed(pul__env_rx_t *rx, const uint8_t *p, size_t n)
                     return PUL_EPROTO;
                 }
                 rx->nseg = (uint32_t)ns;
-                rx->lens = pul__calloc(rx->nseg + 1, sizeof *rx->lens);
+                rx->lens = rx->nseg < 2 ? rx->lens_in
+                                        : pul__calloc(rx->nseg + 1, sizeof *rx->lens);
                 if (rx->lens == NULL) {
                     return PUL_ENOMEM;
                 }
