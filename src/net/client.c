@@ -94,7 +94,7 @@ rcall_free(rcall_t *rc)
     outq_free(&rc->out);
     pul__env_rx_free(&rc->env);
     pul__free(rc->buf);
-    pul__free(rc);
+    pool_free(&rc->net->pool, rc);
 }
 
 static int
@@ -733,13 +733,13 @@ pul__net_has_route(pul__net_t *net, pul_id_t target)
 static rcall_t *
 rcall_new(pul__net_t *net, int kind)
 {
-    rcall_t *rc = pul__calloc(1, sizeof *rc);
+    rcall_t *rc = pool_calloc(&net->pool, sizeof *rc);
     if (rc == NULL) {
         return NULL;
     }
     rc->net = net;
     rc->kind = kind;
-    outq_init(&rc->out);
+    outq_init(&rc->out, &net->pool);
     return rc;
 }
 
@@ -805,7 +805,7 @@ net_call_to(pul__net_t *net, pul_call_t *c, const char *addr, const char *path)
     if (rc == NULL) {
         return PUL_ENOMEM;
     }
-    int r = outq_push_msg(&rc->out, c->msg);
+    int r = outq_push_msg(&rc->out, NULL, 0, c->msg);
     if (r == 0) {
         r = rcall_submit(cn, rc, path, c->stream_mode ? "stream" : "ask", type, c->due);
     }
@@ -903,7 +903,7 @@ pul__net_tell(pul__net_t *net, pul_id_t target, pul_msg_t *msg)
     }
     char path[48] = "/actors/";
     pul_id_format(target, path + 8);
-    int r = outq_push_msg(&rc->out, msg);
+    int r = outq_push_msg(&rc->out, NULL, 0, msg);
     if (r == 0) {
         r = rcall_submit(cn, rc, path, "tell", pul_msg_type(msg), 0);
     }

@@ -59,7 +59,7 @@ sst_unref(sst_t *st)
     outq_free(&st->out);
     pul__env_rx_free(&st->env);
     pul__free(st->buf);
-    pul__free(st);
+    pool_free(&st->net->pool, st);
 }
 
 static void
@@ -214,8 +214,7 @@ sst_push_frame(sst_t *st, unsigned kind, pul_msg_t *item, const uint8_t *body, s
         pul__sframe_hdr(hdr, kind, (uint32_t)total);
         hdr[PUL__SFRAME_HDR] = (uint8_t)tl;
         memcpy(hdr + PUL__SFRAME_HDR + 1, type, tl);
-        int rc = outq_push_copy(&st->out, hdr, PUL__SFRAME_HDR + 1 + tl);
-        return rc != 0 ? rc : outq_push_msg(&st->out, item);
+        return outq_push_msg(&st->out, hdr, PUL__SFRAME_HDR + 1 + tl, item);
     }
     pul__sframe_hdr(hdr, kind, (uint32_t)len);
     int rc = outq_push_copy(&st->out, hdr, PUL__SFRAME_HDR);
@@ -285,7 +284,7 @@ sst_call_cb(int status, pul_msg_t *reply, const pul_error_t *err, void *arg)
             outq_kick(cn, &st->out);
         } else if (status == 0) {
             /* ask: the value */
-            int rc = outq_push_msg(&st->out, reply);
+            int rc = outq_push_msg(&st->out, NULL, 0, reply);
             st->out.eof = 1;
             if (rc == 0) {
                 (void)sst_respond(st, 200, "ok", pul_msg_type(reply),
@@ -543,7 +542,7 @@ sv_on_begin_headers(nghttp2_session *ses, const nghttp2_frame *frame, void *user
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
         return 0;
     }
-    sst_t *st = pul__calloc(1, sizeof *st);
+    sst_t *st = pool_calloc(&cn->net->pool, sizeof *st);
     if (st == NULL) {
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
@@ -552,7 +551,7 @@ sv_on_begin_headers(nghttp2_session *ses, const nghttp2_frame *frame, void *user
     st->sid = frame->hd.stream_id;
     st->refs = 1;
     st->t0 = uv_hrtime();
-    outq_init(&st->out);
+    outq_init(&st->out, &cn->net->pool);
     st->out.on_drain = sst_drained;
     st->out.drain_arg = st;
     st->next = cn->ssts;
