@@ -188,6 +188,7 @@ struct pul__net_s {
     nghttp2_option *opt;
     pool_t pool;      /* per-message allocations of the transport, nghttp2's included */
     nghttp2_mem mem;  /* nghttp2's allocator: the pool */
+    char from[33];    /* our node id in hex (pul-from), formatted on first use */
     uint64_t start_ms;
     /* metrics (relaxed atomics) */
     atomic_ullong msgs_in, msgs_out, errors, bytes_in, bytes_out, connections;

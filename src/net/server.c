@@ -129,7 +129,14 @@ sst_respond(sst_t *st, int http, const char *pst, const char *type, const char *
         return PUL_ECLOSED;
     }
     char sbuf[8];
-    snprintf(sbuf, sizeof sbuf, "%d", http);
+    if (http >= 100 && http <= 999) {
+        sbuf[0] = (char)('0' + http / 100);
+        sbuf[1] = (char)('0' + http / 10 % 10);
+        sbuf[2] = (char)('0' + http % 10);
+        sbuf[3] = '\0';
+    } else {
+        snprintf(sbuf, sizeof sbuf, "%d", http);
+    }
     nghttp2_nv nva[5];
     size_t n = 0;
     nva[n++] = (nghttp2_nv)NV(":status", sbuf);
