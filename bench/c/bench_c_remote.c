@@ -4,7 +4,9 @@
  * and tells with many in flight. Calls are driven from the caller's core thread (each completion
  * issues the next call), so the figures are the transport's, without an extra thread hop.
  * Prints a readable table and one JSON line per figure: {"bench": "c_remote_...", ...}.
- * Usage: bench_c_remote [messages]   (default 200000; latency uses messages/20 round trips) */
+ * Then 64 MiB segments one call at a time, in the request and in the reply (transport bandwidth
+ * without Python). Usage: bench_c_remote [messages]   (default 200000; latency uses
+ * messages/20 round trips) */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -23,6 +25,8 @@
 #define SINK_NAME "bench/sink"
 #define IN_FLIGHT 1024
 #define TELL_WINDOW 1024
+#define BULK_BYTES (64u << 20) /* bandwidth: one 64 MiB segment per call */
+#define BULK_CALLS 8
 
 static double
 now_s(void)
@@ -92,6 +96,38 @@ sink_receive(pul_ctx_t *ctx, pul_msg_t *msg, void *state)
     if (!pul_ctx_is_ask(ctx)) {
         (*count)++;
         return 0;
+    }
+    if (strcmp(pul_msg_type(msg), "blob") == 0) {
+        /* a reply carrying BULK_BYTES as one segment, the same memory every time */
+        static pul_msg_t *blob;
+        if (blob == NULL) {
+            void *mem = calloc(1, BULK_BYTES);
+            blob = pul_msg_new("blob", NULL, 0);
+            if (mem == NULL || blob == NULL ||
+                pul_msg_add_segment(blob, mem, BULK_BYTES, free, mem) != 0) {
+                return PUL_ENOMEM;
+            }
+        }
+        pul_msg_t *r = pul_msg_ref(blob);
+        int rc = pul_ctx_reply(ctx, r);
+        if (rc != 0) {
+            pul_msg_unref(r);
+        }
+        return rc;
+    }
+    if (strcmp(pul_msg_type(msg), "nbytes") == 0) {
+        size_t len = 0;
+        if (pul_msg_nsegments(msg) == 1) {
+            (void)pul_msg_segment(msg, 0, &len);
+        }
+        char buf[32];
+        int n = snprintf(buf, sizeof buf, "%zu", len);
+        pul_msg_t *r = pul_msg_new("n", buf, (size_t)n);
+        int rc = r == NULL ? PUL_ENOMEM : pul_ctx_reply(ctx, r);
+        if (rc != 0) {
+            pul_msg_unref(r);
+        }
+        return rc;
     }
     if (strcmp(pul_msg_type(msg), "count") == 0) {
         char buf[32];
@@ -443,7 +479,36 @@ run_caller(const char *host_addr, long total)
         status = 1;
     }
 
+    /* 4. bandwidth: 64 MiB requests (answered with their size), then 64 MiB replies; one call
+     * at a time, after one warm-up call each */
+    double bw[2] = {0, 0};
+    void *bulk = calloc(1, BULK_BYTES);
+    for (int dir = 0; dir < 2 && bulk != NULL && status == 0; dir++) {
+        run_t *b = run_new(sys, inst.actor_id, BULK_CALLS + 1);
+        pul_msg_unref(b->tick);
+        b->tick = pul_msg_new(dir == 0 ? "nbytes" : "blob", NULL, 0);
+        if (dir == 0) {
+            pul_msg_add_segment(b->tick, bulk, BULK_BYTES, NULL, NULL);
+        }
+        b->warm = 1;
+        b->lat = malloc(sizeof(double) * BULK_CALLS);
+        pul_system_post(sys, start_latency, b);
+        run_wait(b);
+        if (b->failed == 0) {
+            double sum = 0;
+            for (int i = 0; i < BULK_CALLS; i++) {
+                sum += b->lat[i];
+            }
+            bw[dir] = (double)BULK_BYTES * BULK_CALLS / (sum * 1e-6);
+        } else {
+            fprintf(stderr, "caller: bulk calls failed: %s\n", pul_strerror(b->first_err));
+            status = 1;
+        }
+        run_free(b);
+    }
+
     pul_system_shutdown(sys);
+    free(bulk);
 
     printf("%-52s %14s\n", "C actor across processes (127.0.0.1)", "value");
     printf("%-52s %11.2f s\n", "join + name visible", join_s);
@@ -466,7 +531,13 @@ run_caller(const char *host_addr, long total)
            "\"cpu_us_caller\": %.2f, \"cpu_us_host\": %.2f}\n",
            total, tells_per_s, (c2.self - c1.self) * 1e6 / (double)total,
            (c2.host - c1.host) * 1e6 / (double)total);
+    printf("%-52s %9.2f GB/s\n", "64 MiB segment, request", bw[0] / 1e9);
+    printf("%-52s %9.2f GB/s\n", "64 MiB segment, reply", bw[1] / 1e9);
     printf("{\"bench\": \"c_remote_join\", \"seconds\": %.3f}\n", join_s);
+    printf("{\"bench\": \"c_remote_bulk_request\", \"bytes\": %u, \"calls\": %d, "
+           "\"bytes_per_s\": %.0f}\n", BULK_BYTES, BULK_CALLS, bw[0]);
+    printf("{\"bench\": \"c_remote_bulk_reply\", \"bytes\": %u, \"calls\": %d, "
+           "\"bytes_per_s\": %.0f}\n", BULK_BYTES, BULK_CALLS, bw[1]);
     run_free(lat);
     run_free(pipe_run);
     run_free(tells);
