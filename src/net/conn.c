@@ -385,21 +385,40 @@ conn_send_data_cb(nghttp2_session *ses, nghttp2_frame *frame, const uint8_t *fra
     return 0;
 }
 
+/* nghttp2 sends DATA frames of 16 KiB unless told otherwise: as large as the peer accepts (both
+ * sides announce 1 MiB) and flow control allows, so a 64 MiB segment goes out as 64 frames, not
+ * 4096 (fewer frame headers, callbacks, iovecs and, on the receiver, frames to parse). */
+static ssize_t
+conn_data_len_cb(nghttp2_session *ses, uint8_t frame_type, int32_t sid, int32_t conn_window,
+                 int32_t stream_window, uint32_t remote_max_frame_size, void *user_data)
+{
+    return remote_max_frame_size < NET_MAX_FRAME ? (ssize_t)remote_max_frame_size
+                                                 : (ssize_t)NET_MAX_FRAME;
+}
+
 void
 conn_callbacks(nghttp2_session_callbacks *cbs)
 {
     nghttp2_session_callbacks_set_send_callback(cbs, conn_send_cb);
     nghttp2_session_callbacks_set_send_data_callback(cbs, conn_send_data_cb);
+    nghttp2_session_callbacks_set_data_source_read_length_callback(cbs, conn_data_len_cb);
 }
 
 /* ---- the plain TCP seam ------------------------------------------------------------------- */
 
+/* One read buffer per transport (one read at a time on its core thread; nghttp2 keeps nothing
+ * that points into it), allocated on the first read: NET_READ_BUF bytes, so bulk transfers take
+ * a quarter of the syscalls 64 KiB reads did. Failing to allocate it fails the read (ENOBUFS). */
 static void
 conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    static _Thread_local char rbuf[65536]; /* one read at a time per core thread */
-    buf->base = rbuf;
-    buf->len = sizeof rbuf;
+    conn_t *cn = h->data;
+    pul__net_t *net = cn->net;
+    if (net->rbuf == NULL) {
+        net->rbuf = pul__malloc(NET_READ_BUF);
+    }
+    buf->base = net->rbuf;
+    buf->len = net->rbuf != NULL ? NET_READ_BUF : 0;
 }
 
 static void conn_on_bytes(conn_t *cn, const uint8_t *p, size_t n);

@@ -174,6 +174,7 @@ net_free(pul__net_t *net)
         nghttp2_option_del(net->opt);
     }
     pool_drain(&net->pool);
+    pul__free(net->rbuf);
     pthread_mutex_destroy(&net->rmu);
     if (net->sys->net == net) {
         net->sys->net = NULL;

@@ -19,6 +19,7 @@
 #define NET_OUT_HIGH (1u << 20)   /* a stream response pauses its producer above this */
 #define NET_WRITE_HIGH (8u << 20) /* bytes handed to the socket and not yet written */
 #define NET_HDR_MAX (64u * 1024u) /* header bytes per stream */
+#define NET_READ_BUF (256u * 1024u) /* one socket read */
 #define NET_BACKOFF_MIN 50
 #define NET_BACKOFF_MAX 2000
 #define NET_HIST_N 12
@@ -189,6 +190,7 @@ struct pul__net_s {
     pool_t pool;      /* per-message allocations of the transport, nghttp2's included */
     nghttp2_mem mem;  /* nghttp2's allocator: the pool */
     char from[33];    /* our node id in hex (pul-from), formatted on first use */
+    char *rbuf;       /* the read buffer (NET_READ_BUF), allocated on the first read */
     uint64_t start_ms;
     /* metrics (relaxed atomics) */
     atomic_ullong msgs_in, msgs_out, errors, bytes_in, bytes_out, connections;
