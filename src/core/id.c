@@ -74,14 +74,19 @@ pul_id_parse(const char *s, size_t len, pul_id_t *out)
     if (s == NULL || out == NULL || len == 0 || len > 32) {
         return PUL_EINVAL;
     }
+    /* The last 16 digits are the low half, the ones before them the high half. */
     pul_id_t id = {0, 0};
+    size_t split = len > 16 ? len - 16 : 0;
     for (size_t i = 0; i < len; i++) {
         int v = id_hexval[(unsigned char)s[i]] - 1;
         if (v < 0) {
             return PUL_EINVAL;
         }
-        id.hi = (id.hi << 4) | (id.lo >> 60);
-        id.lo = (id.lo << 4) | (unsigned)v;
+        if (i < split) {
+            id.hi = (id.hi << 4) | (unsigned)v;
+        } else {
+            id.lo = (id.lo << 4) | (unsigned)v;
+        }
     }
     *out = id;
     return 0;

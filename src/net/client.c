@@ -413,7 +413,7 @@ cl_on_header(nghttp2_session *ses, const nghttp2_frame *frame, const uint8_t *na
     if (frame->hd.type != NGHTTP2_HEADERS) {
         return 0;
     }
-    rcall_t *rc = nghttp2_session_get_stream_user_data(ses, frame->hd.stream_id);
+    rcall_t *rc = conn_stream_data(cn, frame->hd.stream_id);
     if (rc == NULL) {
         return 0;
     }
@@ -567,6 +567,10 @@ cl_on_stream_close(nghttp2_session *ses, int32_t sid, uint32_t error_code, void 
     conn_t *cn = user_data;
     if (cn->dead) {
         return 0;
+    }
+    if (sid == cn->hsid) {
+        cn->hsid = 0;
+        cn->hdata = NULL;
     }
     rcall_t *rc = nghttp2_session_get_stream_user_data(ses, sid);
     if (rc == NULL) {

@@ -124,9 +124,23 @@ struct conn_s {
     pul__task_t flush_task;
     uint64_t rst_window_ms; /* rapid-reset accounting (server) */
     unsigned rst_count;
+    int32_t hsid;   /* the stream whose headers are being read, and its user data: one */
+    void *hdata;    /* lookup per header block instead of one per header (0: none) */
     void *wb;       /* the write batch being filled by nghttp2_session_send */
     void *wb_spare; /* a written batch kept for the next flush */
 };
+
+/* The user data of stream sid, through the one-entry cache (hsid, hdata) that stream close and
+ * begin-headers keep true. Core thread. */
+static inline void *
+conn_stream_data(conn_t *cn, int32_t sid)
+{
+    if (sid != cn->hsid || sid == 0) {
+        cn->hdata = nghttp2_session_get_stream_user_data(cn->ses, sid);
+        cn->hsid = sid;
+    }
+    return cn->hdata;
+}
 
 /* Install the write-side callbacks (send, send_data) shared by both session kinds. */
 void conn_callbacks(nghttp2_session_callbacks *cbs);

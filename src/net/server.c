@@ -567,6 +567,8 @@ sv_on_begin_headers(nghttp2_session *ses, const nghttp2_frame *frame, void *user
     }
     cn->ssts = st;
     (void)nghttp2_session_set_stream_user_data(ses, st->sid, st);
+    cn->hsid = st->sid;
+    cn->hdata = st;
     return 0;
 }
 
@@ -582,7 +584,7 @@ sv_on_header(nghttp2_session *ses, const nghttp2_frame *frame, const uint8_t *na
     if (frame->hd.type != NGHTTP2_HEADERS) {
         return 0;
     }
-    sst_t *st = nghttp2_session_get_stream_user_data(ses, frame->hd.stream_id);
+    sst_t *st = conn_stream_data(cn, frame->hd.stream_id);
     if (st == NULL) {
         return 0;
     }
@@ -770,6 +772,10 @@ sv_on_stream_close(nghttp2_session *ses, int32_t sid, uint32_t error_code, void 
     conn_t *cn = user_data;
     if (cn->dead) {
         return 0;
+    }
+    if (sid == cn->hsid) {
+        cn->hsid = 0;
+        cn->hdata = NULL;
     }
     sst_t *st = nghttp2_session_get_stream_user_data(ses, sid);
     if (st == NULL) {
