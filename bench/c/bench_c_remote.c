@@ -26,7 +26,7 @@
 #define IN_FLIGHT 1024
 #define TELL_WINDOW 1024
 #define BULK_BYTES (64u << 20) /* bandwidth: one 64 MiB segment per call */
-#define BULK_CALLS 8
+#define BULK_CALLS 8 /* BENCH_C_REMOTE_BULK=0 leaves the bandwidth phase out (e.g. under callgrind) */
 
 static double
 now_s(void)
@@ -483,7 +483,9 @@ run_caller(const char *host_addr, long total)
      * at a time, after one warm-up call each */
     double bw[2] = {0, 0};
     void *bulk = calloc(1, BULK_BYTES);
-    for (int dir = 0; dir < 2 && bulk != NULL && status == 0; dir++) {
+    const char *nb = getenv("BENCH_C_REMOTE_BULK");
+    int do_bulk = nb == NULL || atoi(nb) != 0;
+    for (int dir = 0; dir < 2 && do_bulk && bulk != NULL && status == 0; dir++) {
         run_t *b = run_new(sys, inst.actor_id, BULK_CALLS + 1);
         pul_msg_unref(b->tick);
         b->tick = pul_msg_new(dir == 0 ? "nbytes" : "blob", NULL, 0);
