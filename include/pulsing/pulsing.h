@@ -413,6 +413,10 @@ PUL_EXTERN int pul_reply_error(pul_reply_t *r, const pul_error_t *err);
 PUL_EXTERN pul_stream_t *pul_reply_stream(pul_reply_t *r);
 /* Drop a deferred reply unanswered: the caller gets PUL_ESTOPPED. */
 PUL_EXTERN void pul_reply_abandon(pul_reply_t *r);
+/* Nonzero when the ask came from a caller on another node through the transport: the answer is
+ * only ever encoded onto the wire, so an actor host that copies values for local callers (copy
+ * semantics) need not copy this one. Any thread, until the reply is used. */
+PUL_EXTERN int pul_reply_is_remote(const pul_reply_t *r);
 
 /* ---- Streams (producer side; any thread) ---- */
 

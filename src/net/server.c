@@ -459,6 +459,7 @@ sst_deliver(sst_t *st, pul_id_t target)
         return;
     }
     st->call = c;
+    c->remote_caller = 1; /* the actor runs on a later turn: it sees this */
     sst_consume(st);
 }
 
