@@ -93,6 +93,10 @@ class Reply:
     @property
     def used(self) -> bool:
         """True once send/error/stream/abandon consumed it."""
+    @property
+    def remote(self) -> bool:
+        """True when the caller is on another node: the answer only goes onto the wire (no copy
+        for copy semantics is needed). False once used."""
     def send(self, msg_type: str, payload: bytes | memoryview | Any, /) -> None: ...
     def error(
         self,

@@ -41,6 +41,9 @@ _VALUE, _STREAM = 0, 1
 # Mode bit of an envelope whose arguments were just unpickled from a message (nobody else holds
 # them): delivering it needs no copy of them (a 64 MiB argument is not copied once more).
 _FRESH = 2
+# Mode bit of a call whose caller is on another node: its result is only pickled into the reply
+# (the pickle is the copy), so it is not copied first (a 64 MiB result is not copied once more).
+_WIRE = 4
 
 PICKLE_TYPE = "pulsing/pickle"  # msg_type of a pickled Python payload through the core
 _CALL_TAG = "__pulsing_call__"
@@ -102,9 +105,11 @@ def _done_future(loop: asyncio.AbstractEventLoop, exc: BaseException) -> CallFut
 # ---------------------------------------------------------------------------------------------
 
 
-def copy_one(value: Any, what: str = "value") -> Any:
+def copy_one(value: Any, what: str = "value", wire: Any = False) -> Any:
     """What the receiver gets for `value`: itself when immutable, else a copy (pickle
-    protocol 5 round trip); a `__zerocopy__` object travels as its descriptor."""
+    protocol 5 round trip); a `__zerocopy__` object travels as its descriptor. With `wire` (a
+    result that only goes into a reply to another node) the value itself: the reply's pickle
+    is the copy."""
     t = type(value)
     if t in _IMMUTABLE or t is Message:
         return value
@@ -118,6 +123,8 @@ def copy_one(value: Any, what: str = "value") -> Any:
             desc = _zc.prepare(value, m)
             if desc is not None:
                 return _zc.transfer(desc)
+    if wire:
+        return value
     try:
         return _core.copy_value(value)
     except TypeError as e:
@@ -534,19 +541,19 @@ class _Cell:
                 self._finish_later(result, fut, fut, name)
                 return
             try:
-                _set_res(fut, copy_one(result, "result"))
+                _set_res(fut, copy_one(result, "result", mode & _WIRE))
             except PulsingError as e:
                 _set_exc(fut, e)
             return
         # async methods, generators consumed for their final value, attributes: as a task,
         # so the mailbox is free at once.
-        self._spawn_task(self._run_value(name, args, kwargs, fut, mode & _FRESH), fut)
+        self._spawn_task(self._run_value(name, args, kwargs, fut, mode & (_FRESH | _WIRE)), fut)
 
     async def _run_value(
         self, name: str, args: tuple, kwargs: dict, fut: Any, fresh: int = 0
     ) -> None:
         try:
-            if not fresh:
+            if not fresh & _FRESH:
                 args, kwargs = copy_args(args, kwargs)
             kind = self.kind(name)
             if kind in (GEN, AGEN):
@@ -559,7 +566,7 @@ class _Cell:
                     result = value(*args, **kwargs)
                     if inspect.isawaitable(result):
                         result = await result
-            _set_res(fut, copy_one(result, "result"))
+            _set_res(fut, copy_one(result, "result", fresh & _WIRE))
         except asyncio.CancelledError:
             self._cancelled(fut)
         except BaseException as e:  # noqa: BLE001
@@ -801,7 +808,8 @@ class _Cell:
             if mode == _STREAM:
                 self._spawn_task(_stream_to_core(self, name, args, kwargs, reply), None)
                 return
-            self._enqueue((_CALL, name, args, kwargs, fut, _VALUE | _FRESH))
+            wire = _WIRE if reply.remote else 0
+            self._enqueue((_CALL, name, args, kwargs, fut, _VALUE | _FRESH | wire))
         else:
             self._enqueue((_MSG, None, obj, None, fut, _VALUE))
         fut.add_done_callback(lambda f: _reply_from_future(f, reply))
