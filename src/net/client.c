@@ -808,6 +808,19 @@ rcall_submit(conn_t *cn, rcall_t *rc, const char *path, const char *mode, const 
     return 0;
 }
 
+/* "/actors/<32 hex>" for target, from a one-entry cache (calls in a row mostly go to one actor).
+ * Valid until the next call. Core thread. */
+static const char *
+actor_path(pul__net_t *net, pul_id_t target)
+{
+    if (net->path[0] == '\0' || !pul_id_eq(net->path_id, target)) {
+        memcpy(net->path, "/actors/", 8);
+        pul_id_format(target, net->path + 8);
+        net->path_id = target;
+    }
+    return net->path;
+}
+
 static int
 net_call_to(pul__net_t *net, pul_call_t *c, const char *addr, const char *path)
 {
@@ -852,9 +865,7 @@ pul__net_call(pul__net_t *net, pul_call_t *c)
     if (!route_addr(net, c->target.hi, addr, NULL)) {
         return PUL_ENOTFOUND;
     }
-    char path[48] = "/actors/";
-    pul_id_format(c->target, path + 8);
-    return net_call_to(net, c, addr, path);
+    return net_call_to(net, c, addr, actor_path(net, c->target));
 }
 
 int
@@ -924,8 +935,7 @@ pul__net_tell(pul__net_t *net, pul_id_t target, pul_msg_t *msg)
     if (rc == NULL) {
         return PUL_ENOMEM;
     }
-    char path[48] = "/actors/";
-    pul_id_format(target, path + 8);
+    const char *path = actor_path(net, target);
     int r = outq_push_msg(&rc->out, NULL, 0, msg);
     if (r == 0) {
         r = rcall_submit(cn, rc, path, "tell", pul_msg_type(msg), 0);

@@ -205,6 +205,8 @@ struct pul__net_s {
     nghttp2_mem mem;  /* nghttp2's allocator: the pool */
     char from[33];    /* our node id in hex (pul-from), formatted on first use */
     char *rbuf;       /* the read buffer (NET_READ_BUF), allocated on the first read */
+    pul_id_t path_id; /* client.c: the last actor path formatted, and its target */
+    char path[48];
     uint64_t start_ms;
     /* metrics (relaxed atomics) */
     atomic_ullong msgs_in, msgs_out, errors, bytes_in, bytes_out, connections;
