@@ -801,9 +801,19 @@ class _Cell:
             if mode == _STREAM:
                 self._spawn_task(_stream_to_core(self, name, args, kwargs, reply), None)
                 return
-            self._enqueue((_CALL, name, args, kwargs, fut, _VALUE | _FRESH))
+            env = (_CALL, name, args, kwargs, fut, _VALUE | _FRESH)
         else:
-            self._enqueue((_MSG, None, obj, None, fut, _VALUE))
+            env = (_MSG, None, obj, None, fut, _VALUE)
+        if self.queue or self.overflow or self.scheduled or self.blocked or self.stopped:
+            self._enqueue(env)
+        else:
+            # An idle cell: deliver now, in this drain of the bridge, rather than one loop turn
+            # later; a sync method's reply then goes out in the same pass (threads.md).
+            self.queue.append(env)
+            self._drain()
+            if fut.done():
+                _reply_from_future(fut, reply)
+                return
         fut.add_done_callback(lambda f: _reply_from_future(f, reply))
         # A caller that gives up (cancel, deadline, a reset HTTP/2 stream) cancels the work.
         reply.on_cancel(fut.cancel)
