@@ -378,6 +378,17 @@ run_entry(pulpy_state *st, CoreSystemObject *self, pulpy_entry_t *e)
     }
 }
 
+/* Longest a drain pass holds the door before letting what it posted wake the core thread. */
+#define PULPY_HOLD_MAX_US 50.0
+
+static double
+mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
 int
 pulpy_system_drain(CoreSystemObject *self)
 {
@@ -389,6 +400,12 @@ pulpy_system_drain(CoreSystemObject *self)
     PyObject *first_type = NULL, *first_val = NULL, *first_tb = NULL;
     pulpy_bridge_ack(b);
     pulpy_bridge_take(b);
+    /* What the pass posts (replies of the actors it runs, calls they make) wakes the core thread
+     * once per pass, not at the first post while the pass still runs; a long pass lets it go
+     * every PULPY_HOLD_MAX_US (threads.md "Batching the door"). */
+    pul_system_t *held = self->sys != NULL && !self->closing ? self->sys : NULL;
+    pul_system_hold(held);
+    double since = held != NULL ? mono_us() : 0;
     /* b->pos is shared: a callback that re-enters drain (or close) continues this batch. */
     while (self->bridge == b && b->pos < b->cur.n) {
         /* a callback that closes the system runs the rest of the batch and frees b */
@@ -400,7 +417,18 @@ pulpy_system_drain(CoreSystemObject *self)
                 PyErr_WriteUnraisable((PyObject *)self);
             }
         }
+        if (held != NULL && self->sys == held && b->pos < b->cur.n) {
+            double now = mono_us();
+            if (now - since > PULPY_HOLD_MAX_US) {
+                pul_system_release(held);
+                pul_system_hold(held);
+                since = now;
+            }
+        }
     }
+    if (held != NULL && self->sys == held) {
+        pul_system_release(held);
+    } /* else closed by a callback: the shutdown dropped this thread's hold with the loop */
     if (first_type != NULL) {
         PyErr_Restore(first_type, first_val, first_tb);
         return -1;
@@ -715,13 +743,6 @@ sys_bridge_stats(PyObject *op, PyObject *unused)
 #define PULPY_CPU_RELAX() ((void)0)
 #endif
 
-static double
-mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
 
 /* spin(max_us) -> bool: busy-wait (GIL released) up to max_us for a completion to be queued.
  * A waiter that spins instead of sleeping in epoll_wait saves the ~30 us a wake-up of a halted
