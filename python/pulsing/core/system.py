@@ -810,10 +810,15 @@ class _Cell:
             # An idle cell: deliver now, in this drain of the bridge, rather than one loop turn
             # later; a sync method's reply then goes out in the same pass (threads.md).
             self.queue.append(env)
-            self._drain()
+            try:
+                self._drain()
+            finally:
+                if not fut.done():  # still running (a task), or _drain raised: answer later
+                    fut.add_done_callback(lambda f: _reply_from_future(f, reply))
+                    reply.on_cancel(fut.cancel)
             if fut.done():
                 _reply_from_future(fut, reply)
-                return
+            return
         fut.add_done_callback(lambda f: _reply_from_future(f, reply))
         # A caller that gives up (cancel, deadline, a reset HTTP/2 stream) cancels the work.
         reply.on_cancel(fut.cancel)
