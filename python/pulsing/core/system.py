@@ -809,9 +809,24 @@ class _Cell:
                 self._spawn_task(_stream_to_core(self, name, args, kwargs, reply), None)
                 return
             wire = _WIRE if reply.remote else 0
-            self._enqueue((_CALL, name, args, kwargs, fut, _VALUE | _FRESH | wire))
+            env = (_CALL, name, args, kwargs, fut, _VALUE | _FRESH | wire)
         else:
-            self._enqueue((_MSG, None, obj, None, fut, _VALUE))
+            env = (_MSG, None, obj, None, fut, _VALUE)
+        if self.queue or self.overflow or self.scheduled or self.blocked or self.stopped:
+            self._enqueue(env)
+        else:
+            # An idle cell: deliver now, in this drain of the bridge, rather than one loop turn
+            # later; a sync method's reply then goes out in the same pass (threads.md).
+            self.queue.append(env)
+            try:
+                self._drain()
+            finally:
+                if not fut.done():  # still running (a task), or _drain raised: answer later
+                    fut.add_done_callback(lambda f: _reply_from_future(f, reply))
+                    reply.on_cancel(fut.cancel)
+            if fut.done():
+                _reply_from_future(fut, reply)
+            return
         fut.add_done_callback(lambda f: _reply_from_future(f, reply))
         # A caller that gives up (cancel, deadline, a reset HTTP/2 stream) cancels the work.
         reply.on_cancel(fut.cancel)
@@ -1245,6 +1260,7 @@ class ActorSystem:
                 ) from None
             raise _errors.from_core_error(e, "actor system") from None
         loop.add_reader(self._core.fileno(), self._core.drain)
+        self._complete_ask = self._complete  # one bound method for every ask
         self._rr: dict = {}  # round-robin counters: resolve per name, placement
         self._mailbox_capacity = mailbox_capacity
         self._cells: dict[int, _Cell] = {}
@@ -1657,8 +1673,7 @@ class ActorSystem:
     ) -> CallFuture:
         """Ask through the core: an actor of another node (or a C actor, or another system),
         or with `named=(node_id, name)` the instance of a name on a node."""
-        loop = self._loop
-        fut = CallFuture(loop=loop)
+        fut = CallFuture(loop=self._loop)
         if self._closed:
             fut.set_exception(PulsingRuntimeError("Actor system is shut down"))
             return fut
@@ -1667,34 +1682,31 @@ class ActorSystem:
         except PulsingError as e:
             fut.set_exception(e)
             return fut
-        inner = loop.create_future()
-
-        def done(f: asyncio.Future) -> None:
-            if fut.done():
-                return
-            if f.cancelled():
-                fut.cancel()
-                return
-            e = f.exception()
-            if e is not None:
-                fut.set_exception(_errors.from_core_error(e, "ask"))
-                return
-            try:
-                fut.set_result(_decode(*f.result(), system=self))
-            except Exception as exc:  # noqa: BLE001
-                fut.set_exception(PulsingRuntimeError(f"cannot decode reply: {exc}", exc))
-
-        inner.add_done_callback(done)
-        fut.add_done_callback(lambda f: inner.cancel() if f.cancelled() else None)
+        # The core resolves `fut` itself through _complete_ask when the reply drains, and a
+        # cancelled `fut` cancels the core call (the extension hooks its done callback).
         try:
             if named is not None:
-                self._core.ask_named(named[0], named[1], mt, payload, inner, deadline_ms, True)
+                self._core.ask_named(
+                    named[0], named[1], mt, payload, fut, deadline_ms, True, self._complete_ask
+                )
             else:
-                self._core.ask(actor_id, mt, payload, inner, deadline_ms, True)
+                self._core.ask(actor_id, mt, payload, fut, deadline_ms, True, self._complete_ask)
         except _core.CoreError as e:
-            inner.cancel()
             fut.set_exception(_errors.from_core_error(e, "ask"))
         return fut
+
+    def _complete(self, fut: asyncio.Future, ok: bool, value: Any) -> None:
+        """Resolve an ask's future from the core's completion: (type, bytes, segments) or a
+        CoreError. Called by the bridge's drain only while `fut` is not done."""
+        if not ok:
+            fut.set_exception(_errors.from_core_error(value, "ask"))
+            return
+        try:
+            result = _decode(*value, system=self)
+        except Exception as exc:  # noqa: BLE001
+            fut.set_exception(PulsingRuntimeError(f"cannot decode reply: {exc}", exc))
+            return
+        fut.set_result(result)
 
     def _core_tell(self, actor_id: int, msg: Any) -> Any:
         fut = CallFuture(loop=self._loop)
