@@ -108,8 +108,10 @@ def _done_future(loop: asyncio.AbstractEventLoop, exc: BaseException) -> CallFut
 def copy_one(value: Any, what: str = "value", wire: Any = False) -> Any:
     """What the receiver gets for `value`: itself when immutable, else a copy (pickle
     protocol 5 round trip); a `__zerocopy__` object travels as its descriptor. With `wire` (a
-    result that only goes into a reply to another node) the value itself: the reply's pickle
-    is the copy."""
+    result that only goes into a reply to another node) the value pickled for the reply at once
+    (`_WireResult`): the reply's pickle is the copy, taken before the actor runs again, so a
+    later message that mutates the value cannot change the reply (its large buffers go out of
+    band from their own memory, as for requests)."""
     t = type(value)
     if t in _IMMUTABLE or t is Message:
         return value
@@ -124,7 +126,7 @@ def copy_one(value: Any, what: str = "value", wire: Any = False) -> Any:
             if desc is not None:
                 return _zc.transfer(desc)
     if wire:
-        return value
+        return _WireResult(_encode(value, what))
     try:
         return _core.copy_value(value)
     except TypeError as e:
@@ -902,7 +904,16 @@ async def _log_errors(aw: Any, what: str) -> None:
 _OOB_MIN = 64 * 1024
 
 
-def _encode(value: Any) -> tuple[str, Any]:
+class _WireResult:
+    """A result already encoded for the reply to another node (see copy_one)."""
+
+    __slots__ = ("enc",)
+
+    def __init__(self, enc: tuple[str, Any]) -> None:
+        self.enc = enc
+
+
+def _encode(value: Any, what: str = "value") -> tuple[str, Any]:
     """(msg_type, payload) for a value sent through the core: a pickle (protocol 5) whose large
     buffers are out of band, payload = [pickle, *buffers], or a Message's own type and bytes."""
     if type(value) is _RawPickled:
@@ -921,7 +932,7 @@ def _encode(value: Any) -> tuple[str, Any]:
     try:
         head = pickle.dumps(value, protocol=5, buffer_callback=out_of_band)
     except Exception as e:
-        raise _errors.serialization_error(value, e, "value") from e
+        raise _errors.serialization_error(value, e, what) from e
     if bufs:
         return PICKLE_TYPE, [head, *bufs]
     return PICKLE_TYPE, head
@@ -971,7 +982,8 @@ def _reply_from_future(fut: asyncio.Future, reply: Any) -> None:
         exc = fut.exception()
         if exc is None:
             try:
-                reply.send(*_encode(fut.result()))
+                res = fut.result()
+                reply.send(*(res.enc if type(res) is _WireResult else _encode(res)))
                 return
             except PulsingError as e:
                 exc = e
