@@ -19,6 +19,21 @@ typedef union {
 
 #define HDR sizeof(blk_t)
 
+/* Under AddressSanitizer nothing is kept: every block goes back to malloc, so a use after free
+ * of a call record or a piece is still reported. */
+#if defined(__SANITIZE_ADDRESS__)
+#define POOL_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define POOL_ASAN 1
+#endif
+#endif
+#ifdef POOL_ASAN
+#define POOL_KEEP 0u
+#else
+#define POOL_KEEP POOL_KEEP_BYTES
+#endif
+
 static size_t
 pool_class(size_t n)
 {
@@ -71,7 +86,7 @@ pool_free(pool_t *p, void *ptr)
     }
     blk_t *b = (blk_t *)((char *)ptr - HDR);
     size_t c = b->h.cls;
-    if (c >= POOL_NCLASS || p->bytes + (c + 1) * POOL_GRAIN > POOL_KEEP_BYTES) {
+    if (c >= POOL_NCLASS || p->bytes + (c + 1) * POOL_GRAIN > POOL_KEEP) {
         pul__free(b);
         return;
     }

@@ -8,7 +8,7 @@
 #include "core/alloc.h"
 
 #define ENV_GROW_MIN (64u * 1024u)
-#define ENV_MAP_MIN (1u << 20) /* parts this large get their own mapping (see env_map_grow) */
+#define ENV_MAP_MIN (8u << 20) /* parts this large get their own mapping (see env_map_grow) */
 #define ENV_MAP_HDR 64
 
 static void
