@@ -113,7 +113,8 @@ def remote_round(build_dir: str, env: dict) -> dict:
     n_c = env.get("BENCH_C_REMOTE_N", "200000")
     for r in run_json_lines([exe, n_c], env) if os.path.exists(exe) else []:
         b = r.get("bench", "")
-        for m in ("p50_us", "p99_us", "asks_per_s", "msgs_per_s", "seconds"):
+        for m in ("p50_us", "p99_us", "asks_per_s", "msgs_per_s", "seconds", "bytes_per_s",
+                  "cpu_us_caller", "cpu_us_host"):
             if m in r:
                 fig[f"{b}_{m}"] = r[m]
     for mode, extra in (("default", ["--default-timings"]), ("fast", [])):
@@ -154,6 +155,12 @@ REMOTE_ROWS = [
     ("C asks/s, 1024 in flight", "c_remote_ask_pipelined_asks_per_s", "msgs/s", ">= 500 k/s",
      None),
     ("C tells/s, windows of 1024", "c_remote_tell_msgs_per_s", "msgs/s", ">= 500 k/s", None),
+    ("C asks: CPU per message, caller", "c_remote_ask_pipelined_cpu_us_caller", "us", "", None),
+    ("C asks: CPU per message, host", "c_remote_ask_pipelined_cpu_us_host", "us", "", None),
+    ("C tells: CPU per message, caller", "c_remote_tell_cpu_us_caller", "us", "", None),
+    ("C tells: CPU per message, host", "c_remote_tell_cpu_us_host", "us", "", None),
+    ("C 64 MiB segment, request", "c_remote_bulk_request_bytes_per_s", "B/s", "", None),
+    ("C 64 MiB segment, reply", "c_remote_bulk_reply_bytes_per_s", "B/s", "", None),
     ("5 nodes converge after the last is up (default)", "cluster5_default_converge_s", "s", "",
      None),
     ("5 nodes converge from process launch (default)",
@@ -170,7 +177,7 @@ REMOTE_ROWS = [
 
 def fmt_remote(v: float, unit: str) -> str:
     if unit == "us":
-        return f"{v:.1f} us"
+        return f"{v:.2f} us" if v < 10 else f"{v:.1f} us"
     if unit == "s":
         return f"{v:.2f} s"
     if unit == "B/s":

@@ -4,7 +4,9 @@
  * and tells with many in flight. Calls are driven from the caller's core thread (each completion
  * issues the next call), so the figures are the transport's, without an extra thread hop.
  * Prints a readable table and one JSON line per figure: {"bench": "c_remote_...", ...}.
- * Usage: bench_c_remote [messages]   (default 200000; latency uses messages/20 round trips) */
+ * Then 64 MiB segments one call at a time, in the request and in the reply (transport bandwidth
+ * without Python). Usage: bench_c_remote [messages]   (default 200000; latency uses
+ * messages/20 round trips) */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -13,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,6 +25,8 @@
 #define SINK_NAME "bench/sink"
 #define IN_FLIGHT 1024
 #define TELL_WINDOW 1024
+#define BULK_BYTES (64u << 20) /* bandwidth: one 64 MiB segment per call */
+#define BULK_CALLS 8 /* BENCH_C_REMOTE_BULK=0 leaves the bandwidth phase out (e.g. under callgrind) */
 
 static double
 now_s(void)
@@ -29,6 +34,50 @@ now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* CPU seconds used so far by this process (all threads) and by the hosting process (read from
+ * /proc, clock ticks): CPU per message is a steadier figure than wall time on a shared machine. */
+static double
+cpu_self_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
+}
+
+static pid_t host_pid;
+
+static double
+cpu_host_s(void)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)host_pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return 0;
+    }
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* fields after the command name */
+    unsigned long ut = 0, st = 0;
+    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut,
+                            &st) != 2) {
+        return 0;
+    }
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+typedef struct {
+    double self, host;
+} cpu_t;
+
+static cpu_t
+cpu_now(void)
+{
+    return (cpu_t){cpu_self_s(), cpu_host_s()};
 }
 
 static int
@@ -47,6 +96,38 @@ sink_receive(pul_ctx_t *ctx, pul_msg_t *msg, void *state)
     if (!pul_ctx_is_ask(ctx)) {
         (*count)++;
         return 0;
+    }
+    if (strcmp(pul_msg_type(msg), "blob") == 0) {
+        /* a reply carrying BULK_BYTES as one segment, the same memory every time */
+        static pul_msg_t *blob;
+        if (blob == NULL) {
+            void *mem = calloc(1, BULK_BYTES);
+            blob = pul_msg_new("blob", NULL, 0);
+            if (mem == NULL || blob == NULL ||
+                pul_msg_add_segment(blob, mem, BULK_BYTES, free, mem) != 0) {
+                return PUL_ENOMEM;
+            }
+        }
+        pul_msg_t *r = pul_msg_ref(blob);
+        int rc = pul_ctx_reply(ctx, r);
+        if (rc != 0) {
+            pul_msg_unref(r);
+        }
+        return rc;
+    }
+    if (strcmp(pul_msg_type(msg), "nbytes") == 0) {
+        size_t len = 0;
+        if (pul_msg_nsegments(msg) == 1) {
+            (void)pul_msg_segment(msg, 0, &len);
+        }
+        char buf[32];
+        int n = snprintf(buf, sizeof buf, "%zu", len);
+        pul_msg_t *r = pul_msg_new("n", buf, (size_t)n);
+        int rc = r == NULL ? PUL_ENOMEM : pul_ctx_reply(ctx, r);
+        if (rc != 0) {
+            pul_msg_unref(r);
+        }
+        return rc;
     }
     if (strcmp(pul_msg_type(msg), "count") == 0) {
         char buf[32];
@@ -377,8 +458,10 @@ run_caller(const char *host_addr, long total)
 
     /* 2. asks with IN_FLIGHT in flight */
     run_t *pipe_run = run_new(sys, inst.actor_id, total);
+    cpu_t c0 = cpu_now();
     pul_system_post(sys, start_pipelined, pipe_run);
     run_wait(pipe_run);
+    cpu_t c1 = cpu_now();
     double asks_per_s = pipe_run->failed ? 0 : (double)total / (pipe_run->t1 - pipe_run->t0);
     if (pipe_run->failed) {
         fprintf(stderr, "caller: pipelined asks failed: %s\n", pul_strerror(pipe_run->first_err));
@@ -389,13 +472,45 @@ run_caller(const char *host_addr, long total)
     run_t *tells = run_new(sys, inst.actor_id, total);
     pul_system_post(sys, start_tells, tells);
     run_wait(tells);
+    cpu_t c2 = cpu_now();
     double tells_per_s = tells->failed ? 0 : (double)total / (tells->t1 - tells->t0);
     if (tells->failed) {
         fprintf(stderr, "caller: tells failed: %s\n", pul_strerror(tells->first_err));
         status = 1;
     }
 
+    /* 4. bandwidth: 64 MiB requests (answered with their size), then 64 MiB replies; one call
+     * at a time, after one warm-up call each */
+    double bw[2] = {0, 0};
+    void *bulk = calloc(1, BULK_BYTES);
+    const char *nb = getenv("BENCH_C_REMOTE_BULK");
+    int do_bulk = nb == NULL || atoi(nb) != 0;
+    for (int dir = 0; dir < 2 && do_bulk && bulk != NULL && status == 0; dir++) {
+        run_t *b = run_new(sys, inst.actor_id, BULK_CALLS + 1);
+        pul_msg_unref(b->tick);
+        b->tick = pul_msg_new(dir == 0 ? "nbytes" : "blob", NULL, 0);
+        if (dir == 0) {
+            pul_msg_add_segment(b->tick, bulk, BULK_BYTES, NULL, NULL);
+        }
+        b->warm = 1;
+        b->lat = malloc(sizeof(double) * BULK_CALLS);
+        pul_system_post(sys, start_latency, b);
+        run_wait(b);
+        if (b->failed == 0) {
+            double sum = 0;
+            for (int i = 0; i < BULK_CALLS; i++) {
+                sum += b->lat[i];
+            }
+            bw[dir] = (double)BULK_BYTES * BULK_CALLS / (sum * 1e-6);
+        } else {
+            fprintf(stderr, "caller: bulk calls failed: %s\n", pul_strerror(b->first_err));
+            status = 1;
+        }
+        run_free(b);
+    }
+
     pul_system_shutdown(sys);
+    free(bulk);
 
     printf("%-52s %14s\n", "C actor across processes (127.0.0.1)", "value");
     printf("%-52s %11.2f s\n", "join + name visible", join_s);
@@ -403,15 +518,28 @@ run_caller(const char *host_addr, long total)
     printf("%-52s %11.1f us\n", "ask round trip p99 (one at a time)", p99);
     printf("%-52s %11.0f k/s\n", "asks, 1024 in flight", asks_per_s / 1e3);
     printf("%-52s %11.0f k/s\n", "tells, windows of 1024", tells_per_s / 1e3);
+    printf("%-52s %5.2f / %5.2f us\n", "asks: CPU per message, caller / host",
+           (c1.self - c0.self) * 1e6 / (double)total, (c1.host - c0.host) * 1e6 / (double)total);
+    printf("%-52s %5.2f / %5.2f us\n", "tells: CPU per message, caller / host",
+           (c2.self - c1.self) * 1e6 / (double)total, (c2.host - c1.host) * 1e6 / (double)total);
     printf("{\"bench\": \"c_remote_ask_latency\", \"samples\": %ld, \"p50_us\": %.1f, "
            "\"p99_us\": %.1f}\n",
            nlat, p50, p99);
     printf("{\"bench\": \"c_remote_ask_pipelined\", \"asks\": %ld, \"in_flight\": %d, "
-           "\"asks_per_s\": %.0f}\n",
-           total, IN_FLIGHT, asks_per_s);
-    printf("{\"bench\": \"c_remote_tell\", \"messages\": %ld, \"msgs_per_s\": %.0f}\n", total,
-           tells_per_s);
+           "\"asks_per_s\": %.0f, \"cpu_us_caller\": %.2f, \"cpu_us_host\": %.2f}\n",
+           total, IN_FLIGHT, asks_per_s, (c1.self - c0.self) * 1e6 / (double)total,
+           (c1.host - c0.host) * 1e6 / (double)total);
+    printf("{\"bench\": \"c_remote_tell\", \"messages\": %ld, \"msgs_per_s\": %.0f, "
+           "\"cpu_us_caller\": %.2f, \"cpu_us_host\": %.2f}\n",
+           total, tells_per_s, (c2.self - c1.self) * 1e6 / (double)total,
+           (c2.host - c1.host) * 1e6 / (double)total);
+    printf("%-52s %9.2f GB/s\n", "64 MiB segment, request", bw[0] / 1e9);
+    printf("%-52s %9.2f GB/s\n", "64 MiB segment, reply", bw[1] / 1e9);
     printf("{\"bench\": \"c_remote_join\", \"seconds\": %.3f}\n", join_s);
+    printf("{\"bench\": \"c_remote_bulk_request\", \"bytes\": %u, \"calls\": %d, "
+           "\"bytes_per_s\": %.0f}\n", BULK_BYTES, BULK_CALLS, bw[0]);
+    printf("{\"bench\": \"c_remote_bulk_reply\", \"bytes\": %u, \"calls\": %d, "
+           "\"bytes_per_s\": %.0f}\n", BULK_BYTES, BULK_CALLS, bw[1]);
     run_free(lat);
     run_free(pipe_run);
     run_free(tells);
@@ -446,6 +574,7 @@ main(int argc, char **argv)
     }
     close(addr_pipe[1]);
     close(hold_pipe[0]);
+    host_pid = pid;
     alarm(300); /* never hang a benchmark run */
 
     char addr[PUL_ADDR_MAX + 2];

@@ -93,6 +93,10 @@ class Reply:
     @property
     def used(self) -> bool:
         """True once send/error/stream/abandon consumed it."""
+    @property
+    def remote(self) -> bool:
+        """True when the caller is on another node: the answer only goes onto the wire (no copy
+        for copy semantics is needed). False once used."""
     def send(self, msg_type: str, payload: bytes | memoryview | Any, /) -> None: ...
     def error(
         self,
@@ -244,12 +248,15 @@ class CoreSystem:
         future: Any,
         deadline_ms: int = 0,
         segments: bool = False,
+        complete: Callable[[Any, bool, Any], None] | None = None,
     ) -> None:
         """Send through the core (to an actor of this node or, by its id's node prefix, of
         another node); future.set_result((msg_type, bytes)) -- (msg_type, bytes, segments)
         with segments=True -- or
         future.set_exception(CoreError) on the home loop (skipped if the future is already
-        done). Cancelling the future cancels the call (through a done callback).
+        done). With `complete`, the drain calls complete(future, True, that tuple) or
+        complete(future, False, CoreError) instead, and the callable resolves the future.
+        Cancelling the future cancels the call (through a done callback).
         Errors known at once (bad id/payload, closed system) raise here and leave the
         future untouched; ENOTFOUND for an unknown target arrives through the future."""
     def tell(self, target: int, msg_type: str, payload: bytes | memoryview | Any, /) -> None: ...
@@ -277,6 +284,7 @@ class CoreSystem:
         future: Any,
         deadline_ms: int = 0,
         segments: bool = False,
+        complete: Callable[[Any, bool, Any], None] | None = None,
     ) -> None:
         """Like ask, to the instance of `name` on node `node_id` (None: this node)."""
 

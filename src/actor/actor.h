@@ -81,6 +81,8 @@ struct pul_call_s {
     int reply_status;
     struct pul_stream_s *stream;
     void *net_op;  /* the transport's record of a remote call (core thread) */
+    int remote_caller; /* asked by the transport for a caller on another node (set before
+                        * the actor sees it; read-only afterwards) */
     char *name;    /* a named call to another node: the normalized name (target = node id) */
     int paused;    /* stream delivery held by the consumer (pul__call_pause) */
     pul__task_t flow_task;   /* pul_call_pause from another thread: applies flow_want */

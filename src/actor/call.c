@@ -853,6 +853,12 @@ reply_finish(pul_call_t *c, int status, pul_msg_t *msg, pul__err_t *err)
 }
 
 int
+pul_reply_is_remote(const pul_reply_t *r)
+{
+    return r != NULL && ((const pul_call_t *)r)->remote_caller;
+}
+
+int
 pul_reply_send(pul_reply_t *r, pul_msg_t *msg)
 {
     if (r == NULL || msg == NULL) {

@@ -471,6 +471,22 @@ pul_system_on_core_thread(const pul_system_t *sys)
     return sys != NULL && pul__loop_on_thread(&sys->loop);
 }
 
+void
+pul_system_hold(pul_system_t *sys)
+{
+    if (sys != NULL) {
+        pul__loop_hold(&sys->loop);
+    }
+}
+
+void
+pul_system_release(pul_system_t *sys)
+{
+    if (sys != NULL) {
+        pul__loop_release(&sys->loop);
+    }
+}
+
 typedef struct {
     pul__task_t task;
     void (*fn)(void *);

@@ -4,6 +4,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "pulsing/pulsing.h"
 
@@ -66,6 +67,39 @@ pul__free(void *p)
     if (p != NULL) {
         atomic_fetch_sub_explicit(&alloc_live, 1, memory_order_relaxed);
         free(p);
+    }
+}
+
+void *
+pul__map(size_t n)
+{
+    if (alloc_should_fail()) {
+        return NULL;
+    }
+    void *p = mmap(NULL, n ? n : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        return NULL;
+    }
+    atomic_fetch_add_explicit(&alloc_live, 1, memory_order_relaxed);
+    return p;
+}
+
+void *
+pul__remap(void *p, size_t old, size_t n)
+{
+    if (alloc_should_fail()) {
+        return NULL;
+    }
+    void *q = mremap(p, old, n, MREMAP_MAYMOVE);
+    return q == MAP_FAILED ? NULL : q;
+}
+
+void
+pul__unmap(void *p, size_t n)
+{
+    if (p != NULL) {
+        atomic_fetch_sub_explicit(&alloc_live, 1, memory_order_relaxed);
+        (void)munmap(p, n);
     }
 }
 

@@ -246,6 +246,28 @@ pul__loop_defer(pul__loop_t *l, pul__task_t *t)
     pul__loop_kick(l);
 }
 
+/* The loops the calling thread holds (pul__loop_hold): a few at most. */
+#define HELD_MAX 4
+typedef struct {
+    const pul__loop_t *loop;
+    uint64_t serial;
+    int depth;
+    int owed; /* a post of ours skipped its wake-up */
+} held_t;
+static _Thread_local held_t held[HELD_MAX];
+static uint64_t loop_serials;
+
+static held_t *
+held_find(const pul__loop_t *l)
+{
+    for (int i = 0; i < HELD_MAX; i++) {
+        if (held[i].loop == l && held[i].serial == l->serial) {
+            return &held[i];
+        }
+    }
+    return NULL;
+}
+
 static int
 loop_push(pul__loop_t *l, pul__task_t *t, int last)
 {
@@ -265,12 +287,68 @@ loop_push(pul__loop_t *l, pul__task_t *t, int last)
     if (last) {
         l->closed = 1;
     }
+    held_t *h = last ? NULL : held_find(l);
+    int wake = 0;
+    if (was_empty || l->wake_owed) {
+        if (h != NULL) {
+            l->wake_owed = 1; /* the release wakes the loop */
+            h->owed = 1;
+        } else {
+            l->wake_owed = 0;
+            wake = 1;
+        }
+    }
     pthread_mutex_unlock(&l->mu);
     /* Only the push that finds the inbox empty wakes the loop: the drain takes everything. */
-    if (was_empty) {
+    if (wake) {
         uv_async_send(&l->async);
     }
     return 0;
+}
+
+void
+pul__loop_hold(pul__loop_t *l)
+{
+    held_t *h = held_find(l);
+    if (h == NULL) {
+        for (int i = 0; i < HELD_MAX; i++) {
+            /* Free, or left by a loop that was joined while held (its address reused). */
+            if (held[i].loop == NULL || held[i].loop == l) {
+                h = &held[i];
+                h->loop = l;
+                h->serial = l->serial;
+                h->depth = 0;
+                h->owed = 0;
+                break;
+            }
+        }
+    }
+    if (h != NULL) {
+        h->depth++;
+    } /* else: too many loops held by this thread at once: this one is not held */
+}
+
+void
+pul__loop_release(pul__loop_t *l)
+{
+    held_t *h = held_find(l);
+    if (h == NULL || --h->depth > 0) {
+        return;
+    }
+    int owed = h->owed;
+    h->loop = NULL;
+    h->owed = 0;
+    if (!owed) {
+        return;
+    }
+    pthread_mutex_lock(&l->mu);
+    /* Cleared when another push woke the loop since; once closed, the last task woke it. */
+    int wake = l->wake_owed && !l->closed;
+    l->wake_owed = 0;
+    pthread_mutex_unlock(&l->mu);
+    if (wake) {
+        uv_async_send(&l->async);
+    }
 }
 
 int
@@ -307,6 +385,7 @@ pul__loop_start(pul__loop_t *l, int (*on_turn)(void *), void *owner)
     int rc = PUL_EIO;
     l->on_turn = on_turn;
     l->owner = owner;
+    l->serial = __atomic_add_fetch(&loop_serials, 1, __ATOMIC_RELAXED);
     if (pthread_mutex_init(&l->mu, NULL) != 0) {
         return PUL_EIO;
     }
@@ -360,6 +439,10 @@ pul__loop_stop(pul__loop_t *l)
 void
 pul__loop_join(pul__loop_t *l)
 {
+    held_t *h = held_find(l); /* joined while this thread holds it (closed from a drain) */
+    if (h != NULL) {
+        memset(h, 0, sizeof *h);
+    }
     if (l->thread_started) {
         pthread_join(l->thread, NULL);
         l->thread_started = 0;

@@ -36,6 +36,8 @@ typedef struct pul__loop_s {
     pul__task_t *in_head;
     pul__task_t *in_tail;
     int closed;
+    int wake_owed;   /* a holding thread queued work without waking the loop (pul__loop_hold) */
+    uint64_t serial; /* unique per loop started: tells a held loop from a later one at its address */
     /* Core-thread-only local queue: work for the next loop turn. */
     pul__task_t *local_head;
     pul__task_t *local_tail;
@@ -57,6 +59,13 @@ int pul__loop_start(pul__loop_t *l, int (*on_turn)(void *), void *owner);
 int pul__loop_post(pul__loop_t *l, pul__task_t *t);
 /* Post t as the last task and close the door atomically. Any thread but the core thread. */
 int pul__loop_post_last(pul__loop_t *l, pul__task_t *t);
+/* Hold the door's wake-up for the calling thread: tasks it posts until the matching
+ * pul__loop_release are queued as usual, but the loop is woken (at most once) by the release
+ * rather than at the first post. Nests. Any thread. Posts of other threads still wake the loop
+ * (also when they find the holder's tasks queued), and so does the last task
+ * (pul__loop_post_last); a holder that blocks waiting on the loop must release first. */
+void pul__loop_hold(pul__loop_t *l);
+void pul__loop_release(pul__loop_t *l);
 /* Run t on the next loop turn. Core thread only. */
 void pul__loop_defer(pul__loop_t *l, pul__task_t *t);
 /* Ask for on_turn to run on the next turn. Core thread only. */

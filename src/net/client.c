@@ -94,7 +94,7 @@ rcall_free(rcall_t *rc)
     outq_free(&rc->out);
     pul__env_rx_free(&rc->env);
     pul__free(rc->buf);
-    pul__free(rc);
+    pool_free(&rc->net->pool, rc);
 }
 
 static int
@@ -413,7 +413,7 @@ cl_on_header(nghttp2_session *ses, const nghttp2_frame *frame, const uint8_t *na
     if (frame->hd.type != NGHTTP2_HEADERS) {
         return 0;
     }
-    rcall_t *rc = nghttp2_session_get_stream_user_data(ses, frame->hd.stream_id);
+    rcall_t *rc = conn_stream_data(cn, frame->hd.stream_id);
     if (rc == NULL) {
         return 0;
     }
@@ -567,6 +567,10 @@ cl_on_stream_close(nghttp2_session *ses, int32_t sid, uint32_t error_code, void 
     conn_t *cn = user_data;
     if (cn->dead) {
         return 0;
+    }
+    if (sid == cn->hsid) {
+        cn->hsid = 0;
+        cn->hdata = NULL;
     }
     rcall_t *rc = nghttp2_session_get_stream_user_data(ses, sid);
     if (rc == NULL) {
@@ -726,14 +730,31 @@ pul__net_has_route(pul__net_t *net, pul_id_t target)
 static rcall_t *
 rcall_new(pul__net_t *net, int kind)
 {
-    rcall_t *rc = pul__calloc(1, sizeof *rc);
+    rcall_t *rc = pool_calloc(&net->pool, sizeof *rc);
     if (rc == NULL) {
         return NULL;
     }
     rc->net = net;
     rc->kind = kind;
-    outq_init(&rc->out);
+    outq_init(&rc->out, &net->pool);
     return rc;
+}
+
+/* Decimal digits of v into buf (at least 21 bytes), NUL-terminated: snprintf costs ~400
+ * instructions and this runs for every call with a deadline. */
+static void
+fmt_u64(char *buf, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (size_t i = 0; i < n; i++) {
+        buf[i] = tmp[n - 1 - i];
+    }
+    buf[n] = '\0';
 }
 
 /* Submit a POST carrying rc->out (complete, eof set) on cn. 0 or an error (rc not linked). */
@@ -742,8 +763,11 @@ rcall_submit(conn_t *cn, rcall_t *rc, const char *path, const char *mode, const 
              uint64_t due)
 {
     pul__net_t *net = cn->net;
-    char deadline[24], from[33];
-    pul_id_format(net->sys->node_id, from);
+    char deadline[24];
+    if (net->from[0] == '\0') {
+        pul_id_format(net->sys->node_id, net->from);
+    }
+    const char *from = net->from;
     nghttp2_nv nva[9];
     size_t n = 0;
     nva[n++] = (nghttp2_nv)NV(":method", rc->get ? "GET" : "POST");
@@ -757,8 +781,7 @@ rcall_submit(conn_t *cn, rcall_t *rc, const char *path, const char *mode, const 
         nva[n++] = (nghttp2_nv)NV("pul-from", from);
         if (due != 0) {
             uint64_t now = pul__now_ms();
-            snprintf(deadline, sizeof deadline, "%llu",
-                     (unsigned long long)(due > now ? due - now : 1));
+            fmt_u64(deadline, due > now ? due - now : 1);
             nva[n++] = (nghttp2_nv)NV("pul-deadline", deadline);
         }
     } else if (!rc->get) {
@@ -776,6 +799,19 @@ rcall_submit(conn_t *cn, rcall_t *rc, const char *path, const char *mode, const 
     atomic_fetch_add_explicit(&net->msgs_out, 1, memory_order_relaxed);
     conn_flush_later(cn);
     return 0;
+}
+
+/* "/actors/<32 hex>" for target, from a one-entry cache (calls in a row mostly go to one actor).
+ * Valid until the next call. Core thread. */
+static const char *
+actor_path(pul__net_t *net, pul_id_t target)
+{
+    if (net->path[0] == '\0' || !pul_id_eq(net->path_id, target)) {
+        memcpy(net->path, "/actors/", 8);
+        pul_id_format(target, net->path + 8);
+        net->path_id = target;
+    }
+    return net->path;
 }
 
 static int
@@ -798,7 +834,7 @@ net_call_to(pul__net_t *net, pul_call_t *c, const char *addr, const char *path)
     if (rc == NULL) {
         return PUL_ENOMEM;
     }
-    int r = outq_push_msg(&rc->out, c->msg);
+    int r = outq_push_msg(&rc->out, NULL, 0, c->msg);
     if (r == 0) {
         r = rcall_submit(cn, rc, path, c->stream_mode ? "stream" : "ask", type, c->due);
     }
@@ -822,9 +858,7 @@ pul__net_call(pul__net_t *net, pul_call_t *c)
     if (!route_addr(net, c->target.hi, addr, NULL)) {
         return PUL_ENOTFOUND;
     }
-    char path[48] = "/actors/";
-    pul_id_format(c->target, path + 8);
-    return net_call_to(net, c, addr, path);
+    return net_call_to(net, c, addr, actor_path(net, c->target));
 }
 
 int
@@ -894,9 +928,8 @@ pul__net_tell(pul__net_t *net, pul_id_t target, pul_msg_t *msg)
     if (rc == NULL) {
         return PUL_ENOMEM;
     }
-    char path[48] = "/actors/";
-    pul_id_format(target, path + 8);
-    int r = outq_push_msg(&rc->out, msg);
+    const char *path = actor_path(net, target);
+    int r = outq_push_msg(&rc->out, NULL, 0, msg);
     if (r == 0) {
         r = rcall_submit(cn, rc, path, "tell", pul_msg_type(msg), 0);
     }

@@ -13,9 +13,17 @@
 /* ---- outgoing bodies ---------------------------------------------------------------------- */
 
 void
-outq_init(outq_t *q)
+outq_init(outq_t *q, pool_t *pool)
 {
     memset(q, 0, sizeof *q);
+    q->pool = pool;
+}
+
+static void
+piece_free(outq_t *q, piece_t *pc)
+{
+    pul_msg_unref(pc->owner);
+    pool_free(q->pool, pc);
 }
 
 void
@@ -24,11 +32,24 @@ outq_free(outq_t *q)
     while (q->head != NULL) {
         piece_t *p = q->head;
         q->head = p->next;
-        pul_msg_unref(p->owner);
-        pul__free(p);
+        piece_free(q, p);
     }
     q->tail = NULL;
     q->bytes = 0;
+}
+
+static void
+outq_append(outq_t *q, piece_t *pc)
+{
+    pc->next = NULL;
+    pc->off = 0;
+    if (q->tail != NULL) {
+        q->tail->next = pc;
+    } else {
+        q->head = pc;
+    }
+    q->tail = pc;
+    q->bytes += pc->len;
 }
 
 int
@@ -37,29 +58,44 @@ outq_push_ref(outq_t *q, pul_msg_t *owner, const void *p, size_t len)
     if (len == 0) {
         return 0;
     }
-    piece_t *pc = pul__malloc(sizeof *pc);
+    piece_t *pc = pool_alloc(q->pool, sizeof *pc);
     if (pc == NULL) {
         return PUL_ENOMEM;
     }
-    pc->next = NULL;
     pc->owner = pul_msg_ref(owner);
     pc->p = p;
     pc->len = len;
-    pc->off = 0;
-    if (q->tail != NULL) {
-        q->tail->next = pc;
-    } else {
-        q->head = pc;
-    }
-    q->tail = pc;
-    q->bytes += len;
+    outq_append(q, pc);
     return 0;
+}
+
+/* A piece with room for len inline bytes (filled by the caller). */
+static piece_t *
+outq_inline(outq_t *q, size_t len)
+{
+    piece_t *pc = pool_alloc(q->pool, sizeof *pc + len);
+    if (pc == NULL) {
+        return NULL;
+    }
+    pc->owner = NULL;
+    pc->p = pc->inl;
+    pc->len = len;
+    return pc;
 }
 
 int
 outq_push_copy(outq_t *q, const void *p, size_t len)
 {
     if (len == 0) {
+        return 0;
+    }
+    if (len <= OUTQ_INLINE_MAX) {
+        piece_t *pc = outq_inline(q, len);
+        if (pc == NULL) {
+            return PUL_ENOMEM;
+        }
+        memcpy(pc->inl, p, len);
+        outq_append(q, pc);
         return 0;
     }
     pul_msg_t *m = pul_msg_new("", p, len);
@@ -73,17 +109,40 @@ outq_push_copy(outq_t *q, const void *p, size_t len)
 }
 
 int
-outq_push_msg(outq_t *q, pul_msg_t *msg)
+outq_push_msg(outq_t *q, const void *prefix, size_t plen, pul_msg_t *msg)
 {
     uint8_t hdr[4 + 8 * (1 + PUL__ENV_MAX_SEGS)];
     long n = pul__env_header_encode(msg, hdr, sizeof hdr);
     if (n < 0) {
         return (int)n;
     }
-    int rc = outq_push_copy(q, hdr, (size_t)n);
     size_t len;
     const void *d = pul_msg_data(msg, &len);
-    if (rc == 0) {
+    size_t hl = plen + (size_t)n;
+    /* A small payload travels in the same piece as the prefix and header (one allocation). */
+    int inl = len <= OUTQ_INLINE_MAX && hl + len <= 2 * OUTQ_INLINE_MAX;
+    int rc = 0;
+    if (hl + (inl ? len : 0) <= 2 * OUTQ_INLINE_MAX) {
+        piece_t *pc = outq_inline(q, hl + (inl ? len : 0));
+        if (pc == NULL) {
+            return PUL_ENOMEM;
+        }
+        if (plen > 0) {
+            memcpy(pc->inl, prefix, plen);
+        }
+        memcpy(pc->inl + plen, hdr, (size_t)n);
+        if (inl && len > 0) {
+            memcpy(pc->inl + hl, d, len);
+        }
+        outq_append(q, pc);
+    } else {
+        inl = 0;
+        rc = outq_push_copy(q, prefix, plen);
+        if (rc == 0) {
+            rc = outq_push_copy(q, hdr, (size_t)n);
+        }
+    }
+    if (rc == 0 && !inl) {
         rc = outq_push_ref(q, msg, d, len);
     }
     for (size_t i = 0; rc == 0 && i < pul_msg_nsegments(msg); i++) {
@@ -158,8 +217,24 @@ typedef struct {
     pul_msg_t **refs;
     size_t nrefs, caprefs;
     uv_buf_t *bufs;
+    size_t capbufs;
     size_t bytes;
 } wbatch_t;
+
+#define WB_KEEP_MAX (256u * 1024u)
+
+/* Drop the batch's references and forget its contents; its arrays keep their capacity. */
+static void
+wb_reset(wbatch_t *wb)
+{
+    for (size_t i = 0; i < wb->nrefs; i++) {
+        pul_msg_unref(wb->refs[i]);
+    }
+    wb->nrefs = 0;
+    wb->nents = 0;
+    wb->nsmall = 0;
+    wb->bytes = 0;
+}
 
 static void
 wb_free(wbatch_t *wb)
@@ -167,14 +242,26 @@ wb_free(wbatch_t *wb)
     if (wb == NULL) {
         return;
     }
-    for (size_t i = 0; i < wb->nrefs; i++) {
-        pul_msg_unref(wb->refs[i]);
-    }
+    wb_reset(wb);
     pul__free(wb->refs);
     pul__free(wb->ents);
     pul__free(wb->small);
     pul__free(wb->bufs);
     pul__free(wb);
+}
+
+/* A written batch becomes the connection's spare (one fewer set of allocations per flush),
+ * unless it grew large (a bulk write) or one is kept already. */
+static void
+wb_recycle(conn_t *cn, wbatch_t *wb)
+{
+    wb_reset(wb);
+    if (cn->wb_spare == NULL && !cn->dead && wb->capsmall <= WB_KEEP_MAX &&
+        wb->capents * sizeof(went_t) <= WB_KEEP_MAX) {
+        cn->wb_spare = wb;
+        return;
+    }
+    wb_free(wb);
 }
 
 static int
@@ -276,7 +363,9 @@ conn_send_data_cb(nghttp2_session *ses, nghttp2_frame *frame, const uint8_t *fra
         if (k > left) {
             k = left;
         }
-        if (wb_ref(wb, pc->owner, pc->p + pc->off, k) != 0) {
+        int rc = pc->owner != NULL ? wb_ref(wb, pc->owner, pc->p + pc->off, k)
+                                   : wb_copy(wb, pc->p + pc->off, k);
+        if (rc != 0) {
             return NGHTTP2_ERR_CALLBACK_FAILURE;
         }
         pc->off += k;
@@ -287,8 +376,7 @@ conn_send_data_cb(nghttp2_session *ses, nghttp2_frame *frame, const uint8_t *fra
             if (q->head == NULL) {
                 q->tail = NULL;
             }
-            pul_msg_unref(pc->owner);
-            pul__free(pc);
+            piece_free(q, pc);
         }
     }
     if (q->on_drain != NULL && q->bytes < NET_OUT_HIGH / 2) {
@@ -297,21 +385,40 @@ conn_send_data_cb(nghttp2_session *ses, nghttp2_frame *frame, const uint8_t *fra
     return 0;
 }
 
+/* nghttp2 sends DATA frames of 16 KiB unless told otherwise: as large as the peer accepts (both
+ * sides announce 1 MiB) and flow control allows, so a 64 MiB segment goes out as 64 frames, not
+ * 4096 (fewer frame headers, callbacks, iovecs and, on the receiver, frames to parse). */
+static ssize_t
+conn_data_len_cb(nghttp2_session *ses, uint8_t frame_type, int32_t sid, int32_t conn_window,
+                 int32_t stream_window, uint32_t remote_max_frame_size, void *user_data)
+{
+    return remote_max_frame_size < NET_MAX_FRAME ? (ssize_t)remote_max_frame_size
+                                                 : (ssize_t)NET_MAX_FRAME;
+}
+
 void
 conn_callbacks(nghttp2_session_callbacks *cbs)
 {
     nghttp2_session_callbacks_set_send_callback(cbs, conn_send_cb);
     nghttp2_session_callbacks_set_send_data_callback(cbs, conn_send_data_cb);
+    nghttp2_session_callbacks_set_data_source_read_length_callback(cbs, conn_data_len_cb);
 }
 
 /* ---- the plain TCP seam ------------------------------------------------------------------- */
 
+/* One read buffer per transport (one read at a time on its core thread; nghttp2 keeps nothing
+ * that points into it), allocated on the first read: NET_READ_BUF bytes, so bulk transfers take
+ * a quarter of the syscalls 64 KiB reads did. Failing to allocate it fails the read (ENOBUFS). */
 static void
 conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    static _Thread_local char rbuf[65536]; /* one read at a time per core thread */
-    buf->base = rbuf;
-    buf->len = sizeof rbuf;
+    conn_t *cn = h->data;
+    pul__net_t *net = cn->net;
+    if (net->rbuf == NULL) {
+        net->rbuf = pul__malloc(NET_READ_BUF);
+    }
+    buf->base = net->rbuf;
+    buf->len = net->rbuf != NULL ? NET_READ_BUF : 0;
 }
 
 static void conn_on_bytes(conn_t *cn, const uint8_t *p, size_t n);
@@ -410,7 +517,7 @@ int
 conn_start_server(conn_t *cn)
 {
     pul__net_t *net = cn->net;
-    if (nghttp2_session_server_new2(&cn->ses, net->cbs_server, cn, net->opt) != 0) {
+    if (nghttp2_session_server_new3(&cn->ses, net->cbs_server, cn, net->opt, &net->mem) != 0) {
         return PUL_ENOMEM;
     }
     int rc = conn_session_setup(cn);
@@ -469,7 +576,7 @@ int
 conn_dial(conn_t *cn, const struct sockaddr *sa)
 {
     pul__net_t *net = cn->net;
-    if (nghttp2_session_client_new2(&cn->ses, net->cbs_client, cn, net->opt) != 0) {
+    if (nghttp2_session_client_new3(&cn->ses, net->cbs_client, cn, net->opt, &net->mem) != 0) {
         return PUL_ENOMEM;
     }
     int rc = conn_session_setup(cn);
@@ -503,6 +610,7 @@ conn_unref(conn_t *cn)
     if (cn->ses != NULL) {
         nghttp2_session_del(cn->ses);
     }
+    wb_free(cn->wb_spare);
     pul__free(cn);
 }
 
@@ -563,7 +671,7 @@ conn_write_cb(uv_write_t *req, int status)
     conn_t *cn = wb->cn;
     cn->wbytes -= wb->bytes;
     cn->nwrites--;
-    wb_free(wb);
+    wb_recycle(cn, wb);
     if (cn->dead) {
         return;
     }
@@ -587,10 +695,15 @@ conn_flush(conn_t *cn)
     if (cn->wbytes >= NET_WRITE_HIGH) {
         return; /* the write callback flushes again */
     }
-    wbatch_t *wb = pul__calloc(1, sizeof *wb);
-    if (wb == NULL) {
-        conn_fail(cn, PUL_ENOMEM);
-        return;
+    wbatch_t *wb = cn->wb_spare;
+    if (wb != NULL) {
+        cn->wb_spare = NULL;
+    } else {
+        wb = pul__calloc(1, sizeof *wb);
+        if (wb == NULL) {
+            conn_fail(cn, PUL_ENOMEM);
+            return;
+        }
     }
     wb->cn = cn;
     cn->wb = wb;
@@ -602,11 +715,15 @@ conn_flush(conn_t *cn)
         return;
     }
     if (wb->nents > 0) {
-        wb->bufs = pul__malloc(wb->nents * sizeof *wb->bufs);
-        if (wb->bufs == NULL) {
-            wb_free(wb);
-            conn_fail(cn, PUL_ENOMEM);
-            return;
+        if (wb->nents > wb->capbufs) {
+            uv_buf_t *nb = pul__realloc(wb->bufs, wb->capents * sizeof *nb);
+            if (nb == NULL) {
+                wb_free(wb);
+                conn_fail(cn, PUL_ENOMEM);
+                return;
+            }
+            wb->bufs = nb;
+            wb->capbufs = wb->capents;
         }
         for (size_t i = 0; i < wb->nents; i++) {
             const went_t *e = &wb->ents[i];
@@ -624,7 +741,7 @@ conn_flush(conn_t *cn)
         cn->nwrites++;
         atomic_fetch_add_explicit(&cn->net->bytes_out, bytes, memory_order_relaxed);
     } else {
-        wb_free(wb);
+        wb_recycle(cn, wb);
     }
     if (!nghttp2_session_want_read(cn->ses) && !nghttp2_session_want_write(cn->ses)) {
         if (cn->nwrites == 0) {

@@ -283,6 +283,8 @@ net_free(pul__net_t *net)
     if (net->opt != NULL) {
         nghttp2_option_del(net->opt);
     }
+    pool_drain(&net->pool);
+    pul__free(net->rbuf);
     pthread_mutex_destroy(&net->rmu);
     if (net->sys->net == net) {
         net->sys->net = NULL;
@@ -344,6 +346,7 @@ pul__net_start(pul_system_t *sys, char out_addr[PUL_ADDR_MAX + 1], pul__net_t **
     }
     net->sys = sys;
     net->start_ms = pul__now_ms();
+    net->mem = pool_nghttp2_mem(&net->pool);
     if (pthread_mutex_init(&net->rmu, NULL) != 0) {
         pul__free(net);
         return PUL_ENOMEM;

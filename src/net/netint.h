@@ -19,6 +19,7 @@
 #define NET_OUT_HIGH (1u << 20)   /* a stream response pauses its producer above this */
 #define NET_WRITE_HIGH (8u << 20) /* bytes handed to the socket and not yet written */
 #define NET_HDR_MAX (64u * 1024u) /* header bytes per stream */
+#define NET_READ_BUF (256u * 1024u) /* one socket read */
 #define NET_BACKOFF_MIN 50
 #define NET_BACKOFF_MAX 2000
 #define NET_HIST_N 12
@@ -26,16 +27,43 @@
 
 typedef struct conn_s conn_t;
 
+/* ---- pool.c: a small-block cache (core thread only) ---- */
+#define POOL_GRAIN 64
+#define POOL_NCLASS 32                /* blocks up to 2 KiB, header included */
+#define POOL_KEEP_BYTES (4u << 20)    /* free bytes kept; more go back to malloc */
+
+typedef struct {
+    void *head[POOL_NCLASS];
+    unsigned n[POOL_NCLASS];
+    size_t bytes;
+} pool_t;
+
+/* Blocks of any size (past 2 KiB straight from pul__malloc); NULL on failure. */
+void *pool_alloc(pool_t *p, size_t n);
+void *pool_calloc(pool_t *p, size_t n);
+void *pool_realloc(pool_t *p, void *ptr, size_t n);
+void pool_free(pool_t *p, void *ptr); /* accepts NULL */
+/* Give every cached block back (the transport is being freed). */
+void pool_drain(pool_t *p);
+/* An nghttp2 allocator drawing from p. */
+nghttp2_mem pool_nghttp2_mem(pool_t *p);
+
 /* ---- outgoing bodies: a queue of pieces, each kept alive by a message reference ---- */
 typedef struct piece_s {
     struct piece_s *next;
-    pul_msg_t *owner;
+    pul_msg_t *owner; /* NULL: the bytes are inline (a small copy), in inl */
     const uint8_t *p;
     size_t len;
     size_t off;
+    uint8_t inl[];
 } piece_t;
 
+/* Bytes copied into a piece rather than referenced: below this, a copy is cheaper than a
+ * message reference, and the write batch copies them again (it does not keep the piece). */
+#define OUTQ_INLINE_MAX 512
+
 typedef struct {
+    pool_t *pool;
     piece_t *head;
     piece_t *tail;
     size_t bytes;   /* queued and not yet handed to the socket */
@@ -46,14 +74,15 @@ typedef struct {
     void *drain_arg;
 } outq_t;
 
-void outq_init(outq_t *q);
+void outq_init(outq_t *q, pool_t *pool);
 void outq_free(outq_t *q);
 /* Append len bytes of owner's memory (a reference is taken). 0 or PUL_ENOMEM. */
 int outq_push_ref(outq_t *q, pul_msg_t *owner, const void *p, size_t len);
 /* Append a copy of len bytes. */
 int outq_push_copy(outq_t *q, const void *p, size_t len);
-/* Append msg's encoding: header (copied), payload and segments (referenced). */
-int outq_push_msg(outq_t *q, pul_msg_t *msg);
+/* Append plen bytes of prefix (copied; may be 0) then msg's encoding: header (copied), payload
+ * (copied when small, referenced otherwise) and segments (referenced). */
+int outq_push_msg(outq_t *q, const void *prefix, size_t plen, pul_msg_t *msg);
 /* The queue got bytes or eof: wake the stream's data provider and schedule a flush. */
 void outq_kick(conn_t *cn, outq_t *q);
 nghttp2_data_provider outq_provider(outq_t *q);
@@ -95,8 +124,23 @@ struct conn_s {
     pul__task_t flush_task;
     uint64_t rst_window_ms; /* rapid-reset accounting (server) */
     unsigned rst_count;
-    void *wb; /* the write batch being filled by nghttp2_session_send */
+    int32_t hsid;   /* the stream whose headers are being read, and its user data: one */
+    void *hdata;    /* lookup per header block instead of one per header (0: none) */
+    void *wb;       /* the write batch being filled by nghttp2_session_send */
+    void *wb_spare; /* a written batch kept for the next flush */
 };
+
+/* The user data of stream sid, through the one-entry cache (hsid, hdata) that stream close and
+ * begin-headers keep true. Core thread. */
+static inline void *
+conn_stream_data(conn_t *cn, int32_t sid)
+{
+    if (sid != cn->hsid || sid == 0) {
+        cn->hdata = nghttp2_session_get_stream_user_data(cn->ses, sid);
+        cn->hsid = sid;
+    }
+    return cn->hdata;
+}
 
 /* Install the write-side callbacks (send, send_data) shared by both session kinds. */
 void conn_callbacks(nghttp2_session_callbacks *cbs);
@@ -161,6 +205,12 @@ struct pul__net_s {
     nghttp2_session_callbacks *cbs_server;
     nghttp2_session_callbacks *cbs_client;
     nghttp2_option *opt;
+    pool_t pool;      /* per-message allocations of the transport, nghttp2's included */
+    nghttp2_mem mem;  /* nghttp2's allocator: the pool */
+    char from[33];    /* our node id in hex (pul-from), formatted on first use */
+    char *rbuf;       /* the read buffer (NET_READ_BUF), allocated on the first read */
+    pul_id_t path_id; /* client.c: the last actor path formatted, and its target */
+    char path[48];
     uint64_t start_ms;
     /* metrics (relaxed atomics) */
     atomic_ullong msgs_in, msgs_out, errors, bytes_in, bytes_out, connections;

@@ -59,7 +59,7 @@ sst_unref(sst_t *st)
     outq_free(&st->out);
     pul__env_rx_free(&st->env);
     pul__free(st->buf);
-    pul__free(st);
+    pool_free(&st->net->pool, st);
 }
 
 static void
@@ -129,7 +129,14 @@ sst_respond(sst_t *st, int http, const char *pst, const char *type, const char *
         return PUL_ECLOSED;
     }
     char sbuf[8];
-    snprintf(sbuf, sizeof sbuf, "%d", http);
+    if (http >= 100 && http <= 999) {
+        sbuf[0] = (char)('0' + http / 100);
+        sbuf[1] = (char)('0' + http / 10 % 10);
+        sbuf[2] = (char)('0' + http % 10);
+        sbuf[3] = '\0';
+    } else {
+        snprintf(sbuf, sizeof sbuf, "%d", http);
+    }
     nghttp2_nv nva[5];
     size_t n = 0;
     nva[n++] = (nghttp2_nv)NV(":status", sbuf);
@@ -214,8 +221,7 @@ sst_push_frame(sst_t *st, unsigned kind, pul_msg_t *item, const uint8_t *body, s
         pul__sframe_hdr(hdr, kind, (uint32_t)total);
         hdr[PUL__SFRAME_HDR] = (uint8_t)tl;
         memcpy(hdr + PUL__SFRAME_HDR + 1, type, tl);
-        int rc = outq_push_copy(&st->out, hdr, PUL__SFRAME_HDR + 1 + tl);
-        return rc != 0 ? rc : outq_push_msg(&st->out, item);
+        return outq_push_msg(&st->out, hdr, PUL__SFRAME_HDR + 1 + tl, item);
     }
     pul__sframe_hdr(hdr, kind, (uint32_t)len);
     int rc = outq_push_copy(&st->out, hdr, PUL__SFRAME_HDR);
@@ -285,7 +291,7 @@ sst_call_cb(int status, pul_msg_t *reply, const pul_error_t *err, void *arg)
             outq_kick(cn, &st->out);
         } else if (status == 0) {
             /* ask: the value */
-            int rc = outq_push_msg(&st->out, reply);
+            int rc = outq_push_msg(&st->out, NULL, 0, reply);
             st->out.eof = 1;
             if (rc == 0) {
                 (void)sst_respond(st, 200, "ok", pul_msg_type(reply),
@@ -453,6 +459,7 @@ sst_deliver(sst_t *st, pul_id_t target)
         return;
     }
     st->call = c;
+    c->remote_caller = 1; /* the actor runs on a later turn: it sees this */
     sst_consume(st);
 }
 
@@ -543,7 +550,7 @@ sv_on_begin_headers(nghttp2_session *ses, const nghttp2_frame *frame, void *user
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
         return 0;
     }
-    sst_t *st = pul__calloc(1, sizeof *st);
+    sst_t *st = pool_calloc(&cn->net->pool, sizeof *st);
     if (st == NULL) {
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
@@ -552,7 +559,7 @@ sv_on_begin_headers(nghttp2_session *ses, const nghttp2_frame *frame, void *user
     st->sid = frame->hd.stream_id;
     st->refs = 1;
     st->t0 = uv_hrtime();
-    outq_init(&st->out);
+    outq_init(&st->out, &cn->net->pool);
     st->out.on_drain = sst_drained;
     st->out.drain_arg = st;
     st->next = cn->ssts;
@@ -561,6 +568,8 @@ sv_on_begin_headers(nghttp2_session *ses, const nghttp2_frame *frame, void *user
     }
     cn->ssts = st;
     (void)nghttp2_session_set_stream_user_data(ses, st->sid, st);
+    cn->hsid = st->sid;
+    cn->hdata = st;
     return 0;
 }
 
@@ -576,7 +585,7 @@ sv_on_header(nghttp2_session *ses, const nghttp2_frame *frame, const uint8_t *na
     if (frame->hd.type != NGHTTP2_HEADERS) {
         return 0;
     }
-    sst_t *st = nghttp2_session_get_stream_user_data(ses, frame->hd.stream_id);
+    sst_t *st = conn_stream_data(cn, frame->hd.stream_id);
     if (st == NULL) {
         return 0;
     }
@@ -764,6 +773,10 @@ sv_on_stream_close(nghttp2_session *ses, int32_t sid, uint32_t error_code, void 
     conn_t *cn = user_data;
     if (cn->dead) {
         return 0;
+    }
+    if (sid == cn->hsid) {
+        cn->hsid = 0;
+        cn->hdata = NULL;
     }
     sst_t *st = nghttp2_session_get_stream_user_data(ses, sid);
     if (st == NULL) {

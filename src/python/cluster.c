@@ -338,19 +338,24 @@ pulpy_sys_actor_node(PyObject *op, PyObject *arg)
     return pulpy_id_to_py(node);
 }
 
-/* ask_named(node_id, name, msg_type, payload, future, deadline_ms=0, segments=False): node_id
- * None or 0 means this node. */
+/* ask_named(node_id, name, msg_type, payload, future, deadline_ms=0, segments=False,
+ * complete=None): node_id None or 0 means this node; `complete` as for ask(). */
 PyObject *
 pulpy_sys_ask_named(PyObject *op, PyObject *args, PyObject *kw)
 {
     CoreSystemObject *self = (CoreSystemObject *)op;
-    static char *kwlist[] = {"node_id", "name",        "msg_type", "payload",
-                             "future",  "deadline_ms", "segments", NULL};
-    PyObject *node_o, *name, *type, *payload, *future;
+    static char *kwlist[] = {"node_id", "name",     "msg_type", "payload", "future",
+                             "deadline_ms", "segments", "complete", NULL};
+    PyObject *node_o, *name, *type, *payload, *future, *complete = Py_None;
     unsigned long long deadline = 0;
     int segments = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOO|Kp:ask_named", kwlist, &node_o, &name,
-                                     &type, &payload, &future, &deadline, &segments)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOO|KpO:ask_named", kwlist, &node_o, &name,
+                                     &type, &payload, &future, &deadline, &segments,
+                                     &complete)) {
+        return NULL;
+    }
+    if (complete != Py_None && !PyCallable_Check(complete)) {
+        PyErr_SetString(PyExc_TypeError, "ask_named() complete must be callable or None");
         return NULL;
     }
     if (check(self) < 0) {
@@ -370,7 +375,7 @@ pulpy_sys_ask_named(PyObject *op, PyObject *args, PyObject *kw)
     if (msg == NULL) {
         return NULL;
     }
-    AskObject *a = pulpy_ask_prepare(self, future, segments);
+    AskObject *a = pulpy_ask_prepare(self, future, segments, complete);
     if (a == NULL) {
         pul_msg_unref(msg);
         return NULL;
@@ -404,7 +409,7 @@ pulpy_sys_http_get(PyObject *op, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_ValueError, "http_get: addr too long, or path not an absolute path");
         return NULL;
     }
-    AskObject *a = pulpy_ask_prepare(self, future, 0);
+    AskObject *a = pulpy_ask_prepare(self, future, 0, NULL);
     if (a == NULL) {
         return NULL;
     }

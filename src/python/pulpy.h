@@ -202,6 +202,7 @@ typedef struct {
     pul_call_t *call;      /* our handle; NULL once cancelled or released */
     int completed;
     int segments;          /* resolve with (type, payload, segments) */
+    PyObject *complete;    /* strong or NULL: complete(future, ok, value) resolves the future */
 } AskObject;
 
 typedef struct {
@@ -265,7 +266,8 @@ int pulpy_system_drain(CoreSystemObject *self);
 /* Shared by system.c and cluster.c: an ask whose completion resolves `future` (the reference
  * returned becomes the core's once the call is started; see sys_ask). */
 void pulpy_ask_core_cb(int status, pul_msg_t *reply, const pul_error_t *err, void *arg);
-AskObject *pulpy_ask_prepare(CoreSystemObject *self, PyObject *future, int segments);
+AskObject *pulpy_ask_prepare(CoreSystemObject *self, PyObject *future, int segments,
+                             PyObject *complete);
 /* Undo pulpy_ask_prepare when starting the call failed (rc != 0); raises and returns NULL. */
 PyObject *pulpy_ask_abort(CoreSystemObject *self, AskObject *a, int rc, const char *what);
 /* Parse "host:port"-style config and the cluster queries (cluster.c). */

@@ -481,6 +481,13 @@ reply_get_used(PyObject *op, void *unused)
     return PyBool_FromLong(((ReplyObject *)op)->reply == NULL);
 }
 
+static PyObject *
+reply_get_remote(PyObject *op, void *unused)
+{
+    pul_reply_t *r = ((ReplyObject *)op)->reply;
+    return PyBool_FromLong(r != NULL && pul_reply_is_remote(r));
+}
+
 static int
 reply_traverse(PyObject *op, visitproc visit, void *arg)
 {
@@ -532,6 +539,9 @@ static PyMethodDef reply_methods[] = {
 static PyGetSetDef reply_getset[] = {
     {"is_ask", reply_get_is_ask, NULL, "Always True (a tell has no Reply).", NULL},
     {"used", reply_get_used, NULL, "True once send/error/stream/abandon consumed it.", NULL},
+    {"remote", reply_get_remote, NULL,
+     "True when the caller is on another node (the answer only goes onto the wire); False "
+     "once used.", NULL},
     {"cancelled", reply_get_cancelled, NULL, "True once the caller gave up unanswered.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };

@@ -160,6 +160,7 @@ ask_traverse(PyObject *self, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(a->sys);
     Py_VISIT(a->future);
+    Py_VISIT(a->complete);
     return 0;
 }
 
@@ -168,6 +169,7 @@ ask_clear(PyObject *self)
 {
     AskObject *a = (AskObject *)self;
     Py_CLEAR(a->future);
+    Py_CLEAR(a->complete);
     return 0;
 }
 
@@ -178,6 +180,7 @@ ask_dealloc(PyObject *self)
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     Py_CLEAR(a->future);
+    Py_CLEAR(a->complete);
     Py_CLEAR(a->sys);
     tp->tp_free(self);
     Py_DECREF(tp);
@@ -237,13 +240,23 @@ ask_resolve(pulpy_state *st, AskObject *a, int status, pul_msg_t *msg, const pul
             }
             Py_XDECREF(t);
             if (tup != NULL) {
-                r = PyObject_CallMethodOneArg(fut, st->str_set_result, tup);
+                if (a->complete != NULL) {
+                    PyObject *cargs[3] = {fut, Py_True, tup};
+                    r = PyObject_Vectorcall(a->complete, cargs, 3, NULL);
+                } else {
+                    r = PyObject_CallMethodOneArg(fut, st->str_set_result, tup);
+                }
                 Py_DECREF(tup);
             }
         } else {
             PyObject *exc = pulpy_error_new(st, status, err, NULL);
             if (exc != NULL) {
-                r = PyObject_CallMethodOneArg(fut, st->str_set_exception, exc);
+                if (a->complete != NULL) {
+                    PyObject *cargs[3] = {fut, Py_False, exc};
+                    r = PyObject_Vectorcall(a->complete, cargs, 3, NULL);
+                } else {
+                    r = PyObject_CallMethodOneArg(fut, st->str_set_exception, exc);
+                }
                 Py_DECREF(exc);
             }
         }
@@ -365,6 +378,17 @@ run_entry(pulpy_state *st, CoreSystemObject *self, pulpy_entry_t *e)
     }
 }
 
+/* Longest a drain pass holds the door before letting what it posted wake the core thread. */
+#define PULPY_HOLD_MAX_US 50.0
+
+static double
+mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
 int
 pulpy_system_drain(CoreSystemObject *self)
 {
@@ -376,6 +400,12 @@ pulpy_system_drain(CoreSystemObject *self)
     PyObject *first_type = NULL, *first_val = NULL, *first_tb = NULL;
     pulpy_bridge_ack(b);
     pulpy_bridge_take(b);
+    /* What the pass posts (replies of the actors it runs, calls they make) wakes the core thread
+     * once per pass, not at the first post while the pass still runs; a long pass lets it go
+     * every PULPY_HOLD_MAX_US (threads.md "Batching the door"). */
+    pul_system_t *held = self->sys != NULL && !self->closing ? self->sys : NULL;
+    pul_system_hold(held);
+    double since = held != NULL ? mono_us() : 0;
     /* b->pos is shared: a callback that re-enters drain (or close) continues this batch. */
     while (self->bridge == b && b->pos < b->cur.n) {
         /* a callback that closes the system runs the rest of the batch and frees b */
@@ -387,7 +417,18 @@ pulpy_system_drain(CoreSystemObject *self)
                 PyErr_WriteUnraisable((PyObject *)self);
             }
         }
+        if (held != NULL && self->sys == held && b->pos < b->cur.n) {
+            double now = mono_us();
+            if (now - since > PULPY_HOLD_MAX_US) {
+                pul_system_release(held);
+                pul_system_hold(held);
+                since = now;
+            }
+        }
     }
+    if (held != NULL && self->sys == held) {
+        pul_system_release(held);
+    } /* else closed by a callback: the shutdown dropped this thread's hold with the loop */
     if (first_type != NULL) {
         PyErr_Restore(first_type, first_val, first_tb);
         return -1;
@@ -702,13 +743,6 @@ sys_bridge_stats(PyObject *op, PyObject *unused)
 #define PULPY_CPU_RELAX() ((void)0)
 #endif
 
-static double
-mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
 
 /* spin(max_us) -> bool: busy-wait (GIL released) up to max_us for a completion to be queued.
  * A waiter that spins instead of sleeping in epoll_wait saves the ~30 us a wake-up of a halted
@@ -975,7 +1009,7 @@ sys_spawn_builtin(PyObject *op, PyObject *args, PyObject *kw)
 }
 
 AskObject *
-pulpy_ask_prepare(CoreSystemObject *self, PyObject *future, int segments)
+pulpy_ask_prepare(CoreSystemObject *self, PyObject *future, int segments, PyObject *complete)
 {
     pulpy_state *st = sys_state(self);
     AskObject *a = PyObject_GC_New(AskObject, st->AskType);
@@ -989,6 +1023,7 @@ pulpy_ask_prepare(CoreSystemObject *self, PyObject *future, int segments)
     a->call = NULL;
     a->completed = 0;
     a->segments = segments;
+    a->complete = complete == Py_None ? NULL : Py_XNewRef(complete);
     PyObject_GC_Track(a);
     /* The callback may be registered first: nothing completes before we return to the loop. */
     PyObject *r = PyObject_CallMethodOneArg(future, st->str_add_done_callback, (PyObject *)a);
@@ -1012,19 +1047,23 @@ pulpy_ask_abort(CoreSystemObject *self, AskObject *a, int rc, const char *what)
     return raise_code(self, rc, what);
 }
 
-/* ask(target, msg_type, payload, future, deadline_ms=0, segments=False) */
+/* ask(target, msg_type, payload, future, deadline_ms=0, segments=False, complete=None):
+ * with `complete`, the drain calls complete(future, True, (type, bytes[, segments])) or
+ * complete(future, False, CoreError) instead of set_result/set_exception, so the caller can
+ * decode the reply and resolve its own future in the same pass (no second future, no extra loop
+ * turn: threads.md "A remote call"). */
 static PyObject *
 sys_ask(PyObject *op, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     CoreSystemObject *self = (CoreSystemObject *)op;
     pulpy_state *st = sys_state(self);
-    static const char *names[] = {"target",   "msg_type",    "payload",
-                                  "future",   "deadline_ms", "segments"};
-    enum { NARGS = 6 };
-    PyObject *argv[NARGS] = {NULL, NULL, NULL, NULL, NULL, NULL};
+    static const char *names[] = {"target",      "msg_type", "payload", "future",
+                                  "deadline_ms", "segments", "complete"};
+    enum { NARGS = 7 };
+    PyObject *argv[NARGS] = {NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     if (nargs > NARGS) {
-        PyErr_SetString(PyExc_TypeError, "ask() takes at most 6 arguments");
+        PyErr_SetString(PyExc_TypeError, "ask() takes at most 7 arguments");
         return NULL;
     }
     for (Py_ssize_t i = 0; i < nargs; i++) {
@@ -1066,6 +1105,10 @@ sys_ask(PyObject *op, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
     if (argv[5] != NULL && (segments = PyObject_IsTrue(argv[5])) < 0) {
         return NULL;
     }
+    if (argv[6] != NULL && argv[6] != Py_None && !PyCallable_Check(argv[6])) {
+        PyErr_SetString(PyExc_TypeError, "ask() complete must be callable or None");
+        return NULL;
+    }
     if (pulpy_system_check(self) < 0) {
         return NULL;
     }
@@ -1077,7 +1120,7 @@ sys_ask(PyObject *op, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
     if (msg == NULL) {
         return NULL;
     }
-    AskObject *a = pulpy_ask_prepare(self, argv[3], segments);
+    AskObject *a = pulpy_ask_prepare(self, argv[3], segments, argv[6]);
     if (a == NULL) {
         pul_msg_unref(msg);
         return NULL;

@@ -3,10 +3,13 @@
 
 #include <msgpack.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "core/alloc.h"
 
 #define ENV_GROW_MIN (64u * 1024u)
+#define ENV_MAP_MIN (8u << 20) /* parts this large get their own mapping (see env_map_grow) */
+#define ENV_MAP_HDR 64
 
 static void
 put_u32(uint8_t *p, uint32_t v)
@@ -66,18 +69,31 @@ pul__env_rx_init(pul__env_rx_t *rx, size_t max)
     rx->max = max;
 }
 
+static void env_map_free(void *data);
+
 void
 pul__env_rx_free(pul__env_rx_t *rx)
 {
     if (rx->bufs != NULL) {
         for (size_t i = 0; i <= rx->nseg; i++) {
-            pul__free(rx->bufs[i]);
+            if (rx->bufs[i] == rx->small) {
+                continue;
+            }
+            if (rx->lens[i] >= ENV_MAP_MIN) {
+                env_map_free(rx->bufs[i]);
+            } else {
+                pul__free(rx->bufs[i]);
+            }
         }
     }
-    pul__free(rx->bufs);
-    pul__free(rx->have);
-    pul__free(rx->cap);
-    pul__free(rx->lens);
+    if (rx->bufs != rx->bufs_in) {
+        pul__free(rx->bufs);
+        pul__free(rx->have);
+        pul__free(rx->cap);
+    }
+    if (rx->lens != rx->lens_in) {
+        pul__free(rx->lens);
+    }
     size_t max = rx->max;
     pul__env_rx_init(rx, max);
 }
@@ -100,11 +116,27 @@ env_rx_parts(pul__env_rx_t *rx)
         total += rx->lens[i];
     }
     size_t n = rx->nseg + 1;
-    rx->bufs = pul__calloc(n, sizeof *rx->bufs);
-    rx->have = pul__calloc(n, sizeof *rx->have);
-    rx->cap = pul__calloc(n, sizeof *rx->cap);
-    if (rx->bufs == NULL || rx->have == NULL || rx->cap == NULL) {
-        return PUL_ENOMEM;
+    if (n <= 2) {
+        rx->bufs = rx->bufs_in; /* zeroed by init */
+        rx->have = rx->have_in;
+        rx->cap = rx->cap_in;
+    } else {
+        rx->bufs = pul__calloc(n, sizeof *rx->bufs);
+        rx->have = pul__calloc(n, sizeof *rx->have);
+        rx->cap = pul__calloc(n, sizeof *rx->cap);
+        if (rx->bufs == NULL || rx->have == NULL || rx->cap == NULL) {
+            /* free() must see either nothing or a whole set */
+            pul__free(rx->bufs);
+            pul__free(rx->have);
+            pul__free(rx->cap);
+            rx->bufs = NULL;
+            rx->have = rx->cap = NULL;
+            return PUL_ENOMEM;
+        }
+    }
+    if (rx->lens[0] > 0 && rx->lens[0] <= sizeof rx->small) {
+        rx->bufs[0] = rx->small; /* a small payload: no allocation */
+        rx->cap[0] = (size_t)rx->lens[0];
     }
     rx->state = 2;
     rx->part = 0;
@@ -115,6 +147,54 @@ env_rx_parts(pul__env_rx_t *rx)
         rx->state = 3;
     }
     return 0;
+}
+
+/* A large part (>= ENV_MAP_MIN announced) is received into its own mapping: growing it as bytes
+ * arrive moves pages instead of copying them (realloc copied 64 KiB + 128 KiB + ... on the way to
+ * 64 MiB: as many bytes again as the part), and it asks for transparent huge pages (the kernel's
+ * default here is "madvise"): with 4 KiB pages a 64 MiB part costs 16384 page faults. The
+ * mapping starts with a small header holding its length; the part's bytes follow it. */
+
+/* The whole mapping, not only its 2 MiB-aligned interior: a hint on part of it would split it in
+ * several VMAs, and mremap cannot grow a range that spans more than one. */
+static void
+env_hugepages(uint8_t *base, size_t len)
+{
+#ifdef MADV_HUGEPAGE
+    if (len >= ((size_t)2 << 20)) {
+        (void)madvise(base, len, MADV_HUGEPAGE); /* a hint: failure changes nothing */
+    }
+#else
+    (void)base;
+    (void)len;
+#endif
+}
+
+static uint8_t *
+env_map_grow(uint8_t *data, size_t oldcap, size_t newcap)
+{
+    size_t newlen = newcap + ENV_MAP_HDR;
+    uint8_t *base = data == NULL ? pul__map(newlen)
+                                 : pul__remap(data - ENV_MAP_HDR, oldcap + ENV_MAP_HDR, newlen);
+    if (base == NULL) {
+        return NULL;
+    }
+    memcpy(base, &newlen, sizeof newlen);
+    env_hugepages(base, newlen);
+    return base + ENV_MAP_HDR;
+}
+
+/* Frees a mapped part (its pul_free_fn as a segment, too). */
+static void
+env_map_free(void *data)
+{
+    if (data == NULL) {
+        return;
+    }
+    uint8_t *base = (uint8_t *)data - ENV_MAP_HDR;
+    size_t len;
+    memcpy(&len, base, sizeof len);
+    pul__unmap(base, len);
 }
 
 long
@@ -141,7 +221,8 @@ pul__env_rx_feed(pul__env_rx_t *rx, const uint8_t *p, size_t n)
                     return PUL_EPROTO;
                 }
                 rx->nseg = (uint32_t)ns;
-                rx->lens = pul__calloc(rx->nseg + 1, sizeof *rx->lens);
+                rx->lens = rx->nseg < 2 ? rx->lens_in
+                                        : pul__calloc(rx->nseg + 1, sizeof *rx->lens);
                 if (rx->lens == NULL) {
                     return PUL_ENOMEM;
                 }
@@ -174,7 +255,8 @@ pul__env_rx_feed(pul__env_rx_t *rx, const uint8_t *p, size_t n)
             if (nc > rx->lens[i]) {
                 nc = (size_t)rx->lens[i];
             }
-            uint8_t *nb = pul__realloc(rx->bufs[i], nc);
+            uint8_t *nb = rx->lens[i] >= ENV_MAP_MIN ? env_map_grow(rx->bufs[i], rx->cap[i], nc)
+                                                     : pul__realloc(rx->bufs[i], nc);
             if (nb == NULL) {
                 return PUL_ENOMEM;
             }
@@ -222,7 +304,9 @@ pul__env_rx_take(pul__env_rx_t *rx, const char *type)
             }
             continue;
         }
-        if (pul_msg_add_segment(m, b, rx->have[i], env_seg_free, b) != 0) {
+        if (pul_msg_add_segment(m, b, rx->have[i],
+                                rx->lens[i] >= ENV_MAP_MIN ? env_map_free : env_seg_free,
+                                b) != 0) {
             pul_msg_unref(m);
             return NULL;
         }

@@ -11,6 +11,7 @@
 
 #define PUL__ENV_MAX_SEGS 1024
 #define PUL__SFRAME_HDR 5 /* u8 kind, u32 len */
+#define PUL__ENV_SMALL 256 /* a payload this small is decoded into the decoder itself */
 
 enum { PUL__SFRAME_ITEM = 1, PUL__SFRAME_END = 2, PUL__SFRAME_ERROR = 3 };
 
@@ -35,6 +36,13 @@ typedef struct {
     uint8_t **bufs;
     size_t *have;
     size_t *cap;
+    /* In-place storage for the common case (at most one segment, a small payload): such a
+     * message is decoded without an allocation. So a decoder in use must not be moved. */
+    uint64_t lens_in[2];
+    uint8_t *bufs_in[2];
+    size_t have_in[2];
+    size_t cap_in[2];
+    uint8_t small[PUL__ENV_SMALL];
 } pul__env_rx_t;
 
 void pul__env_rx_init(pul__env_rx_t *rx, size_t max);

@@ -207,6 +207,11 @@ tact_receive(pul_ctx_t *ctx, pul_msg_t *msg, void *state)
         t->producers[p->slot] = p;
         assert_int_equal(pul_timer_start(pul_ctx_system(ctx), 0, 1, producer_tick, p, &p->timer),
                          0);
+    } else if (strcmp(type, "where") == 0) {
+        /* answers whether the caller is on another node (pul_reply_is_remote) */
+        pul_reply_t *r = pul_ctx_defer(ctx);
+        const char *w = pul_reply_is_remote(r) ? "remote" : "local";
+        pul_reply_send(r, pul_msg_new("where", w, strlen(w)));
     } else if (strcmp(type, "hold") == 0) {
         if (t->nheld < 8) {
             t->held[t->nheld++] = pul_ctx_defer(ctx); /* answered when the actor goes */
@@ -279,6 +284,11 @@ test_remote_ask(void **state)
     tans_t r;
     assert_int_equal(task_ask(a, id, "echo", "hello", 0, &r), 0);
     assert_string_equal(r.data, "hello");
+    /* The actor can tell a caller on another node from a local one. */
+    assert_int_equal(task_ask(a, id, "where", NULL, 0, &r), 0);
+    assert_string_equal(r.data, "remote");
+    assert_int_equal(task_ask(b, id, "where", NULL, 0, &r), 0);
+    assert_string_equal(r.data, "local");
     for (int i = 0; i < 50; i++) {
         char buf[16];
         snprintf(buf, sizeof buf, "n%d", i);

@@ -367,3 +367,34 @@ async def test_remote_calls_have_a_deadline(monkeypatch):
             if n == 400:  # ~0.4 s and more of items
                 break
         assert n == 400
+
+
+@pul.remote
+class Snapshots:
+    """Returns its own list, then lets other work of its loop mutate it."""
+
+    def __init__(self) -> None:
+        self.items: list = [1]
+
+    def snap(self) -> list:
+        asyncio.get_running_loop().call_soon(self.items.append, "late")
+        return self.items
+
+    async def asnap(self) -> list:
+        await asyncio.sleep(0)
+        asyncio.get_running_loop().call_soon(self.items.append, "late")
+        return self.items
+
+
+async def test_remote_result_is_the_value_when_the_method_returned():
+    """A reply to another node is not copied before it is pickled, so it must be pickled before
+    anything else runs on the actor's loop: a mutation scheduled by the method (or by a later
+    message) never reaches the caller (copy semantics, ARCHITECTURE.md §3)."""
+    async with cluster(2) as (a, b):
+        await Snapshots.spawn(system=b, name="snapshots")
+        p = await Snapshots.resolve("snapshots", system=a, timeout=20)
+        assert not p.ref.is_local()
+        first = await p.snap()
+        assert first == [1]
+        second = await p.asnap()
+        assert second == [1, "late"]  # the first call's mutation, not this one's

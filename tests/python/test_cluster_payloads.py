@@ -113,3 +113,35 @@ async def test_send_side_keeps_large_buffers_out_of_the_pickle():
             except ValueError:
                 await asyncio.sleep(0.01)
         assert arr.shape == (10,)
+
+
+async def test_a_result_for_another_node_is_not_copied_before_it_is_sent(monkeypatch):
+    """The reply's pickle is the copy: a result that only goes to a caller on another node is
+    not copied first (copy_value), while a local caller still gets its own copy."""
+    from pulsing.core import system as sysmod
+
+    copied: list = []
+    real = sysmod._core
+
+    class Counting:
+        def __getattr__(self, name):
+            if name == "copy_value":
+
+                def copy_value(v):
+                    copied.append(type(v).__name__)
+                    return real.copy_value(v)
+
+                return copy_value
+            return getattr(real, name)
+
+    monkeypatch.setattr(sysmod, "_core", Counting())
+    async with cluster(2) as (a, b):
+        await Store.spawn(system=b, name="store")
+        p = await Store.resolve("store", system=a, timeout=20)
+        got = await p.make(MIB, 7)
+        assert np.array_equal(got, np.random.default_rng(7).integers(0, 255, MIB, np.uint8))
+        assert copied == []
+        local = await Store.resolve("store", system=b, timeout=20)
+        mine = await local.make(MIB, 7)
+        assert np.array_equal(mine, got)
+        assert copied == ["ndarray"]

@@ -442,6 +442,43 @@ async def test_ask_echo_payload_kinds(core):
         await core.ask(e, 5, b"")
 
 
+async def test_ask_complete_callable_resolves_the_future(core):
+    """With complete=, the drain hands the outcome to the callable instead of the future."""
+    e = core.sys.spawn_builtin("echo")
+    seen = []
+
+    def complete(fut, ok, value):
+        seen.append((ok, value))
+        fut.set_result("decoded" if ok else "failed")
+
+    fut = core.loop.create_future()
+    core.sys.ask(e, "t", b"hi", fut, 0, False, complete)
+    assert await fut == "decoded"
+    fut = core.loop.create_future()
+    core.sys.ask(e, "t", [b"h", b"i"], fut, complete=complete, segments=True)
+    assert await fut == "decoded"
+    fut = core.loop.create_future()
+    core.sys.ask(_core.random_id(), "t", b"", fut, complete=complete)
+    assert await asyncio.wait_for(fut, 5) == "failed"
+    assert seen[0] == (True, ("t", b"hi"))
+    assert seen[1][0] is True and seen[1][1][0] == "t"
+    assert b"".join([seen[1][1][1], *map(bytes, seen[1][1][2])]) == b"hi"
+    assert seen[2][0] is False and seen[2][1].code == _core.ENOTFOUND
+    # a cancelled future: the callable is not called
+    fut = core.loop.create_future()
+    core.sys.ask(e, "t", b"x", fut, complete=complete)
+    fut.cancel()
+    await asyncio.sleep(0.05)
+    assert len(seen) == 3
+    with pytest.raises(TypeError):
+        core.sys.ask(e, "t", b"", core.loop.create_future(), complete=5)
+    core.sys.spawn_builtin("echo", "named-echo")
+    fut = core.loop.create_future()
+    core.sys.ask_named(None, "named-echo", "t", b"n", fut, complete=complete)
+    assert await asyncio.wait_for(fut, 5) == "decoded"
+    assert seen[3] == (True, ("t", b"n"))
+
+
 async def test_zero_copy_segment_released_after_reply(core):
     np = pytest.importorskip("numpy")
     e = core.sys.spawn_builtin("echo")

@@ -134,19 +134,27 @@ class AsyncCall:
             return await cell.call_async(self._name, self._args, self._kwargs)
         return await ref._system._core_call(ref._id, self._name, self._args, self._kwargs)
 
+    def _start(self) -> Any:
+        ref = self._ref
+        if ref._cell is None:
+            # Through the core the call's CallFuture is itself the awaitable (and coroutine):
+            # no coroutine frame in between.
+            return ref._system._core_call(ref._id, self._name, self._args, self._kwargs)
+        return self._result()
+
     def __await__(self):
         if self._coro is None:
-            self._coro = self._result()
+            self._coro = self._start()
         return self._coro.__await__()
 
     def send(self, value: Any) -> Any:
         if self._coro is None:
-            self._coro = self._result()
+            self._coro = self._start()
         return self._coro.send(value)
 
     def throw(self, *exc: Any) -> Any:
         if self._coro is None:
-            self._coro = self._result()
+            self._coro = self._start()
         return self._coro.throw(*exc)
 
     def close(self) -> None:

@@ -41,6 +41,9 @@ _VALUE, _STREAM = 0, 1
 # Mode bit of an envelope whose arguments were just unpickled from a message (nobody else holds
 # them): delivering it needs no copy of them (a 64 MiB argument is not copied once more).
 _FRESH = 2
+# Mode bit of a call whose caller is on another node: its result is only pickled into the reply
+# (the pickle is the copy), so it is not copied first (a 64 MiB result is not copied once more).
+_WIRE = 4
 
 PICKLE_TYPE = "pulsing/pickle"  # msg_type of a pickled Python payload through the core
 _CALL_TAG = "__pulsing_call__"
@@ -102,9 +105,13 @@ def _done_future(loop: asyncio.AbstractEventLoop, exc: BaseException) -> CallFut
 # ---------------------------------------------------------------------------------------------
 
 
-def copy_one(value: Any, what: str = "value") -> Any:
+def copy_one(value: Any, what: str = "value", wire: Any = False) -> Any:
     """What the receiver gets for `value`: itself when immutable, else a copy (pickle
-    protocol 5 round trip); a `__zerocopy__` object travels as its descriptor."""
+    protocol 5 round trip); a `__zerocopy__` object travels as its descriptor. With `wire` (a
+    result that only goes into a reply to another node) the value pickled for the reply at once
+    (`_WireResult`): the reply's pickle is the copy, taken before the actor runs again, so a
+    later message that mutates the value cannot change the reply (its large buffers go out of
+    band from their own memory, as for requests)."""
     t = type(value)
     if t in _IMMUTABLE or t is Message:
         return value
@@ -118,6 +125,8 @@ def copy_one(value: Any, what: str = "value") -> Any:
             desc = _zc.prepare(value, m)
             if desc is not None:
                 return _zc.transfer(desc)
+    if wire:
+        return _WireResult(_encode(value, what))
     try:
         return _core.copy_value(value)
     except TypeError as e:
@@ -534,19 +543,19 @@ class _Cell:
                 self._finish_later(result, fut, fut, name)
                 return
             try:
-                _set_res(fut, copy_one(result, "result"))
+                _set_res(fut, copy_one(result, "result", mode & _WIRE))
             except PulsingError as e:
                 _set_exc(fut, e)
             return
         # async methods, generators consumed for their final value, attributes: as a task,
         # so the mailbox is free at once.
-        self._spawn_task(self._run_value(name, args, kwargs, fut, mode & _FRESH), fut)
+        self._spawn_task(self._run_value(name, args, kwargs, fut, mode & (_FRESH | _WIRE)), fut)
 
     async def _run_value(
         self, name: str, args: tuple, kwargs: dict, fut: Any, fresh: int = 0
     ) -> None:
         try:
-            if not fresh:
+            if not fresh & _FRESH:
                 args, kwargs = copy_args(args, kwargs)
             kind = self.kind(name)
             if kind in (GEN, AGEN):
@@ -559,7 +568,7 @@ class _Cell:
                     result = value(*args, **kwargs)
                     if inspect.isawaitable(result):
                         result = await result
-            _set_res(fut, copy_one(result, "result"))
+            _set_res(fut, copy_one(result, "result", fresh & _WIRE))
         except asyncio.CancelledError:
             self._cancelled(fut)
         except BaseException as e:  # noqa: BLE001
@@ -801,9 +810,25 @@ class _Cell:
             if mode == _STREAM:
                 self._spawn_task(_stream_to_core(self, name, args, kwargs, reply), None)
                 return
-            self._enqueue((_CALL, name, args, kwargs, fut, _VALUE | _FRESH))
+            wire = _WIRE if reply.remote else 0
+            env = (_CALL, name, args, kwargs, fut, _VALUE | _FRESH | wire)
         else:
-            self._enqueue((_MSG, None, obj, None, fut, _VALUE))
+            env = (_MSG, None, obj, None, fut, _VALUE)
+        if self.queue or self.overflow or self.scheduled or self.blocked or self.stopped:
+            self._enqueue(env)
+        else:
+            # An idle cell: deliver now, in this drain of the bridge, rather than one loop turn
+            # later; a sync method's reply then goes out in the same pass (threads.md).
+            self.queue.append(env)
+            try:
+                self._drain()
+            finally:
+                if not fut.done():  # still running (a task), or _drain raised: answer later
+                    fut.add_done_callback(lambda f: _reply_from_future(f, reply))
+                    reply.on_cancel(fut.cancel)
+            if fut.done():
+                _reply_from_future(fut, reply)
+            return
         fut.add_done_callback(lambda f: _reply_from_future(f, reply))
         # A caller that gives up (cancel, deadline, a reset HTTP/2 stream) cancels the work.
         reply.on_cancel(fut.cancel)
@@ -879,7 +904,16 @@ async def _log_errors(aw: Any, what: str) -> None:
 _OOB_MIN = 64 * 1024
 
 
-def _encode(value: Any) -> tuple[str, Any]:
+class _WireResult:
+    """A result already encoded for the reply to another node (see copy_one)."""
+
+    __slots__ = ("enc",)
+
+    def __init__(self, enc: tuple[str, Any]) -> None:
+        self.enc = enc
+
+
+def _encode(value: Any, what: str = "value") -> tuple[str, Any]:
     """(msg_type, payload) for a value sent through the core: a pickle (protocol 5) whose large
     buffers are out of band, payload = [pickle, *buffers], or a Message's own type and bytes."""
     if type(value) is _RawPickled:
@@ -898,7 +932,7 @@ def _encode(value: Any) -> tuple[str, Any]:
     try:
         head = pickle.dumps(value, protocol=5, buffer_callback=out_of_band)
     except Exception as e:
-        raise _errors.serialization_error(value, e, "value") from e
+        raise _errors.serialization_error(value, e, what) from e
     if bufs:
         return PICKLE_TYPE, [head, *bufs]
     return PICKLE_TYPE, head
@@ -948,7 +982,8 @@ def _reply_from_future(fut: asyncio.Future, reply: Any) -> None:
         exc = fut.exception()
         if exc is None:
             try:
-                reply.send(*_encode(fut.result()))
+                res = fut.result()
+                reply.send(*(res.enc if type(res) is _WireResult else _encode(res)))
                 return
             except PulsingError as e:
                 exc = e
@@ -1237,6 +1272,7 @@ class ActorSystem:
                 ) from None
             raise _errors.from_core_error(e, "actor system") from None
         loop.add_reader(self._core.fileno(), self._core.drain)
+        self._complete_ask = self._complete  # one bound method for every ask
         self._rr: dict = {}  # round-robin counters: resolve per name, placement
         self._mailbox_capacity = mailbox_capacity
         self._cells: dict[int, _Cell] = {}
@@ -1649,8 +1685,7 @@ class ActorSystem:
     ) -> CallFuture:
         """Ask through the core: an actor of another node (or a C actor, or another system),
         or with `named=(node_id, name)` the instance of a name on a node."""
-        loop = self._loop
-        fut = CallFuture(loop=loop)
+        fut = CallFuture(loop=self._loop)
         if self._closed:
             fut.set_exception(PulsingRuntimeError("Actor system is shut down"))
             return fut
@@ -1659,34 +1694,31 @@ class ActorSystem:
         except PulsingError as e:
             fut.set_exception(e)
             return fut
-        inner = loop.create_future()
-
-        def done(f: asyncio.Future) -> None:
-            if fut.done():
-                return
-            if f.cancelled():
-                fut.cancel()
-                return
-            e = f.exception()
-            if e is not None:
-                fut.set_exception(_errors.from_core_error(e, "ask"))
-                return
-            try:
-                fut.set_result(_decode(*f.result(), system=self))
-            except Exception as exc:  # noqa: BLE001
-                fut.set_exception(PulsingRuntimeError(f"cannot decode reply: {exc}", exc))
-
-        inner.add_done_callback(done)
-        fut.add_done_callback(lambda f: inner.cancel() if f.cancelled() else None)
+        # The core resolves `fut` itself through _complete_ask when the reply drains, and a
+        # cancelled `fut` cancels the core call (the extension hooks its done callback).
         try:
             if named is not None:
-                self._core.ask_named(named[0], named[1], mt, payload, inner, deadline_ms, True)
+                self._core.ask_named(
+                    named[0], named[1], mt, payload, fut, deadline_ms, True, self._complete_ask
+                )
             else:
-                self._core.ask(actor_id, mt, payload, inner, deadline_ms, True)
+                self._core.ask(actor_id, mt, payload, fut, deadline_ms, True, self._complete_ask)
         except _core.CoreError as e:
-            inner.cancel()
             fut.set_exception(_errors.from_core_error(e, "ask"))
         return fut
+
+    def _complete(self, fut: asyncio.Future, ok: bool, value: Any) -> None:
+        """Resolve an ask's future from the core's completion: (type, bytes, segments) or a
+        CoreError. Called by the bridge's drain only while `fut` is not done."""
+        if not ok:
+            fut.set_exception(_errors.from_core_error(value, "ask"))
+            return
+        try:
+            result = _decode(*value, system=self)
+        except Exception as exc:  # noqa: BLE001
+            fut.set_exception(PulsingRuntimeError(f"cannot decode reply: {exc}", exc))
+            return
+        fut.set_result(result)
 
     def _core_tell(self, actor_id: int, msg: Any) -> Any:
         fut = CallFuture(loop=self._loop)
