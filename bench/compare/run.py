@@ -291,14 +291,20 @@ def fmt(value: float, unit: str) -> str:
         return f"{x:.3g}" if abs(x) < 1000 else f"{x:.0f}"
 
     if unit == "us":
+        if value >= 1e6:
+            return f"{value / 1e6:.3g} s"
         return f"{g(value / 1000)} ms" if value >= 1000 else f"{g(value)} µs"
+    if unit == "ms" and value >= 1000:
+        return f"{value / 1000:.3g} s"
     if unit in ("ops/s", "items/s", "spawns/s", "ops"):
         suffix = "" if unit == "ops" else unit[unit.index("/") :]
         for div, p in ((1e6, "M"), (1e3, "k")):
             if value >= div:
                 return f"{g(value / div)} {p}{suffix}"
-        return f"{g(value)} {suffix}".strip()
+        return f"{g(value)}{suffix}" if suffix else g(value)
     if unit == "bytes":
+        if value >= 1e6:
+            return f"{value / 1e6:.3g} MB"
         return f"{g(value / 1000)} kB" if value >= 1000 else f"{g(value)} B"
     if unit == "GB/s":
         return f"{value * 1000:.3g} MB/s" if value < 1 else f"{value:.3g} GB/s"
@@ -525,6 +531,11 @@ def main() -> int:
         help="seconds per process (default 300, 120 with --quick)",
     )
     ap.add_argument("--no-charts", action="store_true")
+    ap.add_argument(
+        "--render",
+        metavar="DIR",
+        help="run nothing: rebuild the table and charts from DIR/records.json and DIR/summary.json",
+    )
     args = ap.parse_args()
     workloads = [w for w in args.workloads.split(",") if w]
     systems = [s for s in args.systems.split(",") if s]
@@ -535,6 +546,17 @@ def main() -> int:
         if s not in SYSTEMS:
             ap.error(f"unknown system {s!r} (known: {', '.join(SYSTEMS)})")
     timeout = args.timeout or (120.0 if args.quick else 300.0)
+    if args.render:
+        with open(os.path.join(args.render, "records.json")) as f:
+            records = json.load(f)
+        with open(os.path.join(args.render, "summary.json")) as f:
+            meta = json.load(f)["meta"]
+        print(
+            publish(
+                records, meta["systems"], meta["workloads"], meta, args.render, not args.no_charts
+            )
+        )
+        return 0
 
     peer_error = {}
     for s in systems:

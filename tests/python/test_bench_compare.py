@@ -179,3 +179,6 @@ def test_units(harness):
     assert f(0.89, "GB/s") == "890 MB/s"
     assert f(9000.0, "bytes") == "9 kB"
     assert f(17477, "ops") == "17.5 k"
+    assert f(525.0, "ops/s") == "525/s"
+    assert f(94_432_000.0, "bytes") == "94.4 MB"
+    assert f(9292.0, "ms") == "9.29 s"
