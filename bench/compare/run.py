@@ -446,11 +446,11 @@ def charts(summary: dict, systems: list[str], outdir: str) -> list[str]:
             ax.set_xticks(range(len(ms)))
             ax.set_xticklabels([m for m, _ in ms], fontsize=8)
             ax.set_title(wl, fontsize=9)
-            ax.set_ylabel(unit, fontsize=8)
+            ax.set_ylabel("µs" if unit == "us" else unit, fontsize=8)
             pos = [v for v in vals_all if v > 0]
-            if pos and max(pos) / min(pos) > 50:
+            if pos and max(pos) / min(pos) > 10:
                 ax.set_yscale("log")
-            ax.tick_params(labelsize=7)
+            ax.tick_params(which="both", labelsize=7)
         for ax in list(axes.flat)[len(panels) :]:
             ax.axis("off")
         handles = [plt.Rectangle((0, 0), 1, 1, color=COLOURS.get(s, "grey")) for s in systems]
