@@ -469,6 +469,16 @@ def charts(summary: dict, systems: list[str], outdir: str) -> list[str]:
     return written
 
 
+def load_records(outdir: str) -> list[dict]:
+    """Every per-(run, workload, system) result written so far in `outdir`."""
+    recs = []
+    for name in sorted(os.listdir(outdir)):
+        if name.startswith("run") and name.endswith(".json"):
+            with open(os.path.join(outdir, name)) as f:
+                recs.append(json.load(f))
+    return recs
+
+
 def publish(records, systems, workloads, meta, outdir, with_charts: bool) -> str:
     """Write the summary, table and charts of the runs so far (after every run, so an
     interrupted session still leaves its complete runs published). Returns the table."""
@@ -534,7 +544,8 @@ def main() -> int:
     ap.add_argument(
         "--render",
         metavar="DIR",
-        help="run nothing: rebuild the table and charts from DIR/records.json and DIR/summary.json",
+        help="run nothing: rebuild the table and charts from the per-run files in DIR "
+        "(an interrupted session's last, partial run included)",
     )
     args = ap.parse_args()
     workloads = [w for w in args.workloads.split(",") if w]
@@ -547,8 +558,7 @@ def main() -> int:
             ap.error(f"unknown system {s!r} (known: {', '.join(SYSTEMS)})")
     timeout = args.timeout or (120.0 if args.quick else 300.0)
     if args.render:
-        with open(os.path.join(args.render, "records.json")) as f:
-            records = json.load(f)
+        records = load_records(args.render)
         with open(os.path.join(args.render, "summary.json")) as f:
             meta = json.load(f)["meta"]
         print(

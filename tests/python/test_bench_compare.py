@@ -182,3 +182,14 @@ def test_units(harness):
     assert f(525.0, "ops/s") == "525/s"
     assert f(94_432_000.0, "bytes") == "94.4 MB"
     assert f(9292.0, "ms") == "9.29 s"
+
+
+def test_load_records_reads_every_run_file(harness, tmp_path):
+    import json
+
+    recs = records()[:4]
+    for r in recs:
+        (tmp_path / f"run{r['run']}_{r['workload']}_{r['system']}.json").write_text(json.dumps(r))
+    (tmp_path / "summary.json").write_text("{}")
+    got = harness.load_records(str(tmp_path))
+    assert sorted(got, key=json.dumps) == sorted(recs, key=json.dumps)
