@@ -51,6 +51,8 @@ IN_PROCESS_NOTE = "Ray actors run in worker processes (driver -> actor call)"
 # this 2-core machine. params' 2,000 actors would need ~160 GB RSS; this is the largest count that
 # fits the 24 GiB machine (shared with other engineers) and a run of a minute or two.
 MAX_ACTORS = 200
+MEM_PER_ACTOR = 64 << 20   # budget per actor process (measured PSS ~42-51 MB)
+MEM_RESERVE = 4 << 30      # what a run leaves free for everyone else on the machine
 
 UNSUPPORTED = {
     "convergence_5": "Pulsing-only: SWIM membership of 5 node processes; Ray's membership is its "
@@ -127,20 +129,36 @@ def scaled(n: int, quick: bool) -> int:
     return max(1, n // P.QUICK_DIVISOR) if quick else n
 
 
-def actor_count(n: int, quick: bool) -> int:
-    return scaled(min(n, MAX_ACTORS), quick)
+def mem_available() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no MemAvailable in /proc/meminfo")
 
 
-def count_note(wanted: int, used: int) -> str:
-    if used >= wanted:
-        return ""
-    return (f"{used} actors, not params' {wanted}: each Ray actor is a worker process "
-            f"(~80 MB RSS, ~0.2 s start); {wanted} do not fit this 2-core 24 GiB machine")
+def actor_count(n: int, quick: bool) -> tuple[int, str]:
+    """How many actors to run instead of params' n, and the note that says why (or "")."""
+    wanted = scaled(n, quick)
+    used = scaled(min(n, MAX_ACTORS), quick)
+    note = ""
+    if used < wanted:
+        note = (f"{used} actors, not params' {wanted}: each Ray actor is a worker process "
+                f"(~80 MB RSS, ~0.2 s start); {wanted} do not fit this 2-core 24 GiB machine")
+    # the machine is shared: never take it below MEM_RESERVE
+    fit = (mem_available() - MEM_RESERVE) // MEM_PER_ACTOR
+    if fit < used:
+        used = max(1, fit)
+        note = (f"{used} actors, not params' {wanted}: limited by MemAvailable at start "
+                f"({MEM_PER_ACTOR >> 20} MiB budgeted per actor process, "
+                f"{MEM_RESERVE >> 30} GiB kept free)")
+    return used, note
 
 
 def init_ray(tmp: str) -> None:
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=tmp, log_to_driver=False,
-             namespace="bench-compare")
+    # address="local": always a fresh instance of our own, never a cluster found on the machine
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=tmp,
+             log_to_driver=False, namespace="bench-compare")
 
 
 def proc_children() -> dict[int, list[int]]:
@@ -399,21 +417,20 @@ def wl_payload_64mib(q):
 
 
 def wl_spawn(q):
-    n = actor_count(P.SPAWN_N, q)
+    n, note = actor_count(P.SPAWN_N, q)
     warm = spawn_ready(SyncActor, 1)
     t0 = time.perf_counter()
     actors = spawn_ready(SyncActor, n)
     el = time.perf_counter() - t0
     del actors, warm
     r = {"spawns_per_s": n / el, "count": n}
-    note = count_note(scaled(P.SPAWN_N, q), n)
     r["note"] = "unnamed actors, counted when each answered a first call" + \
         ("; " + note if note else "")
     return r
 
 
 def wl_idle_memory(q):
-    n = actor_count(P.IDLE_ACTORS, q)
+    n, note = actor_count(P.IDLE_ACTORS, q)
     actors = spawn_ready(SyncActor, n)
     pids = ray.get([a.pid.remote() for a in actors])
     if len(set(pids)) != n:
@@ -424,7 +441,6 @@ def wl_idle_memory(q):
         r, p = rss_pss(pid)
         rss += r
         pss += p
-    note = count_note(scaled(P.IDLE_ACTORS, q), n)
     return {"bytes_per_actor": rss / n, "pss_bytes_per_actor": pss / n, "count": n,
             "note": "each actor is a worker process: sum of their VmRSS / count (RSS counts "
             "shared libraries in every process; PSS shares them out)" + ("; " + note if note else "")}
@@ -516,12 +532,11 @@ async def stress_run(actors, callers: int, seconds: float, warm_s: float) -> dic
 
 
 def wl_stress(q):
-    n = actor_count(P.STRESS_ACTORS, q)
+    n, note = actor_count(P.STRESS_ACTORS, q)
     # plain actors: 1.6-1.7x the ops/s of async actors here (2 runs each, --quick)
     actors = spawn_ready(SyncActor, n)
     seconds = P.STRESS_SECONDS / 5 if q else P.STRESS_SECONDS
     r = asyncio.run(stress_run(actors, P.STRESS_CALLERS, seconds, 1.0))
-    note = count_note(scaled(P.STRESS_ACTORS, q), n)
     r["count"] = n
     r["note"] = (f"{n} actors, {P.STRESS_CALLERS} driver coroutines, random actor per "
                  f"call, one call in {P.STRESS_STREAM_EVERY} a stream of "
