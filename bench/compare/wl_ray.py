@@ -47,10 +47,11 @@ import ray  # noqa: E402
 SYSTEM = f"ray-{ray.__version__}"
 IN_PROCESS_NOTE = "Ray actors run in worker processes (driver -> actor call)"
 
-# Each Ray actor is its own worker process: ~80 MB RSS (~42 MB PSS) and ~0.2 s of start-up on
-# this 2-core machine. params' 2,000 actors would need ~160 GB RSS; this is the largest count that
-# fits the 24 GiB machine (shared with other engineers) and a run of a minute or two.
-MAX_ACTORS = 200
+# Each Ray actor is its own worker process: ~95 MB RSS (~48 MB PSS) and 0.25-1 s of start-up on
+# this 2-core machine, and each idle one still uses a few % of a core. params' 2,000 actors would
+# need ~190 GB RSS. 200 fit in memory but took 190 s to spawn (2026-11-22, machine shared);
+# 100 is the largest round count that keeps a run to a minute or two.
+MAX_ACTORS = 100
 MEM_PER_ACTOR = 64 << 20   # budget per actor process (measured PSS ~42-51 MB)
 MEM_RESERVE = 4 << 30      # what a run leaves free for everyone else on the machine
 
@@ -144,7 +145,8 @@ def actor_count(n: int, quick: bool) -> tuple[int, str]:
     note = ""
     if used < wanted:
         note = (f"{used} actors, not params' {wanted}: each Ray actor is a worker process "
-                f"(~80 MB RSS, ~0.2 s start); {wanted} do not fit this 2-core 24 GiB machine")
+                f"(~95 MB RSS, 0.25-1 s to start); {wanted} do not fit a run of a minute or two "
+                f"on this 2-core 24 GiB machine")
     # the machine is shared: never take it below MEM_RESERVE
     fit = (mem_available() - MEM_RESERVE) // MEM_PER_ACTOR
     if fit < used:
