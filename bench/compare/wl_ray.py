@@ -37,12 +37,12 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import params as P  # noqa: E402
+import params as P
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-import numpy as np  # noqa: E402
-import ray  # noqa: E402
+import numpy as np
+import ray
 
 SYSTEM = f"ray-{ray.__version__}"
 IN_PROCESS_NOTE = "Ray actors run in worker processes (driver -> actor call)"
@@ -52,8 +52,8 @@ IN_PROCESS_NOTE = "Ray actors run in worker processes (driver -> actor call)"
 # need ~190 GB RSS. 200 fit in memory but took 190 s to spawn (2026-11-22, machine shared);
 # 100 is the largest round count that keeps a run to a minute or two.
 MAX_ACTORS = 100
-MEM_PER_ACTOR = 64 << 20   # budget per actor process (measured PSS ~42-51 MB)
-MEM_RESERVE = 4 << 30      # what a run leaves free for everyone else on the machine
+MEM_PER_ACTOR = 64 << 20  # budget per actor process (measured PSS ~42-51 MB)
+MEM_RESERVE = 4 << 30  # what a run leaves free for everyone else on the machine
 
 UNSUPPORTED = {
     "convergence_5": "Pulsing-only: SWIM membership of 5 node processes; Ray's membership is its "
@@ -95,7 +95,9 @@ class SyncActor:
 
     @ray.method(num_returns="streaming")
     def stream(self, n):
-        for i in range(n):
+        # not `yield from range(n)`: Ray drives the generator with send(), which a range
+        # iterator does not have
+        for i in range(n):  # noqa: UP028
             yield i
 
 
@@ -123,7 +125,10 @@ def pct(samples_ns: list[int]) -> dict:
     """p50/p99 in microseconds, same index rule as bench/bench_local.py."""
     s = sorted(samples_ns)
     n = len(s)
-    return {"p50_us": s[min(n - 1, int(0.50 * n))] / 1e3, "p99_us": s[min(n - 1, int(0.99 * n))] / 1e3}
+    return {
+        "p50_us": s[min(n - 1, int(0.50 * n))] / 1e3,
+        "p99_us": s[min(n - 1, int(0.99 * n))] / 1e3,
+    }
 
 
 def scaled(n: int, quick: bool) -> int:
@@ -144,23 +149,33 @@ def actor_count(n: int, quick: bool) -> tuple[int, str]:
     used = scaled(min(n, MAX_ACTORS), quick)
     note = ""
     if used < wanted:
-        note = (f"{used} actors, not params' {wanted}: each Ray actor is a worker process "
-                f"(~95 MB RSS, 0.25-1 s to start); {wanted} do not fit a run of a minute or two "
-                f"on this 2-core 24 GiB machine")
+        note = (
+            f"{used} actors, not params' {wanted}: each Ray actor is a worker process "
+            f"(~95 MB RSS, 0.25-1 s to start); {wanted} do not fit a run of a minute or two "
+            f"on this 2-core 24 GiB machine"
+        )
     # the machine is shared: never take it below MEM_RESERVE
     fit = (mem_available() - MEM_RESERVE) // MEM_PER_ACTOR
     if fit < used:
         used = max(1, fit)
-        note = (f"{used} actors, not params' {wanted}: limited by MemAvailable at start "
-                f"({MEM_PER_ACTOR >> 20} MiB budgeted per actor process, "
-                f"{MEM_RESERVE >> 30} GiB kept free)")
+        note = (
+            f"{used} actors, not params' {wanted}: limited by MemAvailable at start "
+            f"({MEM_PER_ACTOR >> 20} MiB budgeted per actor process, "
+            f"{MEM_RESERVE >> 30} GiB kept free)"
+        )
     return used, note
 
 
 def init_ray(tmp: str) -> None:
     # address="local": always a fresh instance of our own, never a cluster found on the machine
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=tmp,
-             log_to_driver=False, namespace="bench-compare")
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        _temp_dir=tmp,
+        log_to_driver=False,
+        namespace="bench-compare",
+    )
 
 
 def proc_children() -> dict[int, list[int]]:
@@ -173,7 +188,7 @@ def proc_children() -> dict[int, list[int]]:
                 st = f.read()
         except OSError:
             continue
-        ppid = int(st[st.rindex(")") + 2:].split()[1])
+        ppid = int(st[st.rindex(")") + 2 :].split()[1])
         kids.setdefault(ppid, []).append(int(d))
     return kids
 
@@ -185,7 +200,7 @@ def proc_start(pid: int) -> str | None:
             st = f.read()
     except OSError:
         return None
-    fields = st[st.rindex(")") + 2:].split()
+    fields = st[st.rindex(")") + 2 :].split()
     if fields[0] in ("Z", "X"):
         return None
     return fields[19]
@@ -319,9 +334,11 @@ def wl_tell(q):
     el = time.perf_counter() - t0
     if got != warm + n:
         raise RuntimeError(f"tell: actor counted {got - warm} of {n}")
-    return {"ops_per_s": n / el,
-            "note": IN_PROCESS_NOTE + "; no tell in Ray: .remote() with the ref dropped, "
-            "then one ray.get to flush (included)"}
+    return {
+        "ops_per_s": n / el,
+        "note": IN_PROCESS_NOTE + "; no tell in Ray: .remote() with the ref dropped, "
+        "then one ray.get to flush (included)",
+    }
 
 
 def stream_sync(a, n: int) -> float:
@@ -343,24 +360,30 @@ def wl_stream_local(q):
     # + `await` of each ref, for either actor kind (the actor side is the workload's async one).
     a = AsyncActor.remote()
     ips = stream_sync(a, scaled(P.STREAM_ITEMS, q))
-    return {"items_per_s": ips,
-            "note": IN_PROCESS_NOTE + "; async actor, async-generator method, "
-            "num_returns='streaming', driver ray.get()s each item ref"}
+    return {
+        "items_per_s": ips,
+        "note": IN_PROCESS_NOTE + "; async actor, async-generator method, "
+        "num_returns='streaming', driver ray.get()s each item ref",
+    }
 
 
 def wl_remote_stream(q):
     a = SyncActor.remote()
     ips = stream_sync(a, scaled(P.STREAM_ITEMS, q))
-    return {"items_per_s": ips,
-            "note": "generator method, num_returns='streaming', driver ray.get()s each item ref"}
+    return {
+        "items_per_s": ips,
+        "note": "generator method, num_returns='streaming', driver ray.get()s each item ref",
+    }
 
 
 def wl_remote_ask_1(q):
     a = SyncActor.remote()
     r = seq_asks(a, scaled(P.REMOTE_ASK_N, q))
     del r["ops_per_s"]
-    return {**r, "note": "driver -> actor worker process on one node (every Ray call crosses "
-            "processes)"}
+    return {
+        **r,
+        "note": "driver -> actor worker process on one node (every Ray call crosses processes)",
+    }
 
 
 def inflight_workload(q, conc: int) -> dict:
@@ -374,8 +397,10 @@ def inflight_workload(q, conc: int) -> dict:
         return await in_flight(a, conc, scaled(P.REMOTE_INFLIGHT_N, q))
 
     r = asyncio.run(run())
-    r["note"] = (f"threaded actor, max_concurrency={conc}; {conc} driver coroutines each "
-                 "awaiting one call at a time")
+    r["note"] = (
+        f"threaded actor, max_concurrency={conc}; {conc} driver coroutines each "
+        "awaiting one call at a time"
+    )
     return r
 
 
@@ -405,9 +430,12 @@ def payload(size: int, n: int) -> dict:
         if ray.get(a.reply.remote()).nbytes != size:
             raise RuntimeError("reply: wrong size at the driver")
     rep = size * n / (time.perf_counter() - t0) / 1e9
-    return {"req_gb_per_s": req, "reply_gb_per_s": rep,
-            "note": "array passed as the argument each call / returned by the actor; Ray puts "
-            "it in its shared-memory object store, the reply is a zero-copy read-only view"}
+    return {
+        "req_gb_per_s": req,
+        "reply_gb_per_s": rep,
+        "note": "array passed as the argument each call / returned by the actor; Ray puts "
+        "it in its shared-memory object store, the reply is a zero-copy read-only view",
+    }
 
 
 def wl_payload_1mib(q):
@@ -426,8 +454,9 @@ def wl_spawn(q):
     el = time.perf_counter() - t0
     del actors, warm
     r = {"spawns_per_s": n / el, "count": n}
-    r["note"] = "unnamed actors, counted when each answered a first call" + \
-        ("; " + note if note else "")
+    r["note"] = "unnamed actors, counted when each answered a first call" + (
+        "; " + note if note else ""
+    )
     return r
 
 
@@ -443,14 +472,13 @@ def wl_idle_memory(q):
         r, p = rss_pss(pid)
         rss += r
         pss += p
-    return {"bytes_per_actor": rss / n, "pss_bytes_per_actor": pss / n, "count": n,
-            "note": "each actor is a worker process: sum of their VmRSS / count (RSS counts "
-            "shared libraries in every process; PSS shares them out)" + ("; " + note if note else "")}
-
-
-def wl_init_ready(q):
-    # special-cased in main(): ray.init is part of the measurement
-    raise AssertionError
+    return {
+        "bytes_per_actor": rss / n,
+        "pss_bytes_per_actor": pss / n,
+        "count": n,
+        "note": "each actor is a worker process: sum of their VmRSS / count (RSS counts "
+        "shared libraries in every process; PSS shares them out)" + ("; " + note if note else ""),
+    }
 
 
 @ray.remote
@@ -485,9 +513,13 @@ def wl_resolve(q):
     own = SyncActor.options(name="resolve-own").remote()
     ray.get(own.ping.remote(0))
     o = pct(resolve_lat("resolve-own", n))
-    return {**r, "own_p50_us": o["p50_us"], "own_p99_us": o["p99_us"],
-            "note": "ray.get_actor(name) of an actor named by another actor (a GCS lookup each "
-            "time); own_*: of an actor the driver created (answered from its cache)"}
+    return {
+        **r,
+        "own_p50_us": o["p50_us"],
+        "own_p99_us": o["p99_us"],
+        "note": "ray.get_actor(name) of an actor named by another actor (a GCS lookup each "
+        "time); own_*: of an actor the driver created (answered from its cache)",
+    }
 
 
 async def stress_run(actors, callers: int, seconds: float, warm_s: float) -> dict:
@@ -529,8 +561,15 @@ async def stress_run(actors, callers: int, seconds: float, warm_s: float) -> dic
     await asyncio.gather(*(caller(1000 + k) for k in range(callers)))
     el = time.monotonic() - t0
     ops = counts["asks"] + counts["streams"]
-    return {**pct(lat), "ops_total": ops, "ops_per_s": ops / el, "asks": counts["asks"],
-            "streams": counts["streams"], "stream_items": counts["items"], "seconds": el}
+    return {
+        **pct(lat),
+        "ops_total": ops,
+        "ops_per_s": ops / el,
+        "asks": counts["asks"],
+        "streams": counts["streams"],
+        "stream_items": counts["items"],
+        "seconds": el,
+    }
 
 
 def wl_stress(q):
@@ -540,19 +579,25 @@ def wl_stress(q):
     seconds = P.STRESS_SECONDS / 5 if q else P.STRESS_SECONDS
     r = asyncio.run(stress_run(actors, P.STRESS_CALLERS, seconds, 1.0))
     r["count"] = n
-    r["note"] = (f"{n} actors, {P.STRESS_CALLERS} driver coroutines, random actor per "
-                 f"call, one call in {P.STRESS_STREAM_EVERY} a stream of "
-                 f"{P.STRESS_STREAM_ITEMS} items; an op is one call (a whole stream counts once)"
-                 + ("; " + note if note else ""))
+    r["note"] = (
+        f"{n} actors, {P.STRESS_CALLERS} driver coroutines, random actor per "
+        f"call, one call in {P.STRESS_STREAM_EVERY} a stream of "
+        f"{P.STRESS_STREAM_ITEMS} items; an op is one call (a whole stream counts once)"
+        + ("; " + note if note else "")
+    )
     return r
 
 
+# init_ready is measured in main(): ray.init itself is part of it
 WORKLOADS = {name[3:]: fn for name, fn in globals().items() if name.startswith("wl_")}
 
 
 def main() -> int:
-    if len(sys.argv) < 2 or sys.argv[1] not in P.WORKLOADS or \
-            any(a != "--quick" for a in sys.argv[2:]):
+    if (
+        len(sys.argv) < 2
+        or sys.argv[1] not in P.WORKLOADS
+        or any(a != "--quick" for a in sys.argv[2:])
+    ):
         print(f"usage: {sys.argv[0]} <{'|'.join(P.WORKLOADS)}> [--quick]", file=sys.stderr)
         return 2
     name, quick = sys.argv[1], "--quick" in sys.argv[2:]
@@ -570,9 +615,10 @@ def main() -> int:
         if name == "init_ready":
             a = SyncActor.remote()
             ray.get(a.ping.remote(0))
-            res = {"ms": (time.perf_counter() - t0) * 1e3,
-                   "note": "from before ray.init (import excluded) to the first answer of a new "
-                   "actor"}
+            res = {
+                "ms": (time.perf_counter() - t0) * 1e3,
+                "note": "from before ray.init (import excluded) to the first answer of a new actor",
+            }
         else:
             res = WORKLOADS[name](quick)
         out.update(res)
