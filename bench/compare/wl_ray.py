@@ -5,8 +5,10 @@
 Runs ONE workload once in this fresh process and prints one JSON object as the last stdout line
 (protocol in params.py). Written the way a fair Ray user would: `ray.init(num_cpus=2,
 include_dashboard=False)`, `@ray.remote` actors called with `.remote()` and `ray.get` (or `await`
-of the ObjectRef from async code), async actors where concurrency is wanted, streaming generators
-(`num_returns="streaming"`) for streams, named actors and `ray.get_actor` for resolve.
+of the ObjectRef from async code), async actors for the async workloads, streaming generators
+(`num_returns="streaming"`) for streams, named actors and `ray.get_actor` for resolve. Where Ray
+offers two ways (async or threaded actor, `await` or `ray.get` of a ref), the faster one on this
+machine is used, and the comment there says by how much.
 
 What differs from the Pulsing drivers, and is said in each result's "note":
 - Ray actors always live in worker processes; the "in-process" workloads measure the nearest Ray
@@ -35,20 +37,23 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import params as P  # noqa: E402
+import params as P
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-import numpy as np  # noqa: E402
-import ray  # noqa: E402
+import numpy as np
+import ray
 
 SYSTEM = f"ray-{ray.__version__}"
 IN_PROCESS_NOTE = "Ray actors run in worker processes (driver -> actor call)"
 
-# Each Ray actor is its own worker process: ~80 MB RSS (~42 MB PSS) and ~0.2 s of start-up on
-# this 2-core machine. params' 2,000 actors would need ~160 GB RSS; this is the largest count that
-# fits the 24 GiB machine (shared with other engineers) and a run of a minute or two.
-MAX_ACTORS = 200
+# Each Ray actor is its own worker process: ~95 MB RSS (~48 MB PSS) and 0.25-1 s of start-up on
+# this 2-core machine, and each idle one still uses a few % of a core. params' 2,000 actors would
+# need ~190 GB RSS. 200 fit in memory but took 190 s to spawn (2026-11-22, machine shared);
+# 100 is the largest round count that keeps a run to a minute or two.
+MAX_ACTORS = 100
+MEM_PER_ACTOR = 64 << 20  # budget per actor process (measured PSS ~42-51 MB)
+MEM_RESERVE = 4 << 30  # what a run leaves free for everyone else on the machine
 
 UNSUPPORTED = {
     "convergence_5": "Pulsing-only: SWIM membership of 5 node processes; Ray's membership is its "
@@ -90,7 +95,9 @@ class SyncActor:
 
     @ray.method(num_returns="streaming")
     def stream(self, n):
-        for i in range(n):
+        # not `yield from range(n)`: Ray drives the generator with send(), which a range
+        # iterator does not have
+        for i in range(n):  # noqa: UP028
             yield i
 
 
@@ -118,27 +125,57 @@ def pct(samples_ns: list[int]) -> dict:
     """p50/p99 in microseconds, same index rule as bench/bench_local.py."""
     s = sorted(samples_ns)
     n = len(s)
-    return {"p50_us": s[min(n - 1, int(0.50 * n))] / 1e3, "p99_us": s[min(n - 1, int(0.99 * n))] / 1e3}
+    return {
+        "p50_us": s[min(n - 1, int(0.50 * n))] / 1e3,
+        "p99_us": s[min(n - 1, int(0.99 * n))] / 1e3,
+    }
 
 
 def scaled(n: int, quick: bool) -> int:
     return max(1, n // P.QUICK_DIVISOR) if quick else n
 
 
-def actor_count(n: int, quick: bool) -> int:
-    return scaled(min(n, MAX_ACTORS), quick)
+def mem_available() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no MemAvailable in /proc/meminfo")
 
 
-def count_note(wanted: int, used: int) -> str:
-    if used >= wanted:
-        return ""
-    return (f"{used} actors, not params' {wanted}: each Ray actor is a worker process "
-            f"(~80 MB RSS, ~0.2 s start); {wanted} do not fit this 2-core 24 GiB machine")
+def actor_count(n: int, quick: bool) -> tuple[int, str]:
+    """How many actors to run instead of params' n, and the note that says why (or "")."""
+    wanted = scaled(n, quick)
+    used = scaled(min(n, MAX_ACTORS), quick)
+    note = ""
+    if used < wanted:
+        note = (
+            f"{used} actors, not params' {wanted}: each Ray actor is a worker process "
+            f"(~95 MB RSS, 0.25-1 s to start); {wanted} do not fit a run of a minute or two "
+            f"on this 2-core 24 GiB machine"
+        )
+    # the machine is shared: never take it below MEM_RESERVE
+    fit = (mem_available() - MEM_RESERVE) // MEM_PER_ACTOR
+    if fit < used:
+        used = max(1, fit)
+        note = (
+            f"{used} actors, not params' {wanted}: limited by MemAvailable at start "
+            f"({MEM_PER_ACTOR >> 20} MiB budgeted per actor process, "
+            f"{MEM_RESERVE >> 30} GiB kept free)"
+        )
+    return used, note
 
 
 def init_ray(tmp: str) -> None:
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=tmp, log_to_driver=False,
-             namespace="bench-compare")
+    # address="local": always a fresh instance of our own, never a cluster found on the machine
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        _temp_dir=tmp,
+        log_to_driver=False,
+        namespace="bench-compare",
+    )
 
 
 def proc_children() -> dict[int, list[int]]:
@@ -151,7 +188,7 @@ def proc_children() -> dict[int, list[int]]:
                 st = f.read()
         except OSError:
             continue
-        ppid = int(st[st.rindex(")") + 2:].split()[1])
+        ppid = int(st[st.rindex(")") + 2 :].split()[1])
         kids.setdefault(ppid, []).append(int(d))
     return kids
 
@@ -163,7 +200,7 @@ def proc_start(pid: int) -> str | None:
             st = f.read()
     except OSError:
         return None
-    fields = st[st.rindex(")") + 2:].split()
+    fields = st[st.rindex(")") + 2 :].split()
     if fields[0] in ("Z", "X"):
         return None
     return fields[19]
@@ -297,23 +334,11 @@ def wl_tell(q):
     el = time.perf_counter() - t0
     if got != warm + n:
         raise RuntimeError(f"tell: actor counted {got - warm} of {n}")
-    return {"ops_per_s": n / el,
-            "note": IN_PROCESS_NOTE + "; no tell in Ray: .remote() with the ref dropped, "
-            "then one ray.get to flush (included)"}
-
-
-async def stream_async(a, n: int) -> float:
-    async for ref in a.stream.remote(max(10, n // 10)):  # warm-up
-        await ref
-    t0 = time.perf_counter()
-    got = 0
-    async for ref in a.stream.remote(n):
-        await ref
-        got += 1
-    el = time.perf_counter() - t0
-    if got != n:
-        raise RuntimeError(f"stream: {got} of {n} items")
-    return n / el
+    return {
+        "ops_per_s": n / el,
+        "note": IN_PROCESS_NOTE + "; no tell in Ray: .remote() with the ref dropped, "
+        "then one ray.get to flush (included)",
+    }
 
 
 def stream_sync(a, n: int) -> float:
@@ -331,30 +356,40 @@ def stream_sync(a, n: int) -> float:
 
 
 def wl_stream_local(q):
+    # The driver ray.get()s each item: on this machine that is 1.3-1.4x faster than `async for`
+    # + `await` of each ref, for either actor kind (the actor side is the workload's async one).
     a = AsyncActor.remote()
-    ips = asyncio.run(stream_async(a, scaled(P.STREAM_ITEMS, q)))
-    return {"items_per_s": ips,
-            "note": IN_PROCESS_NOTE + "; async-generator method, num_returns='streaming', "
-            "driver awaits each item ref"}
+    ips = stream_sync(a, scaled(P.STREAM_ITEMS, q))
+    return {
+        "items_per_s": ips,
+        "note": IN_PROCESS_NOTE + "; async actor, async-generator method, "
+        "num_returns='streaming', driver ray.get()s each item ref",
+    }
 
 
 def wl_remote_stream(q):
     a = SyncActor.remote()
     ips = stream_sync(a, scaled(P.STREAM_ITEMS, q))
-    return {"items_per_s": ips,
-            "note": "generator method, num_returns='streaming', driver ray.get()s each item ref"}
+    return {
+        "items_per_s": ips,
+        "note": "generator method, num_returns='streaming', driver ray.get()s each item ref",
+    }
 
 
 def wl_remote_ask_1(q):
     a = SyncActor.remote()
     r = seq_asks(a, scaled(P.REMOTE_ASK_N, q))
     del r["ops_per_s"]
-    return {**r, "note": "driver -> actor worker process on one node (every Ray call crosses "
-            "processes)"}
+    return {
+        **r,
+        "note": "driver -> actor worker process on one node (every Ray call crosses processes)",
+    }
 
 
 def inflight_workload(q, conc: int) -> dict:
-    a = AsyncActor.options(max_concurrency=conc).remote()
+    # A threaded actor: for this trivial method it answered 1.3-1.6x more calls/s than an async
+    # actor with the same max_concurrency (3 runs each, 64 in flight, same driver).
+    a = SyncActor.options(max_concurrency=conc).remote()
     ray.get(a.ping.remote(0))
 
     async def run():
@@ -362,8 +397,10 @@ def inflight_workload(q, conc: int) -> dict:
         return await in_flight(a, conc, scaled(P.REMOTE_INFLIGHT_N, q))
 
     r = asyncio.run(run())
-    r["note"] = (f"async actor, max_concurrency={conc}; {conc} driver coroutines each awaiting "
-                 "one call at a time")
+    r["note"] = (
+        f"threaded actor, max_concurrency={conc}; {conc} driver coroutines each "
+        "awaiting one call at a time"
+    )
     return r
 
 
@@ -393,9 +430,12 @@ def payload(size: int, n: int) -> dict:
         if ray.get(a.reply.remote()).nbytes != size:
             raise RuntimeError("reply: wrong size at the driver")
     rep = size * n / (time.perf_counter() - t0) / 1e9
-    return {"req_gb_per_s": req, "reply_gb_per_s": rep,
-            "note": "array passed as the argument each call / returned by the actor; Ray puts "
-            "it in its shared-memory object store, the reply is a zero-copy read-only view"}
+    return {
+        "req_gb_per_s": req,
+        "reply_gb_per_s": rep,
+        "note": "array passed as the argument each call / returned by the actor; Ray puts "
+        "it in its shared-memory object store, the reply is a zero-copy read-only view",
+    }
 
 
 def wl_payload_1mib(q):
@@ -407,21 +447,21 @@ def wl_payload_64mib(q):
 
 
 def wl_spawn(q):
-    n = actor_count(P.SPAWN_N, q)
+    n, note = actor_count(P.SPAWN_N, q)
     warm = spawn_ready(SyncActor, 1)
     t0 = time.perf_counter()
     actors = spawn_ready(SyncActor, n)
     el = time.perf_counter() - t0
     del actors, warm
     r = {"spawns_per_s": n / el, "count": n}
-    note = count_note(scaled(P.SPAWN_N, q), n)
-    r["note"] = "unnamed actors, counted when each answered a first call" + \
-        ("; " + note if note else "")
+    r["note"] = "unnamed actors, counted when each answered a first call" + (
+        "; " + note if note else ""
+    )
     return r
 
 
 def wl_idle_memory(q):
-    n = actor_count(P.IDLE_ACTORS, q)
+    n, note = actor_count(P.IDLE_ACTORS, q)
     actors = spawn_ready(SyncActor, n)
     pids = ray.get([a.pid.remote() for a in actors])
     if len(set(pids)) != n:
@@ -432,30 +472,54 @@ def wl_idle_memory(q):
         r, p = rss_pss(pid)
         rss += r
         pss += p
-    note = count_note(scaled(P.IDLE_ACTORS, q), n)
-    return {"bytes_per_actor": rss / n, "pss_bytes_per_actor": pss / n, "count": n,
-            "note": "each actor is a worker process: sum of their VmRSS / count (RSS counts "
-            "shared libraries in every process; PSS shares them out)" + ("; " + note if note else "")}
+    return {
+        "bytes_per_actor": rss / n,
+        "pss_bytes_per_actor": pss / n,
+        "count": n,
+        "note": "each actor is a worker process: sum of their VmRSS / count (RSS counts "
+        "shared libraries in every process; PSS shares them out)" + ("; " + note if note else ""),
+    }
 
 
-def wl_init_ready(q):
-    # special-cased in main(): ray.init is part of the measurement
-    raise AssertionError
+@ray.remote
+class Creator:
+    """Creates the named actor, so that the driver's first lookup cannot come from its cache."""
+
+    def make(self, name):
+        self.target = SyncActor.options(name=name).remote()
+        return ray.get(self.target.ping.remote(0))
 
 
-def wl_resolve(q):
-    n = scaled(P.RESOLVE_N, q)
-    a = SyncActor.options(name="resolve-target").remote()
-    ray.get(a.ping.remote(0))
+def resolve_lat(name: str, n: int) -> list[int]:
     for _ in range(max(1, n // 10)):  # warm-up
-        ray.get_actor("resolve-target")
+        ray.get_actor(name)
     lat = []
     clock = time.perf_counter_ns
     for _ in range(n):
         t = clock()
-        ray.get_actor("resolve-target")
+        ray.get_actor(name)
         lat.append(clock() - t)
-    return {**pct(lat), "note": "ray.get_actor(name) of a named actor (a GCS lookup)"}
+    return lat
+
+
+def wl_resolve(q):
+    # The published figure resolves an actor another process named (the reason to resolve at
+    # all); an actor this driver created itself resolves from its core worker's cache, ~10x
+    # faster, reported as "own_p50_us"/"own_p99_us".
+    n = scaled(P.RESOLVE_N, q)
+    creator = Creator.remote()
+    ray.get(creator.make.remote("resolve-target"))
+    r = pct(resolve_lat("resolve-target", n))
+    own = SyncActor.options(name="resolve-own").remote()
+    ray.get(own.ping.remote(0))
+    o = pct(resolve_lat("resolve-own", n))
+    return {
+        **r,
+        "own_p50_us": o["p50_us"],
+        "own_p99_us": o["p99_us"],
+        "note": "ray.get_actor(name) of an actor named by another actor (a GCS lookup each "
+        "time); own_*: of an actor the driver created (answered from its cache)",
+    }
 
 
 async def stress_run(actors, callers: int, seconds: float, warm_s: float) -> dict:
@@ -497,30 +561,43 @@ async def stress_run(actors, callers: int, seconds: float, warm_s: float) -> dic
     await asyncio.gather(*(caller(1000 + k) for k in range(callers)))
     el = time.monotonic() - t0
     ops = counts["asks"] + counts["streams"]
-    return {**pct(lat), "ops_total": ops, "ops_per_s": ops / el, "asks": counts["asks"],
-            "streams": counts["streams"], "stream_items": counts["items"], "seconds": el}
+    return {
+        **pct(lat),
+        "ops_total": ops,
+        "ops_per_s": ops / el,
+        "asks": counts["asks"],
+        "streams": counts["streams"],
+        "stream_items": counts["items"],
+        "seconds": el,
+    }
 
 
 def wl_stress(q):
-    n = actor_count(P.STRESS_ACTORS, q)
-    actors = spawn_ready(AsyncActor, n)
+    n, note = actor_count(P.STRESS_ACTORS, q)
+    # plain actors: 1.6-1.7x the ops/s of async actors here (2 runs each, --quick)
+    actors = spawn_ready(SyncActor, n)
     seconds = P.STRESS_SECONDS / 5 if q else P.STRESS_SECONDS
     r = asyncio.run(stress_run(actors, P.STRESS_CALLERS, seconds, 1.0))
-    note = count_note(scaled(P.STRESS_ACTORS, q), n)
     r["count"] = n
-    r["note"] = (f"{n} async actors, {P.STRESS_CALLERS} driver coroutines, random actor per "
-                 f"call, one call in {P.STRESS_STREAM_EVERY} a stream of "
-                 f"{P.STRESS_STREAM_ITEMS} items; an op is one call (a whole stream counts once)"
-                 + ("; " + note if note else ""))
+    r["note"] = (
+        f"{n} actors, {P.STRESS_CALLERS} driver coroutines, random actor per "
+        f"call, one call in {P.STRESS_STREAM_EVERY} a stream of "
+        f"{P.STRESS_STREAM_ITEMS} items; an op is one call (a whole stream counts once)"
+        + ("; " + note if note else "")
+    )
     return r
 
 
+# init_ready is measured in main(): ray.init itself is part of it
 WORKLOADS = {name[3:]: fn for name, fn in globals().items() if name.startswith("wl_")}
 
 
 def main() -> int:
-    if len(sys.argv) < 2 or sys.argv[1] not in P.WORKLOADS or \
-            any(a != "--quick" for a in sys.argv[2:]):
+    if (
+        len(sys.argv) < 2
+        or sys.argv[1] not in P.WORKLOADS
+        or any(a != "--quick" for a in sys.argv[2:])
+    ):
         print(f"usage: {sys.argv[0]} <{'|'.join(P.WORKLOADS)}> [--quick]", file=sys.stderr)
         return 2
     name, quick = sys.argv[1], "--quick" in sys.argv[2:]
@@ -538,9 +615,10 @@ def main() -> int:
         if name == "init_ready":
             a = SyncActor.remote()
             ray.get(a.ping.remote(0))
-            res = {"ms": (time.perf_counter() - t0) * 1e3,
-                   "note": "from before ray.init (import excluded) to the first answer of a new "
-                   "actor"}
+            res = {
+                "ms": (time.perf_counter() - t0) * 1e3,
+                "note": "from before ray.init (import excluded) to the first answer of a new actor",
+            }
         else:
             res = WORKLOADS[name](quick)
         out.update(res)
