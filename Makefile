@@ -11,8 +11,8 @@ APT_PKGS   := build-essential cmake pkg-config libuv1-dev libnghttp2-dev libssl-
               libmsgpack-dev libcjson-dev libcmocka-dev
 C_SOURCES  := $(shell find src include -name '*.[ch]' 2>/dev/null) CMakeLists.txt pyproject.toml
 
-.PHONY: all demo test test-c test-c-plain test-c-asan test-py test-py-asan bench deps venv install \
-        clean
+.PHONY: all demo test test-c test-c-plain test-c-asan test-py test-py-asan bench bench-compare \
+        deps venv install clean
 
 all: install
 
@@ -105,6 +105,17 @@ test-py-asan: install build/py-asan/.configured
 bench: install build/plain/.configured
 	cmake --build build/plain -j $(JOBS)
 	$(VPY) bench/run.py --all
+
+# Side by side with the original Pulsing 0.1.2 and Ray 2.60.0 (docs/design/bench-compare.md).
+# run.py installs the peers itself into bench/.peers/ (once); matplotlib draws the charts and is
+# installed here, not for `make test`. Takes a long while on 2 cores: RUNS=1 for a first look.
+RUNS ?= 5
+bench-compare: install $(VENV)/.matplotlib
+	$(VPY) bench/compare/run.py --runs $(RUNS)
+
+$(VENV)/.matplotlib: $(VENV)/.stamp
+	$(VPY) -m pip install -q matplotlib
+	@touch $@
 
 clean:
 	rm -rf build .deps.stamp $(VENV)/.installed
