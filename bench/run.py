@@ -6,7 +6,7 @@
 
 Figures, not pass/fail. Each workload runs `--runs` times (default 3), interleaving Pulsing and the
 pure-Python reference so that machine noise hits both alike; the table shows the median and the
-min-max. Results are written to bench/results/latest.json (remote: remote.json, remote.md).
+min-max. Results are written to bench/results/latest.json and local.md (remote: remote.json, remote.md; bench-compare owns latest.md).
 
 The remote section (`bench_remote.py`) runs, in each round and in this order: the raw C TCP
 ping-pong over loopback (the physical reference), the Python pair (ask p50/p99 at 1 and 64 in
@@ -308,7 +308,7 @@ def main() -> None:
         json.dump({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                    "runs": args.runs, "rows": table, "raw": results, "c_raw": c_rows}, f,
                   indent=1)
-    with open(os.path.join(HERE, "results", "latest.md"), "w") as f:
+    with open(os.path.join(HERE, "results", "local.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     if args.all:
         print()
