@@ -281,25 +281,26 @@ def test_python_dash_m(node):
     assert addr in r.stdout
 
 
-def test_bench_progress_line_on_a_terminal(node):
+def _run_on_pty(argv, env, pty_stream):
+    """Run a CLI command with `pty_stream` ("stdout" or "stderr") on a pseudo-terminal and the
+    other stream piped; return (returncode, what the terminal got, what the pipe got)."""
     import pty
 
-    addr, _ = node
     master, slave = pty.openpty()
     try:
+        on_pty = pty_stream == "stdout"
         p = subprocess.Popen(
-            [*_cmd(), "bench", "--endpoint", addr, "--actor", "x", "--method", "ping"]
-            + ["--concurrency", "2", "--duration", "1"],
-            env=_env(),
-            stdout=subprocess.PIPE,
-            stderr=slave,
-            text=True,
+            argv,
+            env=env,
+            stdout=slave if on_pty else subprocess.PIPE,
+            stderr=subprocess.PIPE if on_pty else slave,
         )
         _procs.append(p)
         os.close(slave)
         slave = -1
-        out, _ = p.communicate(timeout=30)
-        err = b""
+        out, err = p.communicate(timeout=30)
+        piped = err if on_pty else out
+        seen = b""
         while True:
             try:
                 chunk = os.read(master, 4096)
@@ -307,12 +308,24 @@ def test_bench_progress_line_on_a_terminal(node):
                 break
             if not chunk:
                 break
-            err += chunk
+            seen += chunk
     finally:
         os.close(master)
         if slave >= 0:
             os.close(slave)
-    assert p.returncode == 0, err
+    return p.returncode, seen, piped
+
+
+def test_bench_progress_line_on_a_terminal(node):
+    addr, _ = node
+    rc, err, out = _run_on_pty(
+        [*_cmd(), "bench", "--endpoint", addr, "--actor", "x", "--method", "ping"]
+        + ["--concurrency", "2", "--duration", "1"],
+        _env(),
+        "stderr",
+    )
+    out = out.decode()
+    assert rc == 0, err
     assert b"\r[#" in err and b"calls" in err, err
     assert "throughput" in out
 
@@ -443,39 +456,13 @@ def test_table_plain_empty(monkeypatch):
 def test_inspect_cluster_on_a_terminal_is_a_rich_table(node):
     """End to end: on a terminal the command draws a rich table with the members it prints as
     plain text when piped."""
-    import pty
-
     pytest.importorskip("rich", reason="make install puts rich in the test venv")
     addr, first = node
     node_id = FIRST_LINE.match(first).group(2)
-    master, slave = pty.openpty()
-    try:
-        env = _env()
-        env["COLUMNS"] = "200"
-        p = subprocess.Popen(
-            [*_cmd(), "inspect", "cluster", "--endpoint", addr],
-            env=env,
-            stdout=slave,
-            stderr=subprocess.PIPE,
-        )
-        _procs.append(p)
-        os.close(slave)
-        slave = -1
-        _, err = p.communicate(timeout=30)
-        out = b""
-        while True:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:  # EIO: the terminal's other side is closed
-                break
-            if not chunk:
-                break
-            out += chunk
-    finally:
-        os.close(master)
-        if slave >= 0:
-            os.close(slave)
-    assert p.returncode == 0, err
+    env = _env()
+    env["COLUMNS"] = "200"
+    rc, out, err = _run_on_pty([*_cmd(), "inspect", "cluster", "--endpoint", addr], env, "stdout")
+    assert rc == 0, err
     title, rows = _rich_cells(out.decode("utf-8", "replace"))
     # (other tests of this module join the node too: count what is there)
     assert title == f"cluster via {addr}: {len(rows) - 1} member(s)"
