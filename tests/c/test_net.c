@@ -1282,6 +1282,20 @@ post_task(void *arg)
     }
 }
 
+/* Serves /cluster/ on `sys` with the echo handler (counting into *hits), from its core thread. */
+static void
+serve_echo(pul_system_t *sys, post_op_t *op, long *hits)
+{
+    memset(op, 0, sizeof *op);
+    op->sys = sys;
+    op->hits = hits;
+    tcount_init(&op->done);
+    assert_int_equal(pul_system_post(sys, post_task, op), 0);
+    tcount_wait(&op->done, 1);
+    tcount_destroy(&op->done);
+    assert_int_equal(op->rc, 0);
+}
+
 static int
 do_post(pul_system_t *from, const char *addr, const char *path, uint64_t timeout_ms,
         post_op_t *op)
@@ -1387,14 +1401,7 @@ test_control_plane(void **state)
     pul_system_t *a = node_new(), *b = node_new();
     long hits = 0;
     post_op_t op;
-    memset(&op, 0, sizeof op);
-    op.sys = b;
-    op.hits = &hits;
-    tcount_init(&op.done);
-    assert_int_equal(pul_system_post(b, post_task, &op), 0);
-    tcount_wait(&op.done, 1);
-    tcount_destroy(&op.done);
-    assert_int_equal(op.rc, 0);
+    serve_echo(b, &op, &hits);
     assert_int_equal(do_post(a, pul_system_addr(b), "/cluster/sync", 2000, &op), 200);
     assert_string_equal(op.body, "pong:ping");
     assert_int_equal(do_post(a, pul_system_addr(b), "/cluster/gossip", 2000, &op), 204);
@@ -1447,14 +1454,7 @@ test_host_names(void **state)
     pul_system_t *b = node_new();
     long hits = 0;
     post_op_t op;
-    memset(&op, 0, sizeof op);
-    op.sys = b;
-    op.hits = &hits;
-    tcount_init(&op.done);
-    assert_int_equal(pul_system_post(b, post_task, &op), 0);
-    tcount_wait(&op.done, 1);
-    tcount_destroy(&op.done);
-    assert_int_equal(op.rc, 0);
+    serve_echo(b, &op, &hits);
     char named[64];
     snprintf(named, sizeof named, "localhost:%s", strrchr(pul_system_addr(b), ':') + 1);
     assert_int_equal(do_post(a, named, "/cluster/gossip", 600000, &op), 204);
