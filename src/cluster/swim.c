@@ -9,6 +9,10 @@
 
 #define MAX_ACCUSERS 16
 #define PACKET_HEADER_ROOM 128
+/* After learning of a new member: this many extra gossip rounds, this far apart (capped by
+ * gossip_interval), before the regular interval resumes. */
+#define SWIM_EAGER_ROUNDS 4
+#define SWIM_EAGER_MS 20
 
 typedef struct {
     pul_id_t id;
@@ -88,6 +92,7 @@ struct pul__swim_s {
     uint64_t bc_order;
     uint64_t next_probe;
     uint64_t next_gossip;
+    unsigned eager_left; /* quick gossip rounds left after learning of a new member */
     uint64_t next_push_pull;
     uint64_t next_join;
     uint64_t next_orphan_sweep;
@@ -327,13 +332,25 @@ bc_member(pul__swim_t *s, const member_t *m, pul__gtype_t t, pul_id_t by)
     bc_queue(s, &g);
 }
 
+/* News (a member joined, is suspected, died, or we refute) goes out with the tick that follows
+ * the packet or probe that brought it rather than at the next gossip interval: each node that
+ * learns it sends one round at once, so it spreads in packet times, not intervals per hop. */
 static void
-refute(pul__swim_t *s, uint64_t inc)
+gossip_soon(pul__swim_t *s, uint64_t now)
+{
+    if (s->next_gossip > now) {
+        s->next_gossip = now;
+    }
+}
+
+static void
+refute(pul__swim_t *s, uint64_t inc, uint64_t now)
 {
     member_t *self = s->m[0];
     self->inc = (inc > self->inc ? inc : self->inc) + 1;
     bc_member(s, self, PUL__G_ALIVE, self->id);
     awareness_add(s, 1);
+    gossip_soon(s, now);
 }
 
 static uint64_t
@@ -408,7 +425,7 @@ suspect_node(pul__swim_t *s, pul_id_t node, uint64_t inc, pul_id_t by, uint64_t 
     }
     if (m == s->m[0]) {
         if (!s->leaving) {
-            refute(s, inc);
+            refute(s, inc, now);
         }
         return;
     }
@@ -423,7 +440,16 @@ suspect_node(pul__swim_t *s, pul_id_t node, uint64_t inc, pul_id_t by, uint64_t 
             m->accusers[m->naccusers++] = by;
         }
         m->susp_deadline = m->susp_start + suspicion_timeout(s, m);
-        bc_member(s, m, PUL__G_SUSPECT, by);
+        /* Pass the confirmation on, unless we accuse the node ourselves: one broadcast per
+         * node is queued, and ours (perhaps not sent yet) is the one nobody else can send. When
+         * every survivor probed the dead node in the same round, re-broadcasting the first
+         * accuser's message in place of our own left each of them with one confirmation short,
+         * and the suspicion ran to near its longest timeout. */
+        int self_accuses = 0;
+        for (uint32_t i = 0; i < m->naccusers; i++) {
+            self_accuses |= pul_id_eq(m->accusers[i], s->m[0]->id);
+        }
+        bc_member(s, m, PUL__G_SUSPECT, self_accuses ? s->m[0]->id : by);
         return;
     }
     m->inc = inc;
@@ -439,6 +465,7 @@ suspect_node(pul__swim_t *s, pul_id_t node, uint64_t inc, pul_id_t by, uint64_t 
     m->susp_deadline = now + suspicion_timeout(s, m);
     m->eager = !pul_id_eq(by, s->m[0]->id);
     bc_member(s, m, PUL__G_SUSPECT, by);
+    gossip_soon(s, now);
     emit(s, m);
 }
 
@@ -457,7 +484,7 @@ dead_node(pul__swim_t *s, pul_id_t node, uint64_t inc, pul_id_t by, uint64_t now
     }
     if (m == s->m[0]) {
         if (!pul_id_eq(by, node) && !s->leaving) {
-            refute(s, inc);
+            refute(s, inc, now);
         }
         return;
     }
@@ -468,6 +495,7 @@ dead_node(pul__swim_t *s, pul_id_t node, uint64_t inc, pul_id_t by, uint64_t now
     pul__registry_drop_node(&s->reg, node);
     pul__gmsg_t g = {.t = PUL__G_DEAD, .node = node, .inc = inc, .by = by};
     bc_queue(s, &g);
+    gossip_soon(s, now);
     if (s->probe.active && pul_id_eq(s->probe.target, node)) {
         s->probe.active = 0;
     }
@@ -511,6 +539,10 @@ alive_node(pul__swim_t *s, pul_id_t node, const char *addr, uint64_t inc, uint64
         s->m[j] = m;
         s->m[s->n - 1] = tmp;
         bc_member(s, m, PUL__G_ALIVE, node);
+        /* A newcomer: a round at once, then SWIM_EAGER_ROUNDS more SWIM_EAGER_MS apart, since
+         * a node that joins through one seed is news for every other member. */
+        gossip_soon(s, now);
+        s->eager_left = SWIM_EAGER_ROUNDS;
         emit(s, m);
         return;
     }
@@ -894,7 +926,12 @@ pul__swim_tick(pul__swim_t *s, uint64_t now)
         }
     }
     if (now >= s->next_gossip) {
-        s->next_gossip = now + s->t.gossip_interval_ms;
+        uint64_t every = s->t.gossip_interval_ms;
+        if (s->eager_left > 0) {
+            s->eager_left--;
+            every = every < SWIM_EAGER_MS ? every : SWIM_EAGER_MS;
+        }
+        s->next_gossip = now + every;
         if (s->nbc > 0) {
             member_t *to[16];
             uint32_t k = s->t.gossip_nodes < 16 ? s->t.gossip_nodes : 16;

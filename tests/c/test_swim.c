@@ -355,6 +355,32 @@ test_converge(void **state)
     }
 }
 
+/* A newcomer is gossiped as soon as a node learns of it, not at the next gossip tick: with
+ * gossip, probes and push-pull all minutes apart, five nodes that join one seed at once still
+ * converge within a few packet times (latency here is 1-4 ms a hop). */
+static void
+test_join_gossiped_at_once(void **state)
+{
+    (void)state;
+    pul_system_config_t cfg;
+    pul_system_config_init(&cfg);
+    pul_cluster_timing_t tm = cfg.timing;
+    tm.gossip_interval_ms = 60000;
+    tm.probe_interval_ms = 60000;
+    tm.probe_timeout_ms = 30000;
+    tm.push_pull_interval_ms = 600000;
+    for (uint64_t seed = 1; seed <= 10; seed++) {
+        world_t w;
+        world_init(&w, MAXN, seed, &tm);
+        long t = RUN_UNTIL(&w, 1000, converged(&w));
+        if (t < 0) {
+            dump(&w);
+        }
+        assert_true(t >= 0);
+        world_free(&w);
+    }
+}
+
 /* Kill one node of five; every survivor declares it Dead. Default timings. */
 static long
 kill_once(uint64_t seed, int loss_pct, int nn, int blackhole)
@@ -641,6 +667,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_registry_late_join, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_awareness_under_loss, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_join_gossiped_at_once, pul_test_setup, pul_test_teardown),
     };
     if (getenv("TEST_FILTER") != NULL) {
         cmocka_set_test_filter(getenv("TEST_FILTER"));
