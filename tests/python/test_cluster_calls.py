@@ -81,6 +81,8 @@ class Counter:
     def fail(self, kind: str):
         if kind == "business":
             raise PulsingBusinessError(422, "rejected", details="field x")
+        if kind == "business-dict":
+            raise PulsingBusinessError(409, "conflict", details={"field": "x", "n": 2})
         if kind == "value":
             raise ValueError("bad value")
         if kind == "system":
@@ -219,6 +221,12 @@ async def test_typed_errors_across_nodes():
         with pytest.raises(PulsingSystemError) as ei:
             await p.fail("other")
         assert "boom" in str(ei.value) and ei.value.recoverable is True
+        # details that are not a str (documented as one) cross as their JSON text; the reply
+        # used to fail and stop the actor
+        with pytest.raises(PulsingBusinessError) as ei:
+            await p.fail("business-dict")
+        assert (ei.value.code, ei.value.message) == (409, "conflict")
+        assert ei.value.details == '{"field": "x", "n": 2}'
         assert await p.incr() == 1  # the actor survived and keeps serving
 
 

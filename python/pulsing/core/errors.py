@@ -8,6 +8,7 @@ and fields travel as a tuple (`to_fields`) and are rebuilt as the same class at 
 from __future__ import annotations
 
 import asyncio
+import json
 
 from pulsing import _core
 from pulsing.exceptions import (
@@ -56,11 +57,35 @@ def triggers_restart(err: BaseException) -> bool:
     )
 
 
+def _wire_code(code: object) -> int:
+    """A business code as the wire's 64-bit integer (a code that is not one becomes 0; its text
+    stays in the message)."""
+    try:
+        v = int(code)  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        return 0
+    return v if -(1 << 63) <= v < 1 << 63 else 0
+
+
+def _wire_details(details: object) -> str | None:
+    """`details` is documented as a str; anything else crosses the wire as its JSON text (or
+    its repr when it has none) rather than failing the reply."""
+    if details is None or isinstance(details, str):
+        return details
+    try:
+        return json.dumps(details, sort_keys=True, default=repr)
+    except (TypeError, ValueError):
+        return repr(details)
+
+
 def to_fields(err: PulsingError) -> tuple:
     """(kind, message, code, details, recoverable, duration_ms, type_name) of an error."""
     type_name = getattr(err, "error_type", type(err).__name__)
     if isinstance(err, PulsingBusinessError):
-        return (BUSINESS, err.message, int(err.code), err.details, True, 0, type_name)
+        return (
+            BUSINESS, str(err.message), _wire_code(err.code), _wire_details(err.details), True,
+            0, type_name,
+        )
     if isinstance(err, PulsingSystemError):
         return (SYSTEM, err.error, 0, None, bool(err.recoverable), 0, type_name)
     if isinstance(err, PulsingTimeoutError):
