@@ -355,6 +355,15 @@ PUL_EXTERN int pul_ask(pul_system_t *sys, pul_id_t target, pul_msg_t *msg, uint6
  * over 270 bytes, or addr over PUL_ADDR_MAX), PUL_ECLOSED, PUL_ENOMEM. */
 PUL_EXTERN int pul_http_get(pul_system_t *sys, const char *addr, const char *path,
                             uint64_t timeout_ms, pul_ask_cb cb, void *arg);
+/* Out-of-cluster clients (the Python `Connect`): send the calls and tells for the actors of node
+ * `node_id` to `addr`, a gateway node that forwards them, instead of to a route the membership
+ * layer set. node_id zero sets the default gateway: every node without a route of its own.
+ * addr NULL drops the route (and fails what is in flight over it with PUL_EIO, as a dead
+ * member's route does). A node that receives a call or tell for an actor of another node it has
+ * a route to forwards it there with the same contract (streams, errors, cancellation,
+ * deadlines); without one the caller gets PUL_ENOTFOUND. Any thread. Returns 0, PUL_EINVAL (addr
+ * over PUL_ADDR_MAX), PUL_ENOMEM. */
+PUL_EXTERN int pul_gateway_route(pul_system_t *sys, pul_id_t node_id, const char *addr);
 /* Like pul_ask but the reply is a stream (a plain reply arrives as one item then EOF). */
 PUL_EXTERN int pul_ask_stream(pul_system_t *sys, pul_id_t target, pul_msg_t *msg,
                               uint64_t deadline_ms, pul_stream_cb cb, void *arg,

@@ -289,6 +289,9 @@ class CoreSystem:
         """Like ask, to the instance of `name` on node `node_id` (None: this node)."""
 
     # ---- cluster (pul_members, pul_resolve_name, pul_named_foreach, pul_actor_node) ----
+    def gateway_route(self, node_id: int, addr: str | None) -> None:
+        """Calls and tells for the actors of node `node_id` (0: every node without a route of
+        its own) go to the gateway at `addr`, which forwards them; `None` drops the route."""
     def http_get(
         self, addr: str, path: str, future: asyncio.Future[Any], timeout_ms: int = 0
     ) -> None:

@@ -701,6 +701,7 @@ static int
 route_addr(pul__net_t *net, uint64_t hi, char addr[PUL_ADDR_MAX + 1], pul_id_t *node)
 {
     int found = 0;
+    const route_t *dflt = NULL; /* a client's default gateway (node id zero; pul_gateway_route) */
     pthread_mutex_lock(&net->rmu);
     for (size_t i = 0; i < net->nroutes; i++) {
         if (net->routes[i].node.hi == hi) {
@@ -711,6 +712,16 @@ route_addr(pul__net_t *net, uint64_t hi, char addr[PUL_ADDR_MAX + 1], pul_id_t *
             found = 1;
             break;
         }
+        if (net->routes[i].node.hi == 0 && net->routes[i].node.lo == 0) {
+            dflt = &net->routes[i];
+        }
+    }
+    if (!found && dflt != NULL && hi != 0) {
+        memcpy(addr, dflt->addr, PUL_ADDR_MAX + 1);
+        if (node != NULL) {
+            *node = dflt->node;
+        }
+        found = 1;
     }
     pthread_mutex_unlock(&net->rmu);
     return found;

@@ -543,6 +543,44 @@ pul__net_route_drop(pul__net_t *net, pul_id_t node_id)
     }
 }
 
+typedef struct {
+    pul_system_t *sys;
+    pul_id_t node;
+} route_drop_t;
+
+static void
+route_drop_task(void *arg)
+{
+    route_drop_t *d = arg;
+    pul__net_route_drop(d->sys->net, d->node); /* NULL net (shut down): nothing to drop */
+    pul__free(d);
+}
+
+int
+pul_gateway_route(pul_system_t *sys, pul_id_t node_id, const char *addr)
+{
+    if (sys == NULL || (addr != NULL && (addr[0] == '\0' || strlen(addr) > PUL_ADDR_MAX))) {
+        return PUL_EINVAL;
+    }
+    if (sys->net == NULL) {
+        return PUL_ECLOSED;
+    }
+    if (addr == NULL) {
+        /* The peer's connections are the core thread's. */
+        route_drop_t *d = pul__malloc(sizeof *d);
+        if (d == NULL) {
+            return PUL_ENOMEM;
+        }
+        *d = (route_drop_t){.sys = sys, .node = node_id};
+        int rc = pul_system_post(sys, route_drop_task, d);
+        if (rc != 0) {
+            pul__free(d);
+        }
+        return rc;
+    }
+    return pul__net_route_set(sys->net, node_id, addr);
+}
+
 /* ---- control-plane handlers ----------------------------------------------------------------- */
 
 int

@@ -428,7 +428,10 @@ sst_deliver(sst_t *st, pul_id_t target)
 {
     pul_system_t *sys = st->net->sys;
     atomic_fetch_add_explicit(&st->net->msgs_in, 1, memory_order_relaxed);
-    if (pul__net_is_remote(sys, target)) {
+    /* An actor of another node: forwarded there when we have a route (a gateway serving an
+     * out-of-cluster client, pul_gateway_route), through the same pul_ask/pul_tell as a local
+     * caller. A node without a default route never sends it further than its owner. */
+    if (pul__net_is_remote(sys, target) && !pul__net_has_route(st->net, target)) {
         sst_respond_status(st, PUL_ENOTFOUND, "actor not on this node");
         return;
     }

@@ -419,3 +419,35 @@ pulpy_sys_http_get(PyObject *op, PyObject *args, PyObject *kw)
     }
     Py_RETURN_NONE;
 }
+
+/* gateway_route(node_id, addr): calls for node node_id's actors (node_id 0: every node without a
+ * route of its own) go to the gateway at addr; addr None drops the route. Home thread. */
+PyObject *
+pulpy_sys_gateway_route(PyObject *op, PyObject *args)
+{
+    CoreSystemObject *self = (CoreSystemObject *)op;
+    PyObject *node_o, *addr_o;
+    if (!PyArg_ParseTuple(args, "OO:gateway_route", &node_o, &addr_o)) {
+        return NULL;
+    }
+    if (check(self) < 0) {
+        return NULL;
+    }
+    pul_id_t node = {0, 0};
+    if (!(PyLong_Check(node_o) && PyObject_Not(node_o) == 1) &&
+        pulpy_id_from_py(node_o, &node) < 0) {
+        return NULL;
+    }
+    const char *addr = NULL;
+    if (addr_o != Py_None) {
+        addr = PyUnicode_AsUTF8(addr_o);
+        if (addr == NULL) {
+            return NULL;
+        }
+    }
+    int rc = pul_gateway_route(self->sys, node, addr);
+    if (rc != 0) {
+        return pulpy_raise(pulpy_state_of_type(Py_TYPE(self)), rc, "gateway_route");
+    }
+    Py_RETURN_NONE;
+}

@@ -275,6 +275,7 @@ int pulpy_config_from_kwargs(CoreSystemObject *self, pul_system_config_t *cfg, P
                              PyObject *timing);
 PyObject *pulpy_sys_members(PyObject *op, PyObject *unused);
 PyObject *pulpy_sys_http_get(PyObject *op, PyObject *args, PyObject *kw);
+PyObject *pulpy_sys_gateway_route(PyObject *op, PyObject *args);
 PyObject *pulpy_sys_resolve_name(PyObject *op, PyObject *name);
 PyObject *pulpy_sys_named_actors(PyObject *op, PyObject *unused);
 PyObject *pulpy_sys_actor_node(PyObject *op, PyObject *arg);

@@ -1272,6 +1272,9 @@ static PyMethodDef sys_methods[] = {
     {"http_get", (PyCFunction)(void (*)(void))pulpy_sys_http_get, METH_VARARGS | METH_KEYWORDS,
      "http_get(addr, path, future, timeout_ms=0): GET a node's REST endpoint; the future gets "
      "(status str, body bytes)"},
+    {"gateway_route", pulpy_sys_gateway_route, METH_VARARGS,
+     "gateway_route(node_id, addr): calls for node node_id's actors (0: every node without a "
+     "route of its own) go to the gateway at addr, which forwards them; addr None drops it"},
     {"members", pulpy_sys_members, METH_NOARGS,
      "members() -> [(node_id, addr, status, incarnation)], this node first"},
     {"resolve_name", pulpy_sys_resolve_name, METH_O,

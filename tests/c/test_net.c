@@ -425,6 +425,48 @@ test_remote_tell_and_named(void **state)
     pul_system_shutdown(b);
 }
 
+/* An out-of-cluster client routes every node's actors to a gateway, which relays the calls to
+ * the actor's node (pul_gateway_route; docs/design/connect.md). */
+static void
+test_gateway_relay(void **state)
+{
+    (void)state;
+    pul_system_t *gw = node_new(), *owner = node_new(), *stranger = node_new();
+    route(gw, owner); /* the gateway knows owner, not stranger */
+    pul_system_config_t cfg;
+    pul_system_config_init(&cfg);
+    pul_system_t *client = NULL;
+    assert_int_equal(pul_system_new(&cfg, &client), 0);
+    assert_null(pul_system_addr(client));
+    pul_id_t zero = {0, 0};
+    assert_int_equal(pul_gateway_route(client, zero, pul_system_addr(gw)), 0);
+    tact_t *t;
+    pul_id_t id = spawn_tact(owner, "echo", &t);
+    tans_t r;
+    assert_int_equal(task_ask(client, id, "echo", "through", 0, &r), 0);
+    assert_string_equal(r.data, "through");
+    assert_int_equal(pul_tell(client, id, pul_msg_new("tell", "x", 1)), 0);
+    assert_int_equal(tcount_wait(&t->told, 1), 1);
+    /* An actor of a node the gateway has no route to: 404, ENOTFOUND; nothing loops. */
+    pul_id_t far = spawn_tact(stranger, "echo", NULL);
+    assert_int_equal(task_ask(client, far, "echo", "x", 0, &r), PUL_ENOTFOUND);
+    /* Bad input, then the default route dropped: nothing to send to. */
+    char longaddr[PUL_ADDR_MAX + 8];
+    memset(longaddr, 'a', sizeof longaddr - 1);
+    longaddr[sizeof longaddr - 1] = '\0';
+    assert_int_equal(pul_gateway_route(client, zero, longaddr), PUL_EINVAL);
+    assert_int_equal(pul_gateway_route(client, zero, ""), PUL_EINVAL);
+    assert_int_equal(pul_gateway_route(client, zero, NULL), 0);
+    for (int i = 0; i < 200 && pul__net_has_route(client->net, id); i++) {
+        usleep(5000); /* the drop runs on the client's core thread */
+    }
+    assert_false(pul__net_has_route(client->net, id));
+    pul_system_shutdown(client);
+    pul_system_shutdown(stranger);
+    pul_system_shutdown(owner);
+    pul_system_shutdown(gw);
+}
+
 static void
 test_remote_errors(void **state)
 {
@@ -1772,6 +1814,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_remote_ask, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_remote_tell_and_named, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_gateway_relay, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_remote_errors, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_remote_stream, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_remote_cancel_and_deadline, pul_test_setup, pul_test_teardown),
