@@ -81,9 +81,44 @@ class PlacementService:
         return proxy.ref._id
 
 
+GATEWAY_SERVICE = "system/gateway"
+
+
+class GatewayService:
+    """`system/gateway`, on every node with a listener: what an out-of-cluster client
+    (`pulsing.connect.Connect`) asks of the node it uses as its gateway. Its calls to actors do
+    not come here: they are addressed to the actor and the node forwards them (the client routes
+    every node's actors to its gateway)."""
+
+    def __init__(self, system: ActorSystem) -> None:
+        self._system = system
+        self._placement = PlacementService(system)
+
+    async def resolve(self, name: str, node_id: int | None, timeout: float | None) -> int:
+        """The actor id of a live instance of `name` (round-robin, or the one on `node_id`)."""
+        ref = await self._system.resolve(name, node_id=node_id, timeout=timeout)
+        return ref._id
+
+    async def spawn(
+        self, module: str, qualname: str, args: tuple, kwargs: dict, name: str | None
+    ) -> int:
+        """Create an actor on this node (as placement does); its actor id."""
+        return await self._placement.spawn(module, qualname, args, kwargs, name)
+
+    async def gateways(self) -> list[str]:
+        """The addresses of the cluster's Alive nodes, this one first."""
+        me = self._system.addr
+        out = [me] if me else []
+        for m in await self._system.members():
+            if m["status"] == "Alive" and m["addr"] and m["addr"] not in out:
+                out.append(m["addr"])
+        return out
+
+
 def start_placement_service(system: ActorSystem) -> None:
-    """Register `system/placement` on a node that has a listener."""
+    """Register `system/placement` and `system/gateway` on a node that has a listener."""
     system._spawn_cell(PlacementService(system), None, True, PLACEMENT_SERVICE, allow_system=True)
+    system._spawn_cell(GatewayService(system), None, True, GATEWAY_SERVICE, allow_system=True)
 
 
 def _public_methods(cls: type) -> tuple[list[str], set[str]]:
