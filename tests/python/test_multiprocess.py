@@ -784,3 +784,34 @@ def test_harness_never_leaves_a_node_behind(tmp_path):
     while not _pid_gone(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _pid_gone(pid), "a node outlived the process that started it"
+
+
+# ---- Connect: a client process that is not a member -----------------------------------------
+
+
+async def test_connect_client_through_gateways(cluster):
+    from pulsing.connect import Connect
+
+    nodes = await start(cluster, 3, spawn={1: ["Counter:counter", "Streamer:tok"]})
+    conn = await Connect.to([nodes[0].addr, nodes[2].addr])
+    try:
+        assert conn.gateways[0] == nodes[0].addr
+        counter = await conn.resolve("counter", cls=Counter, timeout=CONVERGE)
+        assert await counter.incr(3) == 3
+        where = await counter.where()
+        assert where["node_id"] == nodes[1].node_id and where["pid"] == nodes[1].pid
+        tok = await conn.resolve("tok", cls=Streamer, timeout=CONVERGE)
+        assert [t async for t in tok.tokens(4)] == ["tok0", "tok1", "tok2", "tok3"]
+        # the client is not a member: no node lists it
+        view = await node_view(nodes[1])
+        assert len(view) == 3
+        # the gateway dies: the client moves to the next one by itself and keeps calling
+        nodes[0].kill()
+        await eventually(
+            lambda: conn.gateways[0] == nodes[2].addr, timeout=30, what="the client moves on"
+        )
+        assert await eventually(lambda: counter.incr(), what="a call through the new gateway") >= 4
+        again = await conn.resolve("counter", cls=Counter, timeout=CONVERGE)
+        assert (await again.where())["node_id"] == nodes[1].node_id
+    finally:
+        await conn.close()
