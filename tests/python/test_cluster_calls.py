@@ -7,7 +7,7 @@ import asyncio
 
 import pulsing as pul
 import pytest
-from cluster_util import cluster, eventually, node
+from cluster_util import TOLERANT, cluster, eventually, node
 from pulsing.exceptions import (
     PulsingBusinessError,
     PulsingRuntimeError,
@@ -319,9 +319,7 @@ async def test_stopped_remote_actor_fails_promptly():
 async def test_global_init_with_seeds_joins():
     first = await node()
     try:
-        system = await pul.init(
-            addr="127.0.0.1:0", seeds=[first.addr], timing={"probe_interval_ms": 100}
-        )
+        system = await pul.init(addr="127.0.0.1:0", seeds=[first.addr], timing=TOLERANT)
         assert pul.is_initialized() and system.addr.startswith("127.0.0.1:")
         # init waited for the first join: the seed is already a member
         assert str(first.node_id.id) in {m["node_id"] for m in await system.members()}
