@@ -179,11 +179,12 @@ PUL_EXTERN int pul_system_on_core_thread(const pul_system_t *sys);
 /* Batch the core thread's wake-ups: what the calling thread posts to the system (pul_ask,
  * pul_tell, pul_reply_send, pul_system_post, ...) between pul_system_hold and the matching
  * pul_system_release is queued as usual, but the core thread is woken once, by the release,
- * instead of at the first post. For a thread that posts a batch (a home loop draining its
- * completions): each wake-up of a halted vCPU costs both threads tens of microseconds here
- * (docs/design/threads.md). Per thread: other threads' posts still wake the core thread, and so
- * does pul_system_shutdown. Nests; any thread; release soon, and before waiting for anything
- * the held posts lead to. Accept NULL. */
+ * instead of at the first post — or 50 microseconds after the first post held, if the release
+ * has not come by then: a hold delays a post by that bound at most, so a holder may block
+ * (even on something its held posts lead to) without hanging. For a thread that posts a batch
+ * (a home loop draining its completions): each wake-up of a halted vCPU costs both threads tens
+ * of microseconds here (docs/design/threads.md). Per thread: other threads' posts still wake the
+ * core thread, and so does pul_system_shutdown. Nests; any thread. Accept NULL. */
 PUL_EXTERN void pul_system_hold(pul_system_t *sys);
 PUL_EXTERN void pul_system_release(pul_system_t *sys);
 

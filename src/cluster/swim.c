@@ -13,6 +13,9 @@
  * gossip_interval), before the regular interval resumes. */
 #define SWIM_EAGER_ROUNDS 4
 #define SWIM_EAGER_MS 20
+/* A tick this much later than it asked for means the thread was starved (or busy): see
+ * swim_stalled. Above the jitter of a loop timer, below any probe timeout worth configuring. */
+#define STALL_MS 10
 
 typedef struct {
     pul_id_t id;
@@ -96,6 +99,7 @@ struct pul__swim_s {
     uint64_t next_push_pull;
     uint64_t next_join;
     uint64_t next_orphan_sweep;
+    uint64_t due; /* what the last tick asked for: a later tick means we were stalled */
     pul__registry_t reg;
     forgot_t *forgot; /* nodes whose names we dropped while they were not members */
     size_t nforgot;
@@ -550,6 +554,9 @@ alive_node(pul__swim_t *s, pul_id_t node, const char *addr, uint64_t inc, uint64
         return;
     }
     int changed = m->st != PUL_MEMBER_ALIVE || strcmp(m->addr, addr) != 0;
+    /* A node we had declared Dead refuted it: its names were dropped with it and would come back
+     * only at the next push-pull; exchange state with it now instead. */
+    int revived = m->st == PUL_MEMBER_DEAD && !s->leaving;
     m->inc = inc;
     snprintf(m->addr, sizeof m->addr, "%s", addr);
     if (m->st != PUL_MEMBER_ALIVE) {
@@ -561,6 +568,9 @@ alive_node(pul__swim_t *s, pul_id_t node, const char *addr, uint64_t inc, uint64
     bc_member(s, m, PUL__G_ALIVE, node);
     if (changed) {
         emit(s, m);
+    }
+    if (revived && s->io.sync != NULL) {
+        s->io.sync(s->io.arg, m->addr, 0);
     }
 }
 
@@ -723,12 +733,14 @@ probe_start(pul__swim_t *s, uint64_t now)
     s->probe.seq = ++s->seq;
     s->probe.timeout_at = now + scaled(s, s->t.probe_timeout_ms);
     s->probe.end_at = s->next_probe;
-    pul__gmsg_t g[2] = {{.t = PUL__G_PING, .seq = s->probe.seq, .node = target->id},
-                        {.t = PUL__G_SUSPECT, .node = target->id, .inc = target->inc,
-                         .by = s->m[0]->id}};
+    pul__gmsg_t g[2] = {{.t = PUL__G_SUSPECT, .node = target->id, .inc = target->inc,
+                         .by = s->m[0]->id},
+                        {.t = PUL__G_PING, .seq = s->probe.seq, .node = target->id}};
     /* A suspect is told so with the ping, so it can refute even when the broadcast was lost
-     * (memberlist does the same). */
-    swim_send(s, target->addr, g, target->st == PUL_MEMBER_SUSPECT ? 2 : 1, 1, 0);
+     * (memberlist does the same). The suspicion goes first: the target's refutation is then
+     * queued by the time it answers the ping, and travels back on the ack. */
+    int susp = target->st == PUL_MEMBER_SUSPECT;
+    swim_send(s, target->addr, susp ? g : g + 1, susp ? 2 : 1, 1, 0);
 }
 
 static void
@@ -899,11 +911,46 @@ swim_orphan_age(const pul__swim_t *s)
     return age > s->t.dead_reclaim_ms ? age : s->t.dead_reclaim_ms;
 }
 
+/* The tick came `late` ms after the time it asked for: this thread did not run (CPU starvation,
+ * a stopped process, a long task on the loop). Whatever peers sent meanwhile may be waiting,
+ * unread, in our sockets — an ack to our probe, a refutation of our suspicion — and a libuv loop
+ * runs expired timers before it reads them. So time we did not run is not held against anyone:
+ * every pending judgment (probe timeout and end, helpers' nacks, suspicion deadlines) moves by
+ * `late`, and the inputs get read before the judgments come due. Lifeguard's local health: it is
+ * evidence that we are the slow one, so a stall longer than a probe timeout raises awareness,
+ * which stretches our own probes until they succeed again. */
+static void
+swim_stalled(pul__swim_t *s, uint64_t late)
+{
+    if (s->probe.active) {
+        /* next_probe is its end: the probe in flight is judged before the next one starts */
+        s->probe.timeout_at += late;
+        s->probe.end_at += late;
+        s->next_probe += late;
+    }
+    for (size_t i = 0; i < s->nhelpers; i++) {
+        s->helpers[i].nack_at += late;
+    }
+    for (size_t i = 1; i < s->n; i++) {
+        member_t *m = s->m[i];
+        if (m->st == PUL_MEMBER_SUSPECT) {
+            m->susp_start += late;
+            m->susp_deadline += late;
+        }
+    }
+    if (late > s->t.probe_timeout_ms) {
+        awareness_add(s, 1);
+    }
+}
+
 uint64_t
 pul__swim_tick(pul__swim_t *s, uint64_t now)
 {
     if (s->leaving) {
         return now + 60000;
+    }
+    if (s->due != 0 && now > s->due + STALL_MS) {
+        swim_stalled(s, now - s->due);
     }
     for (size_t i = s->nhelpers; i-- > 0;) {
         if (now >= s->helpers[i].nack_at) {
@@ -996,7 +1043,8 @@ pul__swim_tick(pul__swim_t *s, uint64_t now)
             due = min_due(due, s->m[i]->changed + s->t.dead_reclaim_ms);
         }
     }
-    return due > now ? due : now + 1;
+    s->due = due > now ? due : now + 1;
+    return s->due;
 }
 
 int

@@ -2,8 +2,12 @@
 #include "core/loop.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "core/alloc.h"
 #include "core/clock.h"
@@ -159,12 +163,33 @@ loop_run_local(pul__loop_t *l)
     }
 }
 
+/* Arm (us > 0) or disarm the door timer. Under l->mu. Returns 0 or PUL_EIO (cannot happen
+ * with a valid fd and value; door_armed then stays as it was). */
+static int
+door_timer_set(pul__loop_t *l, long us)
+{
+    struct itimerspec its;
+    memset(&its, 0, sizeof its);
+    its.it_value.tv_nsec = us * 1000;
+    if (timerfd_settime(l->door_tfd, 0, &its, NULL) != 0) {
+        return PUL_EIO;
+    }
+    l->door_armed = us > 0;
+    return 0;
+}
+
 static void
 loop_drain_inbox(pul__loop_t *l)
 {
     pthread_mutex_lock(&l->mu);
     pul__task_t *t = l->in_head;
     l->in_head = l->in_tail = NULL;
+    /* Everything queued is taken: no wake-up is owed any more, and the door timer a holder
+     * armed for it would only wake us for nothing. */
+    l->wake_owed = 0;
+    if (l->door_armed) {
+        (void)door_timer_set(l, 0); /* failing, it fires once for nothing */
+    }
     pthread_mutex_unlock(&l->mu);
     while (t != NULL) {
         pul__task_t *next = t->next;
@@ -205,6 +230,19 @@ static void
 loop_async_cb(uv_async_t *h)
 {
     loop_turn(h->data);
+}
+
+/* The door timer: a held post has waited PUL__LOOP_HOLD_MAX_US; the turn drains it. */
+static void
+loop_door_cb(uv_poll_t *h, int status, int events)
+{
+    (void)status;
+    (void)events;
+    pul__loop_t *l = h->data;
+    uint64_t ticks;
+    while (read(l->door_tfd, &ticks, sizeof ticks) < 0 && errno == EINTR) {
+    } /* EAGAIN: disarmed since it fired */
+    loop_turn(l);
 }
 
 static void
@@ -287,11 +325,13 @@ loop_push(pul__loop_t *l, pul__task_t *t, int last)
     if (last) {
         l->closed = 1;
     }
-    held_t *h = last ? NULL : held_find(l);
+    held_t *h = last || !l->door_on ? NULL : held_find(l);
     int wake = 0;
     if (was_empty || l->wake_owed) {
-        if (h != NULL) {
-            l->wake_owed = 1; /* the release wakes the loop */
+        if (h != NULL && (l->door_armed || door_timer_set(l, PUL__LOOP_HOLD_MAX_US) == 0)) {
+            /* The release wakes the loop, or the door timer does if the holder is not back by
+             * then (it may be blocked in user code waiting for what this post leads to). */
+            l->wake_owed = 1;
             h->owed = 1;
         } else {
             l->wake_owed = 0;
@@ -385,6 +425,9 @@ pul__loop_start(pul__loop_t *l, int (*on_turn)(void *), void *owner)
     int rc = PUL_EIO;
     l->on_turn = on_turn;
     l->owner = owner;
+    l->door_tfd = -1;
+    l->door_on = 0;
+    l->door_armed = 0;
     l->serial = __atomic_add_fetch(&loop_serials, 1, __ATOMIC_RELAXED);
     if (pthread_mutex_init(&l->mu, NULL) != 0) {
         return PUL_EIO;
@@ -400,6 +443,17 @@ pul__loop_start(pul__loop_t *l, int (*on_turn)(void *), void *owner)
     l->idle.data = l;
     uv_timer_init(&l->uv, &l->timer);
     l->timer.data = l;
+    /* The door timer. Without it, holds are not honoured (every post wakes the loop at once):
+     * slower, never a hang. */
+    l->door_tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (l->door_tfd >= 0 && uv_poll_init(&l->uv, &l->door_poll, l->door_tfd) != 0) {
+        close(l->door_tfd);
+        l->door_tfd = -1;
+    }
+    if (l->door_tfd >= 0) {
+        l->door_poll.data = l;
+        l->door_on = uv_poll_start(&l->door_poll, UV_READABLE, loop_door_cb) == 0;
+    }
     /* The core thread writes to sockets whose peer may be gone: it blocks SIGPIPE (a write then
      * fails with EPIPE) instead of asking the host program to ignore the signal. */
     sigset_t pipe_set, old_set;
@@ -418,7 +472,14 @@ fail_handles:
     uv_close((uv_handle_t *)&l->async, NULL);
     uv_close((uv_handle_t *)&l->idle, NULL);
     uv_close((uv_handle_t *)&l->timer, NULL);
+    if (l->door_tfd >= 0) {
+        uv_close((uv_handle_t *)&l->door_poll, NULL);
+    }
     uv_run(&l->uv, UV_RUN_DEFAULT);
+    if (l->door_tfd >= 0) {
+        close(l->door_tfd);
+        l->door_tfd = -1;
+    }
 fail_loop:
     uv_loop_close(&l->uv);
 fail_mu:
@@ -433,6 +494,9 @@ pul__loop_stop(pul__loop_t *l)
     uv_close((uv_handle_t *)&l->async, NULL);
     uv_close((uv_handle_t *)&l->idle, NULL);
     uv_close((uv_handle_t *)&l->timer, NULL);
+    if (l->door_tfd >= 0) {
+        uv_close((uv_handle_t *)&l->door_poll, NULL);
+    }
     l->idle_active = 0;
 }
 
@@ -448,6 +512,10 @@ pul__loop_join(pul__loop_t *l)
         l->thread_started = 0;
     }
     uv_loop_close(&l->uv);
+    if (l->door_tfd >= 0) {
+        close(l->door_tfd); /* after the thread: nobody arms it any more (the door is closed) */
+        l->door_tfd = -1;
+    }
     pthread_mutex_destroy(&l->mu);
     pul__free(l->heap);
     l->heap = NULL;

@@ -37,6 +37,10 @@ typedef struct pul__loop_s {
     pul__task_t *in_tail;
     int closed;
     int wake_owed;   /* a holding thread queued work without waking the loop (pul__loop_hold) */
+    int door_armed;  /* door_tfd is armed for the work a holder queued */
+    int door_tfd;    /* timerfd: wakes the loop at most PUL__LOOP_HOLD_MAX_US after a held post */
+    int door_on;     /* door_poll watches door_tfd: holds are honoured */
+    uv_poll_t door_poll;
     uint64_t serial; /* unique per loop started: tells a held loop from a later one at its address */
     /* Core-thread-only local queue: work for the next loop turn. */
     pul__task_t *local_head;
@@ -59,11 +63,16 @@ int pul__loop_start(pul__loop_t *l, int (*on_turn)(void *), void *owner);
 int pul__loop_post(pul__loop_t *l, pul__task_t *t);
 /* Post t as the last task and close the door atomically. Any thread but the core thread. */
 int pul__loop_post_last(pul__loop_t *l, pul__task_t *t);
+/* Longest a hold delays the wake-up owed for a post, in microseconds. */
+#define PUL__LOOP_HOLD_MAX_US 50
+
 /* Hold the door's wake-up for the calling thread: tasks it posts until the matching
  * pul__loop_release are queued as usual, but the loop is woken (at most once) by the release
- * rather than at the first post. Nests. Any thread. Posts of other threads still wake the loop
+ * rather than at the first post — or PUL__LOOP_HOLD_MAX_US after the first post it held,
+ * whichever comes first, so a holder that blocks (or runs long) before releasing delays its
+ * posts by that bound and no more. Nests. Any thread. Posts of other threads still wake the loop
  * (also when they find the holder's tasks queued), and so does the last task
- * (pul__loop_post_last); a holder that blocks waiting on the loop must release first. */
+ * (pul__loop_post_last). */
 void pul__loop_hold(pul__loop_t *l);
 void pul__loop_release(pul__loop_t *l);
 /* Run t on the next loop turn. Core thread only. */

@@ -248,6 +248,7 @@ run_on(int i, void (*f)(void *), job_t *j)
 
 static uint64_t g_hb_timeout_ms = 500;
 static uint64_t g_dead_reclaim_ms = 30000;
+static uint32_t g_suspicion_mult; /* 0: the default */
 
 static const char *seed_list[1];
 
@@ -260,6 +261,9 @@ node_start(int i, int head)
     pul_test_fast_timing(&cfg.timing);
     cfg.timing.heartbeat_timeout_ms = g_hb_timeout_ms;
     cfg.timing.dead_reclaim_ms = g_dead_reclaim_ms;
+    if (g_suspicion_mult > 0) {
+        cfg.timing.suspicion_mult = g_suspicion_mult;
+    }
     fnode_t *x = &fn[i];
     pul_system_t *sys;
     assert_int_equal(pul_system_new(&cfg, &sys), 0);
@@ -718,6 +722,56 @@ test_silenced_node(void **state)
     }
 }
 
+typedef struct {
+    tcount_t done;
+    unsigned ms;
+} stall_t;
+
+static void
+job_stall(void *arg)
+{
+    stall_t *st = arg;
+    usleep(st->ms * 1000u); /* the core thread does not run: a starved process */
+    tcount_add(&st->done, 1);
+}
+
+/* A node whose core thread stalls (CPU starvation) long enough to be suspected, not to be
+ * declared Dead: it refutes when it runs again, and no node ever drops a route or a name on the
+ * way, the stalled one included (it accuses nobody on the time it did not run). */
+static void
+test_stalled_node_keeps_routes_and_names(void **state)
+{
+    (void)state;
+    g_suspicion_mult = 20; /* 2 s: far above the stall, whatever the machine's load */
+    start_all(3, -1);
+    spawn_named(2, "services/echo");
+    assert_true(WAIT_FOR(5000, resolves_everywhere("services/echo", 1)) >= 0);
+    stall_t st = {.ms = 400};
+    tcount_init(&st.done);
+    assert_int_equal(pul_system_post(fn[2].sys, job_stall, &st), 0);
+    long t = WAIT_FOR(5000, status_in(0, 2) == PUL_MEMBER_SUSPECT ||
+                                status_in(1, 2) == PUL_MEMBER_SUSPECT);
+    assert_true(t >= 0); /* its peers noticed the silence */
+    assert_int_equal(tcount_wait(&st.done, 1), 1);
+    t = WAIT_FOR(10000, all_alive(3) && resolves_everywhere("services/echo", 1));
+    print_message("stalled node refuted; all Alive %ld ms after the stall\n", t);
+    assert_true(t >= 0);
+    int drops = 0;
+    pthread_mutex_lock(&g_mu);
+    for (int i = 0; i < nfn; i++) {
+        for (int j = 0; j < nfn; j++) {
+            drops += fn[i].drops[j];
+        }
+    }
+    pthread_mutex_unlock(&g_mu);
+    assert_int_equal(drops, 0);
+    tcount_destroy(&st.done);
+    for (int i = 0; i < nfn; i++) {
+        node_stop(i, 1);
+    }
+    g_suspicion_mult = 0;
+}
+
 int
 main(void)
 {
@@ -729,6 +783,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_head_dies_and_returns, pul_test_setup,
                                         pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_silenced_node, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_stalled_node_keeps_routes_and_names,
+                                        pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_unknown_node_names, pul_test_setup,
                                         pul_test_teardown),
     };

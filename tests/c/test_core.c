@@ -157,8 +157,9 @@ post_from_thread(void *arg)
 }
 
 /* pul_system_hold/release: what a holding thread posts runs once it releases (no wake-up is
- * lost); another thread's post wakes the loop even when it finds the holder's work queued; a
- * system shut down while held leaves no hold behind for a later system. */
+ * lost), or after a bound if it does not release; another thread's post wakes the loop even when
+ * it finds the holder's work queued; a system shut down while held leaves no hold behind for a
+ * later system. */
 static void
 test_hold_release(void **state)
 {
@@ -185,6 +186,18 @@ test_hold_release(void **state)
     assert_int_equal(tcount_wait(&p.ran, 4), 4); /* still held here */
     pul_system_release(sys);
     pul_system_release(sys); /* unmatched: nothing */
+
+    /* A holder that waits, still holding, for what it posted (a method blocking the home loop
+     * until what it sent has been acted on): the door timer wakes the loop after
+     * PUL__LOOP_HOLD_MAX_US. Before, this waited until the release, i.e. forever. Again after
+     * the loop drained: the timer is armed anew. */
+    pul_system_hold(sys);
+    long held_base = tcount_get(&p.ran);
+    for (long k = 1; k <= 3; k++) {
+        assert_int_equal(pul_system_post(sys, post_fn, &p), 0);
+        assert_int_equal(tcount_wait(&p.ran, held_base + k), held_base + k);
+    }
+    pul_system_release(sys);
 
     /* shut down while held, then a fresh system (maybe at the same address): not held */
     pul_system_hold(sys);

@@ -34,6 +34,10 @@ typedef struct {
     int killed;      /* the process is gone: its address refuses connections */
     int partitioned; /* unreachable without refusals (packets vanish) */
     int in_loss_pct; /* loss of packets *to* this node */
+    int stalled;     /* not scheduled: not ticked, packets to it wait unread */
+    int resumed;     /* stall over: ticks before reading, as a libuv loop runs timers first */
+    int accused[MAXN]; /* Suspect or Dead events it emitted about node j */
+    int declared_dead[MAXN]; /* Dead events about node j */
     pul_member_status_t seen[MAXN]; /* last event about node j */
     int seen_set[MAXN];
     uint64_t seen_at[MAXN];
@@ -149,6 +153,12 @@ sim_event(void *arg, pul_id_t node, const char *addr, pul_member_status_t st)
     for (int j = 0; j < w->nn; j++) {
         if (pul_id_eq(w->n[j].id, node)) {
             me->seen[j] = st;
+            if (st == PUL_MEMBER_SUSPECT || st == PUL_MEMBER_DEAD) {
+                me->accused[j]++;
+            }
+            if (st == PUL_MEMBER_DEAD) {
+                me->declared_dead[j]++;
+            }
             me->seen_set[j] = 1;
             me->seen_at[j] = w->now;
         }
@@ -204,10 +214,16 @@ static void
 world_step(world_t *w)
 {
     w->now += STEP_MS;
+    for (int k = 0; k < w->nn; k++) {
+        if (w->n[k].resumed) {
+            w->n[k].resumed = 0;
+            pul__swim_tick(w->n[k].s, w->now);
+        }
+    }
     /* Events may queue new events: take the due ones out first. */
     size_t i = 0;
     while (i < w->nev) {
-        if (w->ev[i].at > w->now) {
+        if (w->ev[i].at > w->now || w->n[w->ev[i].to].stalled) {
             i++;
             continue;
         }
@@ -240,7 +256,7 @@ world_step(world_t *w)
     }
     for (int k = 0; k < w->nn; k++) {
         snode_t *x = &w->n[k];
-        if (!x->killed) {
+        if (!x->killed && !x->stalled) {
             pul__swim_tick(x->s, w->now);
             uint32_t a = pul__swim_awareness(x->s);
             if (a > x->max_awareness) {
@@ -327,6 +343,8 @@ run_for(world_t *w, uint64_t ms)
 }
 
 static void dump(world_t *w);
+static int resolve(world_t *w, int i, const char *name, pul_instance_t *out, size_t max);
+static int all_resolve(world_t *w, const char *name, int want);
 
 /* ---- tests -------------------------------------------------------------------------------- */
 
@@ -471,14 +489,24 @@ test_false_suspicion_refuted(void **state)
     }
     world_free(&w);
 
-    /* Longer: declared Dead, then it hears of it (gossip to the dead) and comes back Alive. */
+    /* Longer: declared Dead, then it hears of it (gossip to the dead) and comes back Alive,
+     * its names with it, without waiting for a push-pull round (30 s): whoever sees it come
+     * back exchanges state with it at once. */
     world_init(&w, MAXN, 8, NULL);
     assert_true(RUN_UNTIL(&w, 10000, converged(&w)) >= 0);
+    pul_id_t a2 = {w.n[2].id.hi, 9};
+    assert_int_equal(pul__swim_name_changed(w.n[2].s, "services/back", a2, 1, w.now), 0);
+    assert_true(RUN_UNTIL(&w, 5000, all_resolve(&w, "services/back", 1)) >= 0);
     w.n[2].partitioned = 1;
     assert_true(RUN_UNTIL(&w, 60000, all_see(&w, 2, PUL_MEMBER_DEAD)) >= 0);
+    pul_instance_t in[8];
+    assert_int_equal(resolve(&w, 0, "services/back", in, 8), 0);
     w.n[2].partitioned = 0;
     t = RUN_UNTIL(&w, 20000, converged(&w));
     print_message("wrongly declared dead node back alive after %ld ms\n", t);
+    assert_true(t >= 0);
+    t = RUN_UNTIL(&w, 2000, all_resolve(&w, "services/back", 1));
+    print_message("and its names back %ld ms later\n", t);
     assert_true(t >= 0);
     world_free(&w);
 }
@@ -589,6 +617,78 @@ test_registry_late_join(void **state)
     world_free(&w);
 }
 
+/* Node k is not scheduled for ms: it runs no timer and reads nothing meanwhile; then it runs
+ * its timers first, before reading what waited (as the core thread's libuv loop does). */
+static void
+stall(world_t *w, int k, uint64_t ms)
+{
+    w->n[k].stalled = 1;
+    run_for(w, ms);
+    w->n[k].stalled = 0;
+    w->n[k].resumed = 1;
+}
+
+/* A ping from node k is on its way (its probe is in flight). */
+static int
+ping_in_flight(world_t *w, int k)
+{
+    int found = 0;
+    for (size_t i = 0; i < w->nev && !found; i++) {
+        if (w->ev[i].kind != EV_GOSSIP || w->ev[i].from != k) {
+            continue;
+        }
+        pul__gpacket_t p;
+        assert_int_equal(pul__gpacket_decode(w->ev[i].buf, w->ev[i].len, &p), 0);
+        for (size_t j = 0; j < p.nmsgs; j++) {
+            found |= p.msgs[j].t == PUL__G_PING;
+        }
+        pul__gpacket_clear(&p);
+    }
+    return found;
+}
+
+/* A node whose thread did not run for a while (CPU starvation) judges nobody on the time it
+ * did not run: the answers its peers sent meanwhile are read before its timeouts come due.
+ * (Before, a stalled node ran its expired timers first: a probe in flight at the stall failed
+ * and a suspicion whose refutation was waiting unread ended in Dead.) */
+static void
+test_stalled_node_judges_nobody(void **state)
+{
+    (void)state;
+    /* A probe in flight when the stall begins: the ack waits unread, and counts. */
+    for (uint64_t seed = 81; seed < 86; seed++) {
+        world_t w;
+        world_init(&w, 3, seed, NULL);
+        assert_true(RUN_UNTIL(&w, 10000, converged(&w)) >= 0);
+        run_for(&w, 2000);
+        assert_true(RUN_UNTIL(&w, 5000, ping_in_flight(&w, 0)) >= 0);
+        stall(&w, 0, 1500); /* longer than a probe interval, shorter than a suspicion */
+        assert_true(RUN_UNTIL(&w, 30000, converged(&w)) >= 0);
+        assert_int_equal(w.n[0].accused[1], 0);
+        assert_int_equal(w.n[0].accused[2], 0);
+        assert_true(w.n[0].max_awareness >= 1); /* the stall counted against itself */
+        world_free(&w);
+    }
+    /* A suspicion whose deadline passes during the stall, refuted meanwhile: the refutation
+     * waiting unread wins; the suspect is never declared Dead. */
+    for (uint64_t seed = 91; seed < 96; seed++) {
+        world_t w;
+        world_init(&w, 3, seed, NULL);
+        assert_true(RUN_UNTIL(&w, 10000, converged(&w)) >= 0);
+        run_for(&w, 2000);
+        w.n[2].partitioned = 1;
+        assert_true(RUN_UNTIL(&w, 10000, status_of(&w, 0, 2) == PUL_MEMBER_SUSPECT &&
+                                             status_of(&w, 1, 2) == PUL_MEMBER_SUSPECT) >= 0);
+        w.n[2].partitioned = 0;
+        stall(&w, 0, 2500); /* past node 0's suspicion deadline (2 s with these timings) */
+        assert_true(member_inc(&w, 1, 2) > 0); /* node 2 refuted while node 0 was stalled */
+        assert_true(RUN_UNTIL(&w, 30000, converged(&w)) >= 0);
+        assert_int_equal(w.n[0].declared_dead[2], 0);
+        assert_int_equal(w.n[0].seen[2], PUL_MEMBER_ALIVE);
+        world_free(&w);
+    }
+}
+
 static void
 test_awareness_under_loss(void **state)
 {
@@ -665,6 +765,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_leave, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_registry_propagation, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_registry_late_join, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_stalled_node_judges_nobody, pul_test_setup,
+                                        pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_awareness_under_loss, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_join_gossiped_at_once, pul_test_setup, pul_test_teardown),

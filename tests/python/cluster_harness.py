@@ -188,8 +188,13 @@ def node_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 class Cluster:
     """A set of node processes that are all killed by close() (a context manager)."""
 
-    def __init__(self, *, fast: bool = True, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *, fast: bool = True, tolerant: bool = False, env: dict[str, str] | None = None
+    ) -> None:
+        """fast: short membership timings (cluster_node.FAST_TIMING) instead of the defaults;
+        tolerant: timings that tolerate a starved process (cluster_node.TOLERANT_TIMING)."""
         self.fast = fast
+        self.tolerant = tolerant
         self.env = node_env(env)
         self.nodes: list[Node] = []
 
@@ -213,7 +218,9 @@ class Cluster:
             argv.append("--head")
         if head_addr:
             argv += ["--head-addr", head_addr]
-        if not self.fast:
+        if self.tolerant:
+            argv.append("--tolerant-timings")
+        elif not self.fast:
             argv.append("--default-timings")
         argv += extra_args or []
         node = Node(label or f"node{len(self.nodes)}", argv, self.env)

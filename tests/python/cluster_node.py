@@ -1,10 +1,11 @@
 """One node of a test cluster, as its own process.
 
     python cluster_node.py [--seeds A,B] [--spawn Class:name ...] [--head | --head-addr A]
-                           [--bind 127.0.0.1:0] [--default-timings]
+                           [--bind 127.0.0.1:0] [--tolerant-timings | --default-timings]
 
-Starts `pul.init(addr=..., seeds=...)` (short membership timings unless --default-timings, when
-the API accepts them), spawns the named actors (classes from `cluster_actors`), prints ONE JSON
+Starts `pul.init(addr=..., seeds=...)` (short membership timings, or timings that tolerate a
+starved process with --tolerant-timings, or the defaults with --default-timings; only when the
+API accepts them), spawns the named actors (classes from `cluster_actors`), prints ONE JSON
 line on stdout `{"addr": ..., "node_id": ..., "pid": ...}` and serves until SIGTERM, SIGINT,
 "quit" on stdin or EOF on stdin, then shuts down gracefully (leave message) and exits 0.
 
@@ -61,6 +62,23 @@ FAST_TIMING = {
 }
 
 
+# Timings that tolerate a process starved of CPU for seconds (a loaded test machine): memberlist's
+# LAN probe pair and a long suspicion, so a live node is declared Dead only after ~7 s of
+# silence; dissemination stays fast, so joins and names converge quickly. For tests that are not
+# about failure detection (cluster_util.TOLERANT is the in-process twin).
+TOLERANT_TIMING = {
+    "probe_interval_ms": 1000,
+    "probe_timeout_ms": 500,
+    "gossip_interval_ms": 50,
+    "suspicion_mult": 6,
+    "push_pull_interval_ms": 2000,
+    "join_retry_ms": 100,
+    "dead_reclaim_ms": 60000,
+    "heartbeat_interval_ms": 200,
+    "heartbeat_timeout_ms": 10000,
+}
+
+
 def timing_kwargs(fn, timing: dict) -> dict:
     """The keyword arguments that carry membership timings, if `fn` (pul.init) accepts any."""
     try:
@@ -102,7 +120,8 @@ async def main(args: argparse.Namespace) -> int:
     if args.head_addr:
         kwargs["head_addr"] = args.head_addr
     if not args.default_timings:
-        kwargs.update(timing_kwargs(pul.init, FAST_TIMING))
+        timing = TOLERANT_TIMING if args.tolerant_timings else FAST_TIMING
+        kwargs.update(timing_kwargs(pul.init, timing))
     try:
         bind = None if args.bind == "none" else args.bind  # "none": one process (self-test)
         system = await pul.init(addr=bind, **kwargs)
@@ -172,6 +191,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--head", action="store_true", help="head-node mode: this node is the head")
     ap.add_argument("--head-addr", default=None, help="head-node mode: the head's address")
     ap.add_argument("--default-timings", action="store_true")
+    ap.add_argument("--tolerant-timings", action="store_true")
     ap.add_argument("--ignore-stdin", action="store_true")
     return ap.parse_args(argv)
 

@@ -4,10 +4,12 @@ cancellation, tells and references by id (docs/design/python-runtime.md, "Remote
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 
 import pulsing as pul
 import pytest
-from cluster_util import cluster, eventually, node
+from cluster_util import TOLERANT, cluster, eventually, node
 from pulsing.exceptions import (
     PulsingBusinessError,
     PulsingRuntimeError,
@@ -327,9 +329,7 @@ async def test_stopped_remote_actor_fails_promptly():
 async def test_global_init_with_seeds_joins():
     first = await node()
     try:
-        system = await pul.init(
-            addr="127.0.0.1:0", seeds=[first.addr], timing={"probe_interval_ms": 100}
-        )
+        system = await pul.init(addr="127.0.0.1:0", seeds=[first.addr], timing=TOLERANT)
         assert pul.is_initialized() and system.addr.startswith("127.0.0.1:")
         # init waited for the first join: the seed is already a member
         assert str(first.node_id.id) in {m["node_id"] for m in await system.members()}
@@ -406,3 +406,97 @@ async def test_remote_result_is_the_value_when_the_method_returned():
         assert first == [1]
         second = await p.asnap()
         assert second == [1, "late"]  # the first call's mutation, not this one's
+
+
+# ---- a sync method that blocks its home loop on what it sent -----------------------------------
+
+PINGED = threading.Event()
+
+
+class Pinger(pul.Actor):
+    def receive(self, msg):
+        PINGED.set()
+        return "pong"
+
+
+class Blocker(pul.Actor):
+    def __init__(self) -> None:
+        self.sent = None
+
+    def receive(self, msg):
+        if msg == "settle":
+            return self.sent  # awaited by the runtime
+        if msg == "noop":
+            return None
+        _, pinger = msg
+        # Runs in the bridge's drain pass (an idle actor called from another node), which holds
+        # the door: this ask is queued for the core thread without waking it. The method then
+        # blocks its home loop until another thread has received the ask.
+        self.sent = pinger.ask("ping")
+        return PINGED.wait(10)
+
+
+# Membership that leaves the core threads asleep for the whole test: nothing but the door (or
+# the held post's bound) wakes them, as in a quiet single-purpose deployment.
+QUIET = dict(
+    TOLERANT,
+    probe_interval_ms=60_000,
+    probe_timeout_ms=30_000,
+    gossip_interval_ms=60_000,
+    push_pull_interval_ms=60_000,
+)
+
+
+@pytest.mark.timeout(90)
+async def test_sync_method_blocking_on_what_it_sent_does_not_hang():
+    """A hold of the door delays a post by a bound, not until the holder returns to the bridge:
+    a sync method that waits (blocking its home loop) for another thread to receive an ask it
+    posted gets its answer (threads.md, "Batching the door"). Before, the ask left only when the
+    method returned: it waited forever (here: its 10 s, then False)."""
+    PINGED.clear()
+    a = await node(timing=QUIET)
+    await a.spawn(Blocker(), name="blocker")  # before b joins: b learns the name with its join
+    ready = threading.Event()
+    box: dict = {}
+
+    def b_thread() -> None:  # node b, with its own home loop on this thread
+        async def main() -> None:
+            box["loop"] = asyncio.get_running_loop()
+            box["stop"] = asyncio.Event()
+            b = await node(seeds=[a.addr], timing=QUIET)
+            try:
+                box["b"] = b
+                box["pinger"] = await b.spawn(Pinger(), name="pinger")
+                ready.set()
+                await box["stop"].wait()
+            finally:
+                await b.shutdown()
+
+        try:
+            asyncio.run(main())
+        finally:
+            ready.set()
+
+    async def call_go():  # on b's loop: the blocked method's caller is on another node
+        blocker = await box["b"].resolve("blocker", timeout=20)
+        # With company: the deliveries reach a's home loop together, so the method runs in a
+        # drain pass of several entries, which holds the door (a pass of one entry does not).
+        calls = [blocker.ask(("go", box["pinger"]))] + [blocker.ask("noop") for _ in range(8)]
+        ok = (await asyncio.wait_for(asyncio.gather(*calls), 30))[0]
+        return ok, await asyncio.wait_for(blocker.ask("settle"), 30)
+
+    t = threading.Thread(target=b_thread, name="node-b")
+    t.start()
+    try:
+        assert await asyncio.to_thread(ready.wait, 30) and "b" in box
+        done = asyncio.run_coroutine_threadsafe(call_go(), box["loop"])
+        ok, pong = await asyncio.wait_for(asyncio.wrap_future(done), 60)
+        assert ok, "the ask posted by the blocked method never left"
+        assert pong == "pong"
+    finally:
+        if "stop" in box:
+            with contextlib.suppress(RuntimeError):  # b's loop already closed: b failed
+                box["loop"].call_soon_threadsafe(box["stop"].set)
+        await asyncio.to_thread(t.join, 30)
+        await a.shutdown()
+        assert not t.is_alive()

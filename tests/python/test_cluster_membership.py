@@ -76,14 +76,14 @@ async def _sees(system, node_id) -> bool:
 
 
 async def test_head_node_mode():
-    from cluster_util import FAST, converged
+    from cluster_util import TOLERANT, converged
 
-    head = await pul.actor_system(addr="127.0.0.1:0", is_head_node=True, timing=FAST)
+    head = await pul.actor_system(addr="127.0.0.1:0", is_head_node=True, timing=TOLERANT)
     workers = []
     try:
         for _ in range(2):
             workers.append(
-                await pul.actor_system(addr="127.0.0.1:0", head_addr=head.addr, timing=FAST)
+                await pul.actor_system(addr="127.0.0.1:0", head_addr=head.addr, timing=TOLERANT)
             )
         everyone = [head, *workers]
         await eventually(lambda: converged(everyone), what="head and workers to converge")

@@ -21,7 +21,7 @@ import pulsing as pul
 import pytest
 from cluster_actors import Counter, Echo, Failer, Relay, Streamer
 from cluster_harness import Cluster, Node, statuses
-from cluster_node import FAST_TIMING, timing_kwargs
+from cluster_node import FAST_TIMING, TOLERANT_TIMING, timing_kwargs
 from pulsing import NodeId
 from pulsing.exceptions import (
     PulsingActorError,
@@ -37,9 +37,7 @@ pytestmark = pytest.mark.timeout(180)
 CONVERGE = 30.0  # seconds allowed for membership to converge (defaults detect in ~5-25 s)
 
 
-@pytest.fixture
-def cluster():
-    c = Cluster()
+def _closed_cluster(c: Cluster):
     try:
         yield c
     finally:
@@ -50,14 +48,28 @@ def cluster():
                 os.kill(pid, 0)
 
 
+@pytest.fixture
+def cluster():
+    """Nodes with timings that tolerate a starved process (tests not about failure detection):
+    on a loaded machine, short timings declared live nodes Dead and calls failed."""
+    yield from _closed_cluster(Cluster(tolerant=True))
+
+
+@pytest.fixture
+def fast_cluster():
+    """Nodes with short timings, for the tests about detecting a dead node."""
+    yield from _closed_cluster(Cluster())
+
+
 async def start(cluster: Cluster, n: int, **kw) -> list[Node]:
     """Start n nodes without blocking the test's event loop while they boot."""
     return await asyncio.to_thread(cluster.start, n, **kw)
 
 
-async def join(nodes: list[Node], **kw) -> pul.ActorSystem:
-    """This test process as a member of the cluster, seeded with the nodes' addresses."""
-    kw.update(timing_kwargs(pul.actor_system, FAST_TIMING))
+async def join(nodes: list[Node], timing: dict = TOLERANT_TIMING, **kw) -> pul.ActorSystem:
+    """This test process as a member of the cluster, seeded with the nodes' addresses, with the
+    timings of the nodes' cluster (TOLERANT_TIMING, or FAST_TIMING for a fast_cluster)."""
+    kw.update(timing_kwargs(pul.actor_system, timing))
     return await pul.actor_system(addr="127.0.0.1:0", seeds=[n.addr for n in nodes], **kw)
 
 
@@ -412,7 +424,8 @@ async def test_placement(cluster):
 # ---- failures ---------------------------------------------------------------------------------
 
 
-async def test_kill9_node(cluster):
+async def test_kill9_node(fast_cluster):
+    cluster = fast_cluster
     nodes = await start(
         cluster,
         4,
@@ -424,7 +437,7 @@ async def test_kill9_node(cluster):
         },
     )
     victim, survivors = nodes[1], [nodes[0], nodes[2], nodes[3]]
-    system = await join(nodes[:1])
+    system = await join(nodes[:1], timing=FAST_TIMING)
     try:
         everyone = [n.node_id for n in nodes]
         await eventually(lambda: _sys_alive(system, everyone), what="converged")
@@ -467,8 +480,10 @@ async def test_kill9_node(cluster):
         s = await Counter.resolve("survivor", system=system, timeout=5)
         assert await s.incr() == 2
         live = [n.node_id for n in survivors]
-        for node in survivors:
-            assert all_alive(await node_view(node), live)
+        for node in survivors:  # (a survivor starved on a loaded machine may have to refute)
+            await eventually(
+                lambda node=node: _alive_in(node, live), what=f"{node.label} sees survivors"
+            )
         c = await Counter.spawn(system=system, placement=nodes[3].node_id)
         assert await c.incr() == 1
     finally:
@@ -509,7 +524,7 @@ async def test_graceful_leave(cluster):
         relay = await Relay.resolve("relay1", system=system, timeout=5)
         assert (await relay.where())["node_id"] == nodes[1].node_id
         for node in nodes[:2]:
-            assert all_alive(await node_view(node), ids[:2])
+            await eventually(lambda node=node: _alive_in(node, ids[:2]), what="the others")
     finally:
         await system.shutdown()
 
@@ -525,7 +540,8 @@ async def _left_sys(system, node_id: int) -> bool:
 # ---- head-node mode ---------------------------------------------------------------------------
 
 
-async def test_head_node_mode(cluster):
+async def test_head_node_mode(fast_cluster):
+    cluster = fast_cluster
     nodes = await start(cluster, 3, head=True, spawn={1: ["Relay:relay"], 2: ["Counter:counter"]})
     head, ids = nodes[0], [n.node_id for n in nodes]
     await eventually(lambda: _alive_in(head, ids), what="the head sees its workers")
@@ -569,10 +585,11 @@ async def _named_in(node: Node) -> set[str]:
     return {n["name"] for n in answer["named"]}
 
 
-async def test_head_node_dies_and_returns(cluster):
+async def test_head_node_dies_and_returns(fast_cluster):
     """Workers outlive their head: they keep their actors, their view and calls to each other,
     report the head unreachable, and re-register with a head that comes back at the same
     address, whose registry is rebuilt from them."""
+    cluster = fast_cluster
     bind = ["--bind", f"127.0.0.1:{_free_port()}"]
     head = await asyncio.to_thread(cluster.start_node, head=True, extra_args=bind, label="head")
     w1 = cluster.spawn_node(head_addr=head.addr, spawn=["Relay:relay"], label="w1")
@@ -599,8 +616,8 @@ async def test_head_node_dies_and_returns(cluster):
         )
         await eventually(lambda: _dead_in(w1, head.node_id), what="w1 reports the head")
         # the workers keep working with what they know
-        assert all_alive(await system_view(system), workers)
-        assert all_alive(await node_view(w1), [w2.node_id, me])
+        await eventually(lambda: _sys_alive(system, workers), what="the workers stay alive")
+        await eventually(lambda: _alive_in(w1, [w2.node_id, me]), what="in w1's view too")
         assert await c.incr(1) == 2
         assert await relay.call("counter", "incr", 1) == 3  # w1 -> w2, resolved by name
         c_again = await Counter.resolve("counter", system=system, timeout=5)
