@@ -2,6 +2,7 @@
 #include "core/loop.h"
 
 #include <assert.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 
@@ -10,6 +11,8 @@
 #include "pulsing/pulsing.h"
 
 static _Thread_local const pul__loop_t *loop_current;
+static _Thread_local pul__loop_t *loop_borrowed;        /* pul__loop_borrow */
+static _Thread_local const pul__loop_t *borrow_saved;   /* loop_current before the borrow */
 
 /* ---- timer heap ---------------------------------------------------------------------------- */
 
@@ -61,6 +64,15 @@ static void
 loop_rearm(pul__loop_t *l)
 {
     if (l->stopping) {
+        return;
+    }
+    if (l->borrowing) {
+        /* No libuv from a borrower: a timer now due before the armed one needs the loop
+         * (which rearms on its turn); a later or removed one at worst wakes it early. */
+        if (l->heap_len > 0 &&
+            (l->timer_armed_due == 0 || l->heap[0]->due < l->timer_armed_due)) {
+            l->borrow_wake = 1;
+        }
         return;
     }
     if (l->heap_len == 0) {
@@ -226,6 +238,10 @@ pul__loop_run_pending(pul__loop_t *l)
 void
 pul__loop_kick(pul__loop_t *l)
 {
+    if (l->borrowing) {
+        l->borrow_wake = 1; /* the woken loop's turn starts the idle handle if still needed */
+        return;
+    }
     if (!l->idle_active && !l->stopping) {
         uv_idle_start(&l->idle, loop_idle_cb);
         l->idle_active = 1;
@@ -369,12 +385,76 @@ pul__loop_on_thread(const pul__loop_t *l)
     return loop_current == l;
 }
 
+int
+pul__loop_borrow(pul__loop_t *l)
+{
+    if (loop_current == l || loop_borrowed != NULL || pthread_mutex_trylock(&l->run_mu) != 0) {
+        return 0;
+    }
+    /* run_mu is free: the core thread sleeps in poll (or has not started / has exited). */
+    int ok = l->running && !l->stopping && l->local_head == NULL && !l->idle_active;
+    if (ok) {
+        pthread_mutex_lock(&l->mu);
+        ok = l->in_head == NULL && !l->closed; /* queued work: the loop is being woken anyway */
+        pthread_mutex_unlock(&l->mu);
+    }
+    if (!ok) {
+        pthread_mutex_unlock(&l->run_mu);
+        return 0;
+    }
+    l->borrowing = 1;
+    l->borrow_wake = 0;
+    loop_borrowed = l;
+    borrow_saved = loop_current;
+    loop_current = l;
+    return 1;
+}
+
+void
+pul__loop_unborrow(pul__loop_t *l)
+{
+    assert(loop_borrowed == l);
+    int wake = l->borrow_wake || l->local_head != NULL;
+    l->borrowing = 0;
+    l->borrow_wake = 0;
+    loop_current = borrow_saved;
+    borrow_saved = NULL;
+    loop_borrowed = NULL;
+    pthread_mutex_unlock(&l->run_mu);
+    if (wake) {
+        uv_async_send(&l->async); /* its turn runs the local queue, timers and the rearm */
+    }
+}
+
+int
+pul__loop_borrowed(const pul__loop_t *l)
+{
+    return loop_borrowed == l;
+}
+
+/* The loop runs with run_mu held and lets go of it only while it sleeps: uv_run(NOWAIT) does
+ * one turn without blocking, then the thread waits on libuv's backend fd itself (the embedding
+ * pattern libuv documents), so a borrower can take run_mu exactly while the loop is idle. */
 static void *
 loop_main(void *arg)
 {
     pul__loop_t *l = arg;
     loop_current = l;
-    uv_run(&l->uv, UV_RUN_DEFAULT);
+    int fd = uv_backend_fd(&l->uv);
+    pthread_mutex_lock(&l->run_mu);
+    l->running = 1;
+    while (uv_run(&l->uv, UV_RUN_NOWAIT) != 0) {
+        int timeout = uv_backend_timeout(&l->uv);
+        if (timeout == 0) {
+            continue;
+        }
+        pthread_mutex_unlock(&l->run_mu);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        (void)poll(&p, 1, timeout);
+        pthread_mutex_lock(&l->run_mu);
+    }
+    l->running = 0;
+    pthread_mutex_unlock(&l->run_mu);
     loop_current = NULL;
     return NULL;
 }
@@ -387,6 +467,10 @@ pul__loop_start(pul__loop_t *l, int (*on_turn)(void *), void *owner)
     l->owner = owner;
     l->serial = __atomic_add_fetch(&loop_serials, 1, __ATOMIC_RELAXED);
     if (pthread_mutex_init(&l->mu, NULL) != 0) {
+        return PUL_EIO;
+    }
+    if (pthread_mutex_init(&l->run_mu, NULL) != 0) {
+        pthread_mutex_destroy(&l->mu);
         return PUL_EIO;
     }
     if (uv_loop_init(&l->uv) != 0) {
@@ -422,6 +506,7 @@ fail_handles:
 fail_loop:
     uv_loop_close(&l->uv);
 fail_mu:
+    pthread_mutex_destroy(&l->run_mu);
     pthread_mutex_destroy(&l->mu);
     return rc;
 }
@@ -448,6 +533,7 @@ pul__loop_join(pul__loop_t *l)
         l->thread_started = 0;
     }
     uv_loop_close(&l->uv);
+    pthread_mutex_destroy(&l->run_mu);
     pthread_mutex_destroy(&l->mu);
     pul__free(l->heap);
     l->heap = NULL;

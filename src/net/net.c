@@ -255,6 +255,8 @@ pul__net_stats(pul__net_t *net, pul__net_stats_t *out)
     out->bytes_in = atomic_load_explicit(&net->bytes_in, memory_order_relaxed);
     out->bytes_out = atomic_load_explicit(&net->bytes_out, memory_order_relaxed);
     out->connections = atomic_load_explicit(&net->connections, memory_order_relaxed);
+    out->direct_writes = atomic_load_explicit(&net->direct_writes, memory_order_relaxed);
+    out->direct_held = atomic_load_explicit(&net->direct_held, memory_order_relaxed);
 }
 
 /* ---- lifetime ------------------------------------------------------------------------------ */
