@@ -1,5 +1,7 @@
 /* loop.h — the core loop thread: a libuv loop on its own thread, one thread-safe door (an MPSC
- * inbox + a coalescing uv_async_send), a timer heap on pul__now_ms(), and a local work queue. */
+ * inbox + a coalescing uv_async_send), a timer heap on pul__now_ms(), and a local work queue.
+ * "Core thread" below means the loop's thread, or a thread that borrows the loop while that
+ * thread sleeps (pul__loop_borrow): never both at once. */
 #ifndef PUL_CORE_LOOP_H
 #define PUL_CORE_LOOP_H
 

@@ -1,7 +1,8 @@
 /* conn.c — one HTTP/2 connection over a libuv TCP socket: the socket seam (a vtable, so TLS can
  * slot in), nghttp2 session set-up, the write path (nghttp2 frames copied into a batch, DATA
  * payloads referenced without a copy and written with one uv_write of many bufs), outgoing
- * bodies (outq) and teardown. Core thread only. */
+ * bodies (outq) and teardown. Core thread only, or a thread borrowing the loop
+ * (pul__loop_borrow), which writes with sendmsg instead of libuv (conn_flush). */
 #include <assert.h>
 #include <errno.h>
 #include <limits.h>

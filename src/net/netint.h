@@ -1,5 +1,6 @@
 /* netint.h — internals shared by the files of src/net: connections, outgoing bodies, peers,
- * client calls, server streams. Core thread only. */
+ * client calls, server streams. Core thread only (a thread borrowing the loop counts as it:
+ * pul__loop_borrow; such a thread never calls libuv, see conn_flush and conn_fail). */
 #ifndef PUL_NET_NETINT_H
 #define PUL_NET_NETINT_H
 
