@@ -861,7 +861,7 @@ reply_direct(pul_call_t *c, int status, pul_msg_t *msg, pul__err_t *err)
 {
     pul_system_t *sys = c->sys;
     if (atomic_load_explicit(&sys->net_streams, memory_order_relaxed) > 1 ||
-        !pul__loop_borrow(&sys->loop)) {
+        atomic_load(&sys->closing) || !pul__loop_borrow(&sys->loop)) {
         return 0;
     }
     int ok = pul__net_direct_reply_ok(sys->net, c);
