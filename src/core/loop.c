@@ -2,7 +2,6 @@
 #include "core/loop.h"
 
 #include <assert.h>
-#include <poll.h>
 #include <signal.h>
 #include <string.h>
 
@@ -216,7 +215,35 @@ loop_idle_cb(uv_idle_t *h)
 static void
 loop_async_cb(uv_async_t *h)
 {
+    pul__loop_enter(h->data);
     loop_turn(h->data);
+}
+
+void
+pul__loop_enter(pul__loop_t *l)
+{
+    if (!l->run_held) {
+        pthread_mutex_lock(&l->run_mu); /* waits for a borrower to finish */
+        l->run_held = 1;
+    }
+}
+
+/* Just before libuv polls: the thread may sleep now, so a borrower may have run_mu. */
+static void
+loop_prepare_cb(uv_prepare_t *h)
+{
+    pul__loop_t *l = h->data;
+    if (l->run_held) {
+        l->run_held = 0;
+        pthread_mutex_unlock(&l->run_mu);
+    }
+}
+
+/* After the poll phase (when no I/O callback took run_mu back already). */
+static void
+loop_check_cb(uv_check_t *h)
+{
+    pul__loop_enter(h->data);
 }
 
 static void
@@ -432,28 +459,22 @@ pul__loop_borrowed(const pul__loop_t *l)
     return loop_borrowed == l;
 }
 
-/* The loop runs with run_mu held and lets go of it only while it sleeps: uv_run(NOWAIT) does
- * one turn without blocking, then the thread waits on libuv's backend fd itself (the embedding
- * pattern libuv documents), so a borrower can take run_mu exactly while the loop is idle. */
+/* The core thread holds run_mu whenever it runs anything but libuv's poll: it lets go in the
+ * prepare phase (just before the poll) and takes it back in the first I/O callback after it
+ * (each calls pul__loop_enter first) or in the check phase, so a borrower can take run_mu
+ * exactly while the loop waits for events, and a wake-up costs no extra syscall. */
 static void *
 loop_main(void *arg)
 {
     pul__loop_t *l = arg;
     loop_current = l;
-    int fd = uv_backend_fd(&l->uv);
     pthread_mutex_lock(&l->run_mu);
+    l->run_held = 1;
     l->running = 1;
-    while (uv_run(&l->uv, UV_RUN_NOWAIT) != 0) {
-        int timeout = uv_backend_timeout(&l->uv);
-        if (timeout == 0) {
-            continue;
-        }
-        pthread_mutex_unlock(&l->run_mu);
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        (void)poll(&p, 1, timeout);
-        pthread_mutex_lock(&l->run_mu);
-    }
+    uv_run(&l->uv, UV_RUN_DEFAULT);
+    pul__loop_enter(l);
     l->running = 0;
+    l->run_held = 0;
     pthread_mutex_unlock(&l->run_mu);
     loop_current = NULL;
     return NULL;
@@ -484,6 +505,14 @@ pul__loop_start(pul__loop_t *l, int (*on_turn)(void *), void *owner)
     l->idle.data = l;
     uv_timer_init(&l->uv, &l->timer);
     l->timer.data = l;
+    uv_prepare_init(&l->uv, &l->prepare);
+    l->prepare.data = l;
+    uv_prepare_start(&l->prepare, loop_prepare_cb);
+    uv_unref((uv_handle_t *)&l->prepare); /* they do not keep the loop alive */
+    uv_check_init(&l->uv, &l->check);
+    l->check.data = l;
+    uv_check_start(&l->check, loop_check_cb);
+    uv_unref((uv_handle_t *)&l->check);
     /* The core thread writes to sockets whose peer may be gone: it blocks SIGPIPE (a write then
      * fails with EPIPE) instead of asking the host program to ignore the signal. */
     sigset_t pipe_set, old_set;
@@ -502,6 +531,8 @@ fail_handles:
     uv_close((uv_handle_t *)&l->async, NULL);
     uv_close((uv_handle_t *)&l->idle, NULL);
     uv_close((uv_handle_t *)&l->timer, NULL);
+    uv_close((uv_handle_t *)&l->prepare, NULL);
+    uv_close((uv_handle_t *)&l->check, NULL);
     uv_run(&l->uv, UV_RUN_DEFAULT);
 fail_loop:
     uv_loop_close(&l->uv);
@@ -518,6 +549,8 @@ pul__loop_stop(pul__loop_t *l)
     uv_close((uv_handle_t *)&l->async, NULL);
     uv_close((uv_handle_t *)&l->idle, NULL);
     uv_close((uv_handle_t *)&l->timer, NULL);
+    uv_close((uv_handle_t *)&l->prepare, NULL); /* run_mu stays held until the thread exits */
+    uv_close((uv_handle_t *)&l->check, NULL);
     l->idle_active = 0;
 }
 

@@ -31,6 +31,8 @@ typedef struct pul__loop_s {
     uv_async_t async;
     uv_idle_t idle;
     uv_timer_t timer;
+    uv_prepare_t prepare; /* lets go of run_mu before libuv polls */
+    uv_check_t check;     /* takes it back after the poll */
     pthread_t thread;
     int thread_started;
     /* The door: guarded by mu. closed is set together with the last task (shutdown). */
@@ -56,6 +58,7 @@ typedef struct pul__loop_s {
     /* Held by the core thread whenever it is not asleep waiting for events, so a thread that
      * takes it (pul__loop_borrow) may run core-thread code while the core sleeps. */
     pthread_mutex_t run_mu;
+    int run_held;    /* the core thread holds run_mu (core thread only) */
     int running;     /* the thread is in its loop (under run_mu) */
     int borrowing;   /* a borrower holds run_mu (under run_mu) */
     int borrow_wake; /* the borrower left work for the loop: wake it at pul__loop_unborrow */
@@ -85,6 +88,10 @@ int pul__loop_borrow(pul__loop_t *l);
 void pul__loop_unborrow(pul__loop_t *l);
 /* Nonzero while the calling thread borrows l (it may not call libuv on l's loop). */
 int pul__loop_borrowed(const pul__loop_t *l);
+/* First call of every libuv I/O callback that runs core-thread code (read, write, connect,
+ * accept, lookup done): the core thread takes run_mu back after the poll (waiting for a borrower
+ * to finish). Timers, idle and close callbacks run with it held already. Core thread. */
+void pul__loop_enter(pul__loop_t *l);
 /* Run t on the next loop turn. Core thread only. */
 void pul__loop_defer(pul__loop_t *l, pul__task_t *t);
 /* Ask for on_turn to run on the next turn. Core thread only. */

@@ -423,6 +423,7 @@ conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     conn_t *cn = h->data;
     pul__net_t *net = cn->net;
+    pul__loop_enter(&net->sys->loop);
     if (net->rbuf == NULL) {
         net->rbuf = pul__malloc(NET_READ_BUF);
     }
@@ -436,6 +437,7 @@ static void
 tcp_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     conn_t *cn = s->data;
+    pul__loop_enter(&cn->net->sys->loop);
     if (cn->dead) {
         return;
     }
@@ -561,6 +563,7 @@ static void
 conn_connect_cb(uv_connect_t *req, int status)
 {
     conn_t *cn = req->data;
+    pul__loop_enter(&cn->net->sys->loop);
     if (cn->dead) {
         return;
     }
@@ -702,6 +705,7 @@ conn_write_cb(uv_write_t *req, int status)
 {
     wbatch_t *wb = req->data;
     conn_t *cn = wb->cn;
+    pul__loop_enter(&cn->net->sys->loop);
     cn->wbytes -= wb->bytes;
     cn->nwrites--;
     wb_recycle(cn, wb);

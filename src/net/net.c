@@ -109,6 +109,7 @@ net_looked_up(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     conn_t *cn = lk->cn;
     pul__net_t *net = cn->net;
     peer_t *p = lk->p;
+    pul__loop_enter(&net->sys->loop);
     if (status != 0 || res == NULL) {
         if (status == 0) {
             status = UV_EAI_NONAME;
@@ -312,6 +313,7 @@ static void
 net_on_connection(uv_stream_t *server, int status)
 {
     pul__net_t *net = server->data;
+    pul__loop_enter(&net->sys->loop);
     if (status < 0 || net->closing) {
         return;
     }
