@@ -577,6 +577,7 @@ ask_direct(pul_system_t *sys, pul_call_t *c)
         return 0;
     }
     if (atomic_load_explicit(&sys->net_calls, memory_order_relaxed) != 0 ||
+        atomic_load_explicit(&sys->net_calls_last_peak, memory_order_relaxed) > 1 ||
         !pul__loop_borrow(&sys->loop)) {
         return 0;
     }

@@ -60,14 +60,23 @@ rcall_unhint(rcall_t *rc)
 {
     if (rc->hinted) {
         rc->hinted = 0;
-        atomic_fetch_sub_explicit(&rc->net->sys->net_calls, 1, memory_order_relaxed);
+        pul_system_t *sys = rc->net->sys;
+        if (atomic_fetch_sub_explicit(&sys->net_calls, 1, memory_order_relaxed) == 1) {
+            unsigned peak = atomic_load_explicit(&sys->net_calls_peak, memory_order_relaxed);
+            atomic_store_explicit(&sys->net_calls_last_peak, peak, memory_order_relaxed);
+            atomic_store_explicit(&sys->net_calls_peak, 0, memory_order_relaxed);
+        }
     }
 }
 
 static void
 rcall_link(conn_t *cn, rcall_t *rc)
 {
-    atomic_fetch_add_explicit(&cn->net->sys->net_calls, 1, memory_order_relaxed);
+    pul_system_t *sys = cn->net->sys;
+    unsigned n = atomic_fetch_add_explicit(&sys->net_calls, 1, memory_order_relaxed) + 1;
+    if (n > atomic_load_explicit(&sys->net_calls_peak, memory_order_relaxed)) {
+        atomic_store_explicit(&sys->net_calls_peak, n, memory_order_relaxed);
+    }
     rc->hinted = 1;
     rc->cn = cn;
     rc->prev = NULL;
