@@ -1945,6 +1945,35 @@ test_direct_writes(void **state)
         assert_int_equal(task_ask(a, id, i & 1 ? "techo" : "echo", "after", 0, &r), 0);
         assert_string_equal(r.data, "after");
     }
+    /* After a burst (8 asks in flight at once: each reply waits 5 ms), the first ask of the next
+     * period goes through the core thread, which would batch it with the rest of a new burst;
+     * lone asks after it are written directly again. */
+    replier.delay_us = 5000;
+    tans_t burst[8];
+    for (i = 0; i < 8; i++) {
+        memset(&burst[i], 0, sizeof burst[i]);
+        tcount_init(&burst[i].done);
+        assert_int_equal(pul_ask(a, id, pul_msg_new("techo", "b", 1), 0, tans_cb, &burst[i], NULL),
+                         0);
+    }
+    for (i = 0; i < 8; i++) {
+        assert_int_equal(tcount_wait(&burst[i].done, 1), 1);
+        assert_int_equal(burst[i].status, 0);
+        tcount_destroy(&burst[i].done);
+    }
+    replier.delay_us = 2000;
+    usleep(5000);
+    uint64_t d0 = stats_of(a).direct_writes;
+    assert_int_equal(task_ask(a, id, "echo", "first", 0, &r), 0);
+    assert_int_equal(stats_of(a).direct_writes, d0);
+    for (i = 0; i < 200; i++) {
+        usleep(2000);
+        assert_int_equal(task_ask(a, id, "echo", "lone", 0, &r), 0);
+        if (stats_of(a).direct_writes > d0) {
+            break;
+        }
+    }
+    assert_true(i < 200);
     assert_int_equal(stats_of(a).errors, a0.errors);
     assert_int_equal(stats_of(b).errors, b0.errors);
     pul_system_shutdown(a);
