@@ -174,7 +174,8 @@ PUL_EXTERN pul_id_t pul_system_node_id(const pul_system_t *sys);
  * listener. Valid until shutdown. With listen_addr set, pul_system_new returns only once the port
  * is bound (PUL_EADDR when it cannot be) and joins the seeds in the background. */
 PUL_EXTERN const char *pul_system_addr(const pul_system_t *sys);
-/* Nonzero when the calling thread is this system's core thread. */
+/* Nonzero when the calling thread is this system's core thread (or stands in for it inside a
+ * pul_ask or pul_reply_* that writes to the network directly). */
 PUL_EXTERN int pul_system_on_core_thread(const pul_system_t *sys);
 /* Batch the core thread's wake-ups: what the calling thread posts to the system (pul_ask,
  * pul_tell, pul_reply_send, pul_system_post, ...) between pul_system_hold and the matching
@@ -415,7 +416,9 @@ PUL_EXTERN int pul_ctx_reply(pul_ctx_t *ctx, pul_msg_t *msg);
 PUL_EXTERN int pul_ctx_reply_error(pul_ctx_t *ctx, const pul_error_t *err);
 /* Detach the reply to answer later from any thread (pul_reply_*). NULL for tells. */
 PUL_EXTERN pul_reply_t *pul_ctx_defer(pul_ctx_t *ctx);
-/* For an ask: cb(status, arg) runs exactly once, on the core thread, when the call ends: 0 or
+/* For an ask: cb(status, arg) runs exactly once, on the core thread, when the call ends (a
+ * deferred reply to a caller on another node may run it on the thread calling pul_reply_*, while
+ * that thread stands in for a sleeping core thread: never concurrently with it): 0 or
  * PUL_EACTOR once answered (also through a deferred reply), PUL_ESTOPPED when abandoned, and
  * PUL_ECANCELED / PUL_ETIMEDOUT / PUL_ECLOSED when it ended unanswered because the caller
  * cancelled it (locally, or by resetting its HTTP/2 stream), its deadline passed or the system

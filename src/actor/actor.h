@@ -140,6 +140,16 @@ struct pul_system_s {
     struct pul__cluster_s *cluster; /* membership and registry (NULL: single process) */
     atomic_long refs;
     atomic_int closing;
+    /* Client calls and server streams the transport holds (kept by the core thread, read
+     * relaxed by any thread): a direct write (call.c, ask_direct/reply_direct) is only worth
+     * trying when they show the connection idle, so a busy system does not even borrow. */
+    atomic_uint net_calls;
+    atomic_uint net_streams;
+    /* The most client calls in flight at once in the current busy period (net_calls > 0), and
+     * in the last one: a caller that just had many in flight (a burst) is likely to make many
+     * again, and writing the first of the next burst directly would split it from the rest. */
+    atomic_uint net_calls_peak;
+    atomic_uint net_calls_last_peak;
     /* Actor table, under tmu. */
     pthread_mutex_t tmu;
     pul__actor_t **by_id;

@@ -566,6 +566,30 @@ pul_tell(pul_system_t *sys, pul_id_t target, pul_msg_t *msg)
 
 /* ---- ask ---------------------------------------------------------------------------------- */
 
+/* A remote ask from a thread other than the core: when the core thread sleeps and the call would
+ * be alone on an idle connection, accept it here in the core's place (pul__loop_borrow) and write
+ * the request from this thread, instead of waking the core to do it (one thread wake-up less per
+ * ask; see docs/design/threads.md). Returns 1 when done so, 0 to post as usual. */
+static int
+ask_direct(pul_system_t *sys, pul_call_t *c)
+{
+    if (c->name == NULL && !pul__net_is_remote(sys, c->target)) {
+        return 0;
+    }
+    if (atomic_load_explicit(&sys->net_calls, memory_order_relaxed) != 0 ||
+        atomic_load_explicit(&sys->net_calls_last_peak, memory_order_relaxed) > 1 ||
+        !pul__loop_borrow(&sys->loop)) {
+        return 0;
+    }
+    int ok = !atomic_load(&sys->closing) && pul__net_direct_call_ok(sys->net, c);
+    if (ok) {
+        call_accept(c);
+        pul__net_direct_flush(sys->net);
+    }
+    pul__loop_unborrow(&sys->loop);
+    return ok;
+}
+
 static int
 ask_start(pul_system_t *sys, pul_id_t target, pul_msg_t *msg, uint64_t deadline_ms,
           pul_ask_cb cb, void *arg, pul_call_t **out_call, int stream_mode, const char *name)
@@ -608,7 +632,7 @@ ask_start(pul_system_t *sys, pul_id_t target, pul_msg_t *msg, uint64_t deadline_
     c->msg = msg;
     if (pul__loop_on_thread(&sys->loop)) {
         call_accept(c);
-    } else {
+    } else if (!ask_direct(sys, c)) {
         c->task.run = call_accept_task;
         int rc = pul__loop_post(&sys->loop, &c->task);
         if (rc != 0) {
@@ -830,6 +854,28 @@ reply_task(pul__task_t *t)
     pul__call_unref(c); /* the reply handle's */
 }
 
+/* The reply to a remote caller from a thread other than the core: when the core thread sleeps
+ * and the request is alone on its connection, complete the call in the core's place and write the
+ * response from this thread (as ask_direct). Returns 1 when done so (msg and err consumed). */
+static int
+reply_direct(pul_call_t *c, int status, pul_msg_t *msg, pul__err_t *err)
+{
+    pul_system_t *sys = c->sys;
+    if (atomic_load_explicit(&sys->net_streams, memory_order_relaxed) > 1 ||
+        atomic_load(&sys->closing) || !pul__loop_borrow(&sys->loop)) {
+        return 0;
+    }
+    int ok = pul__net_direct_reply_ok(sys->net, c);
+    if (ok) {
+        pul__call_complete(c, status, msg, err);
+        pul__free(err);
+        pul__call_unref(c); /* the reply handle's */
+        pul__net_direct_flush(sys->net);
+    }
+    pul__loop_unborrow(&sys->loop);
+    return ok;
+}
+
 static int
 reply_finish(pul_call_t *c, int status, pul_msg_t *msg, pul__err_t *err)
 {
@@ -838,6 +884,9 @@ reply_finish(pul_call_t *c, int status, pul_msg_t *msg, pul__err_t *err)
         pul__call_complete(c, status, msg, err);
         pul__free(err);
         pul__call_unref(c);
+        return 0;
+    }
+    if (c->remote_caller && reply_direct(c, status, msg, err)) {
         return 0;
     }
     c->reply_msg = msg;

@@ -14,6 +14,8 @@
 #include "pulsing/pulsing.h"
 
 static _Thread_local const pul__loop_t *loop_current;
+static _Thread_local pul__loop_t *loop_borrowed;        /* pul__loop_borrow */
+static _Thread_local const pul__loop_t *borrow_saved;   /* loop_current before the borrow */
 
 /* ---- timer heap ---------------------------------------------------------------------------- */
 
@@ -65,6 +67,15 @@ static void
 loop_rearm(pul__loop_t *l)
 {
     if (l->stopping) {
+        return;
+    }
+    if (l->borrowing) {
+        /* No libuv from a borrower: a timer now due before the armed one needs the loop
+         * (which rearms on its turn); a later or removed one at worst wakes it early. */
+        if (l->heap_len > 0 &&
+            (l->timer_armed_due == 0 || l->heap[0]->due < l->timer_armed_due)) {
+            l->borrow_wake = 1;
+        }
         return;
     }
     if (l->heap_len == 0) {
@@ -229,6 +240,7 @@ loop_idle_cb(uv_idle_t *h)
 static void
 loop_async_cb(uv_async_t *h)
 {
+    pul__loop_enter(h->data);
     loop_turn(h->data);
 }
 
@@ -239,10 +251,38 @@ loop_door_cb(uv_poll_t *h, int status, int events)
     (void)status;
     (void)events;
     pul__loop_t *l = h->data;
+    pul__loop_enter(l); /* an I/O callback: take run_mu back first */
     uint64_t ticks;
     while (read(l->door_tfd, &ticks, sizeof ticks) < 0 && errno == EINTR) {
     } /* EAGAIN: disarmed since it fired */
     loop_turn(l);
+}
+
+void
+pul__loop_enter(pul__loop_t *l)
+{
+    if (!l->run_held) {
+        pthread_mutex_lock(&l->run_mu); /* waits for a borrower to finish */
+        l->run_held = 1;
+    }
+}
+
+/* Just before libuv polls: the thread may sleep now, so a borrower may have run_mu. */
+static void
+loop_prepare_cb(uv_prepare_t *h)
+{
+    pul__loop_t *l = h->data;
+    if (l->run_held) {
+        l->run_held = 0;
+        pthread_mutex_unlock(&l->run_mu);
+    }
+}
+
+/* After the poll phase (when no I/O callback took run_mu back already). */
+static void
+loop_check_cb(uv_check_t *h)
+{
+    pul__loop_enter(h->data);
 }
 
 static void
@@ -264,6 +304,10 @@ pul__loop_run_pending(pul__loop_t *l)
 void
 pul__loop_kick(pul__loop_t *l)
 {
+    if (l->borrowing) {
+        l->borrow_wake = 1; /* the woken loop's turn starts the idle handle if still needed */
+        return;
+    }
     if (!l->idle_active && !l->stopping) {
         uv_idle_start(&l->idle, loop_idle_cb);
         l->idle_active = 1;
@@ -409,12 +453,70 @@ pul__loop_on_thread(const pul__loop_t *l)
     return loop_current == l;
 }
 
+int
+pul__loop_borrow(pul__loop_t *l)
+{
+    if (loop_current == l || loop_borrowed != NULL || pthread_mutex_trylock(&l->run_mu) != 0) {
+        return 0;
+    }
+    /* run_mu is free: the core thread sleeps in poll (or has not started / has exited). */
+    int ok = l->running && !l->stopping && l->local_head == NULL && !l->idle_active;
+    if (ok) {
+        pthread_mutex_lock(&l->mu);
+        ok = l->in_head == NULL && !l->closed; /* queued work: the loop is being woken anyway */
+        pthread_mutex_unlock(&l->mu);
+    }
+    if (!ok) {
+        pthread_mutex_unlock(&l->run_mu);
+        return 0;
+    }
+    l->borrowing = 1;
+    l->borrow_wake = 0;
+    loop_borrowed = l;
+    borrow_saved = loop_current;
+    loop_current = l;
+    return 1;
+}
+
+void
+pul__loop_unborrow(pul__loop_t *l)
+{
+    assert(loop_borrowed == l);
+    int wake = l->borrow_wake || l->local_head != NULL;
+    l->borrowing = 0;
+    l->borrow_wake = 0;
+    loop_current = borrow_saved;
+    borrow_saved = NULL;
+    loop_borrowed = NULL;
+    pthread_mutex_unlock(&l->run_mu);
+    if (wake) {
+        uv_async_send(&l->async); /* its turn runs the local queue, timers and the rearm */
+    }
+}
+
+int
+pul__loop_borrowed(const pul__loop_t *l)
+{
+    return loop_borrowed == l;
+}
+
+/* The core thread holds run_mu whenever it runs anything but libuv's poll: it lets go in the
+ * prepare phase (just before the poll) and takes it back in the first I/O callback after it
+ * (each calls pul__loop_enter first) or in the check phase, so a borrower can take run_mu
+ * exactly while the loop waits for events, and a wake-up costs no extra syscall. */
 static void *
 loop_main(void *arg)
 {
     pul__loop_t *l = arg;
     loop_current = l;
+    pthread_mutex_lock(&l->run_mu);
+    l->run_held = 1;
+    l->running = 1;
     uv_run(&l->uv, UV_RUN_DEFAULT);
+    pul__loop_enter(l);
+    l->running = 0;
+    l->run_held = 0;
+    pthread_mutex_unlock(&l->run_mu);
     loop_current = NULL;
     return NULL;
 }
@@ -430,6 +532,10 @@ pul__loop_start(pul__loop_t *l, int (*on_turn)(void *), void *owner)
     l->door_armed = 0;
     l->serial = __atomic_add_fetch(&loop_serials, 1, __ATOMIC_RELAXED);
     if (pthread_mutex_init(&l->mu, NULL) != 0) {
+        return PUL_EIO;
+    }
+    if (pthread_mutex_init(&l->run_mu, NULL) != 0) {
+        pthread_mutex_destroy(&l->mu);
         return PUL_EIO;
     }
     if (uv_loop_init(&l->uv) != 0) {
@@ -454,6 +560,14 @@ pul__loop_start(pul__loop_t *l, int (*on_turn)(void *), void *owner)
         l->door_poll.data = l;
         l->door_on = uv_poll_start(&l->door_poll, UV_READABLE, loop_door_cb) == 0;
     }
+    uv_prepare_init(&l->uv, &l->prepare);
+    l->prepare.data = l;
+    uv_prepare_start(&l->prepare, loop_prepare_cb);
+    uv_unref((uv_handle_t *)&l->prepare); /* they do not keep the loop alive */
+    uv_check_init(&l->uv, &l->check);
+    l->check.data = l;
+    uv_check_start(&l->check, loop_check_cb);
+    uv_unref((uv_handle_t *)&l->check);
     /* The core thread writes to sockets whose peer may be gone: it blocks SIGPIPE (a write then
      * fails with EPIPE) instead of asking the host program to ignore the signal. */
     sigset_t pipe_set, old_set;
@@ -475,6 +589,8 @@ fail_handles:
     if (l->door_tfd >= 0) {
         uv_close((uv_handle_t *)&l->door_poll, NULL);
     }
+    uv_close((uv_handle_t *)&l->prepare, NULL);
+    uv_close((uv_handle_t *)&l->check, NULL);
     uv_run(&l->uv, UV_RUN_DEFAULT);
     if (l->door_tfd >= 0) {
         close(l->door_tfd);
@@ -483,6 +599,7 @@ fail_handles:
 fail_loop:
     uv_loop_close(&l->uv);
 fail_mu:
+    pthread_mutex_destroy(&l->run_mu);
     pthread_mutex_destroy(&l->mu);
     return rc;
 }
@@ -497,6 +614,8 @@ pul__loop_stop(pul__loop_t *l)
     if (l->door_tfd >= 0) {
         uv_close((uv_handle_t *)&l->door_poll, NULL);
     }
+    uv_close((uv_handle_t *)&l->prepare, NULL); /* run_mu stays held until the thread exits */
+    uv_close((uv_handle_t *)&l->check, NULL);
     l->idle_active = 0;
 }
 
@@ -516,6 +635,7 @@ pul__loop_join(pul__loop_t *l)
         close(l->door_tfd); /* after the thread: nobody arms it any more (the door is closed) */
         l->door_tfd = -1;
     }
+    pthread_mutex_destroy(&l->run_mu);
     pthread_mutex_destroy(&l->mu);
     pul__free(l->heap);
     l->heap = NULL;

@@ -1,5 +1,7 @@
 /* loop.h — the core loop thread: a libuv loop on its own thread, one thread-safe door (an MPSC
- * inbox + a coalescing uv_async_send), a timer heap on pul__now_ms(), and a local work queue. */
+ * inbox + a coalescing uv_async_send), a timer heap on pul__now_ms(), and a local work queue.
+ * "Core thread" below means the loop's thread, or a thread that borrows the loop while that
+ * thread sleeps (pul__loop_borrow): never both at once. */
 #ifndef PUL_CORE_LOOP_H
 #define PUL_CORE_LOOP_H
 
@@ -29,6 +31,8 @@ typedef struct pul__loop_s {
     uv_async_t async;
     uv_idle_t idle;
     uv_timer_t timer;
+    uv_prepare_t prepare; /* lets go of run_mu before libuv polls */
+    uv_check_t check;     /* takes it back after the poll */
     pthread_t thread;
     int thread_started;
     /* The door: guarded by mu. closed is set together with the last task (shutdown). */
@@ -55,6 +59,13 @@ typedef struct pul__loop_s {
     void *owner;
     int idle_active;
     int stopping;
+    /* Held by the core thread whenever it is not asleep waiting for events, so a thread that
+     * takes it (pul__loop_borrow) may run core-thread code while the core sleeps. */
+    pthread_mutex_t run_mu;
+    int run_held;    /* the core thread holds run_mu (core thread only) */
+    int running;     /* the thread is in its loop (under run_mu) */
+    int borrowing;   /* a borrower holds run_mu (under run_mu) */
+    int borrow_wake; /* the borrower left work for the loop: wake it at pul__loop_unborrow */
 } pul__loop_t;
 
 /* Initialise the loop and start its thread. Any thread. Returns 0, PUL_ENOMEM, PUL_EIO. */
@@ -75,6 +86,21 @@ int pul__loop_post_last(pul__loop_t *l, pul__task_t *t);
  * (pul__loop_post_last). */
 void pul__loop_hold(pul__loop_t *l);
 void pul__loop_release(pul__loop_t *l);
+/* Borrow the loop: when the core thread is asleep with nothing queued, take its place (the
+ * calling thread counts as the core thread, pul__loop_on_thread is true) without waking it, so
+ * a reply or request can be written from the thread that produced it. Returns 1 when borrowed
+ * (end with pul__loop_unborrow, soon: the core thread waits meanwhile), 0 otherwise (the loop
+ * is busy, has queued work, is stopping, or this is its thread): post as usual. Never blocks.
+ * While borrowed, nothing may call libuv on the loop: deferred tasks, kicks and timers armed
+ * earlier than the armed one are noted and the loop is woken at pul__loop_unborrow. */
+int pul__loop_borrow(pul__loop_t *l);
+void pul__loop_unborrow(pul__loop_t *l);
+/* Nonzero while the calling thread borrows l (it may not call libuv on l's loop). */
+int pul__loop_borrowed(const pul__loop_t *l);
+/* First call of every libuv I/O callback that runs core-thread code (read, write, connect,
+ * accept, lookup done): the core thread takes run_mu back after the poll (waiting for a borrower
+ * to finish). Timers, idle and close callbacks run with it held already. Core thread. */
+void pul__loop_enter(pul__loop_t *l);
 /* Run t on the next loop turn. Core thread only. */
 void pul__loop_defer(pul__loop_t *l, pul__task_t *t);
 /* Ask for on_turn to run on the next turn. Core thread only. */

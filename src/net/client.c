@@ -21,6 +21,7 @@ struct rcall_s {
     int32_t sid;
     int kind;
     int done;    /* the caller has its answer (or gave up) */
+    int hinted;  /* counted in sys->net_calls */
     int freed_with_conn;
     pul_call_t *c; /* RC_CALL: a reference */
     outq_t out;
@@ -52,9 +53,31 @@ struct rcall_s {
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
+/* sys->net_calls counts records until their caller is answered (not until the stream closes,
+ * which may come after the caller's next ask has been made). */
+static void
+rcall_unhint(rcall_t *rc)
+{
+    if (rc->hinted) {
+        rc->hinted = 0;
+        pul_system_t *sys = rc->net->sys;
+        if (atomic_fetch_sub_explicit(&sys->net_calls, 1, memory_order_relaxed) == 1) {
+            unsigned peak = atomic_load_explicit(&sys->net_calls_peak, memory_order_relaxed);
+            atomic_store_explicit(&sys->net_calls_last_peak, peak, memory_order_relaxed);
+            atomic_store_explicit(&sys->net_calls_peak, 0, memory_order_relaxed);
+        }
+    }
+}
+
 static void
 rcall_link(conn_t *cn, rcall_t *rc)
 {
+    pul_system_t *sys = cn->net->sys;
+    unsigned n = atomic_fetch_add_explicit(&sys->net_calls, 1, memory_order_relaxed) + 1;
+    if (n > atomic_load_explicit(&sys->net_calls_peak, memory_order_relaxed)) {
+        atomic_store_explicit(&sys->net_calls_peak, n, memory_order_relaxed);
+    }
+    rc->hinted = 1;
     rc->cn = cn;
     rc->prev = NULL;
     rc->next = cn->calls;
@@ -71,6 +94,7 @@ rcall_unlink(rcall_t *rc)
     if (cn == NULL) {
         return;
     }
+    rcall_unhint(rc);
     if (rc->prev != NULL) {
         rc->prev->next = rc->next;
     } else {
@@ -125,6 +149,7 @@ rcall_complete(rcall_t *rc, int status, pul_msg_t *msg, const pul_error_t *e)
 {
     pul_call_t *c = rc->c;
     rc->done = 1;
+    rcall_unhint(rc);
     if (c == NULL) {
         pul_msg_unref(msg);
         return;
@@ -734,6 +759,36 @@ pul__net_has_route(pul__net_t *net, pul_id_t target)
     return net != NULL && route_addr(net, target.hi, addr, NULL);
 }
 
+int
+pul__net_direct_call_ok(pul__net_t *net, pul_call_t *c)
+{
+    if (net == NULL || net->closing || net->direct != NULL) {
+        return 0;
+    }
+    char addr[PUL_ADDR_MAX + 1];
+    if (!route_addr(net, c->target.hi, addr, NULL)) {
+        return 0;
+    }
+    for (peer_t *p = net->peers; p != NULL; p = p->next) {
+        if (strcmp(p->addr, addr) == 0) {
+            conn_t *cn = p->conn[CONN_DATA];
+            /* Alone on the connection: with other calls in flight the core thread is busy with
+             * it anyway and batches their writes (one writev per turn). */
+            return cn != NULL && cn->calls == NULL && conn_direct_ok(cn) &&
+                   nghttp2_session_check_request_allowed(cn->ses);
+        }
+    }
+    return 0;
+}
+
+void
+pul__net_direct_flush(pul__net_t *net)
+{
+    if (net != NULL) {
+        net_direct_flush(net);
+    }
+}
+
 /* ---- sending requests ---------------------------------------------------------------------- */
 
 #define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE}
@@ -898,6 +953,7 @@ pul__net_cancel(pul__net_t *net, pul_call_t *c)
     c->net_op = NULL;
     rc->c = NULL;
     rc->done = 1;
+    rcall_unhint(rc);
     pul__call_unref(c);
     rcall_reset(rc, NGHTTP2_CANCEL);
 }

@@ -1,9 +1,14 @@
 /* conn.c — one HTTP/2 connection over a libuv TCP socket: the socket seam (a vtable, so TLS can
  * slot in), nghttp2 session set-up, the write path (nghttp2 frames copied into a batch, DATA
  * payloads referenced without a copy and written with one uv_write of many bufs), outgoing
- * bodies (outq) and teardown. Core thread only. */
+ * bodies (outq) and teardown. Core thread only, or a thread borrowing the loop
+ * (pul__loop_borrow), which writes with sendmsg instead of libuv (conn_flush). */
 #include <assert.h>
+#include <errno.h>
+#include <limits.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "core/alloc.h"
 #include "core/clock.h"
@@ -207,8 +212,10 @@ typedef struct {
     size_t len;
 } went_t;
 
-typedef struct {
+typedef struct wbatch_s {
     uv_write_t req;
+    struct wbatch_s *next; /* cn->wb_held */
+    size_t first;          /* bufs before it were written directly */
     conn_t *cn;
     went_t *ents;
     size_t nents, capents;
@@ -234,6 +241,8 @@ wb_reset(wbatch_t *wb)
     wb->nents = 0;
     wb->nsmall = 0;
     wb->bytes = 0;
+    wb->first = 0;
+    wb->next = NULL;
 }
 
 static void
@@ -414,6 +423,7 @@ conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     conn_t *cn = h->data;
     pul__net_t *net = cn->net;
+    pul__loop_enter(&net->sys->loop);
     if (net->rbuf == NULL) {
         net->rbuf = pul__malloc(NET_READ_BUF);
     }
@@ -427,6 +437,7 @@ static void
 tcp_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     conn_t *cn = s->data;
+    pul__loop_enter(&cn->net->sys->loop);
     if (cn->dead) {
         return;
     }
@@ -552,6 +563,7 @@ static void
 conn_connect_cb(uv_connect_t *req, int status)
 {
     conn_t *cn = req->data;
+    pul__loop_enter(&cn->net->sys->loop);
     if (cn->dead) {
         return;
     }
@@ -610,6 +622,11 @@ conn_unref(conn_t *cn)
     if (cn->ses != NULL) {
         nghttp2_session_del(cn->ses);
     }
+    while (cn->wb_held != NULL) {
+        wbatch_t *wb = cn->wb_held;
+        cn->wb_held = wb->next;
+        wb_free(wb);
+    }
     wb_free(cn->wb_spare);
     pul__free(cn);
 }
@@ -631,6 +648,14 @@ conn_close_cb(uv_handle_t *h)
     net_handle_closed(net);
 }
 
+static void
+conn_fail_task(pul__task_t *t)
+{
+    conn_t *cn = (conn_t *)((char *)t - offsetof(conn_t, fail_task));
+    conn_fail(cn, cn->fail_owed);
+    conn_unref(cn);
+}
+
 void
 conn_fail(conn_t *cn, int status)
 {
@@ -638,6 +663,17 @@ conn_fail(conn_t *cn, int status)
         return;
     }
     pul__net_t *net = cn->net;
+    if (pul__loop_borrowed(&net->sys->loop)) {
+        /* Not here: failing answers every caller of the connection (callbacks must not run
+         * inside the call that borrowed the loop) and closes the handle (libuv). */
+        if (cn->fail_owed == 0) {
+            cn->fail_owed = status != 0 ? status : PUL_EIO;
+            cn->refs++;
+            cn->fail_task.run = conn_fail_task;
+            pul__loop_defer(&net->sys->loop, &cn->fail_task);
+        }
+        return;
+    }
     cn->dead = 1;
     pul__timer_disarm(&net->sys->loop, &cn->connect_timer);
     if (cn->peer != NULL) {
@@ -669,6 +705,7 @@ conn_write_cb(uv_write_t *req, int status)
 {
     wbatch_t *wb = req->data;
     conn_t *cn = wb->cn;
+    pul__loop_enter(&cn->net->sys->loop);
     cn->wbytes -= wb->bytes;
     cn->nwrites--;
     wb_recycle(cn, wb);
@@ -686,10 +723,106 @@ conn_write_cb(uv_write_t *req, int status)
     conn_flush(cn);
 }
 
+/* Schedule conn_flush on the core thread (from a borrower too: the loop is woken). */
+static void
+conn_flush_core(conn_t *cn)
+{
+    if (cn->dead || cn->flush_scheduled || cn->net->closing) {
+        return;
+    }
+    cn->flush_scheduled = 1;
+    cn->refs++;
+    pul__loop_defer(&cn->net->sys->loop, &cn->flush_task);
+}
+
+int
+conn_direct_ok(const conn_t *cn)
+{
+    return cn != NULL && !cn->dead && cn->connected && !cn->fail_owed &&
+           !cn->closing_after_write && !cn->flush_scheduled && cn->nwrites == 0 &&
+           cn->wb_held == NULL && cn->io == &tcp_io;
+}
+
+/* A borrower's write: as much of wb as the socket takes now, with a raw non-blocking sendmsg
+ * (no libuv off its thread; MSG_NOSIGNAL because the calling thread may not block SIGPIPE). The
+ * rest, or the whole batch when libuv still has writes queued or on any error, is handed to the
+ * core thread (cn->wb_held, then its uv_write reports errors the usual way). */
+static void
+conn_write_direct(conn_t *cn, wbatch_t *wb)
+{
+    size_t done = 0;
+    uv_os_fd_t fd;
+    if (conn_direct_ok(cn) && uv_fileno((uv_handle_t *)&cn->tcp, &fd) == 0) {
+        struct msghdr mh;
+        memset(&mh, 0, sizeof mh);
+        mh.msg_iov = (struct iovec *)wb->bufs; /* uv_buf_t is laid out as iovec on Unix */
+        mh.msg_iovlen = wb->nents > IOV_MAX ? IOV_MAX : wb->nents;
+        ssize_t w;
+        do {
+            w = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        } while (w < 0 && errno == EINTR);
+        if (w > 0) {
+            done = (size_t)w;
+        }
+    }
+    atomic_fetch_add_explicit(&cn->net->bytes_out, wb->bytes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&cn->net->direct_writes, 1, memory_order_relaxed);
+    if (done == wb->bytes) {
+        wb_recycle(cn, wb);
+        return;
+    }
+    atomic_fetch_add_explicit(&cn->net->direct_held, 1, memory_order_relaxed);
+    size_t i = 0, left = done;
+    while (i < wb->nents && left >= wb->bufs[i].len) {
+        left -= wb->bufs[i].len;
+        i++;
+    }
+    if (left > 0) {
+        wb->bufs[i].base += left;
+        wb->bufs[i].len -= left;
+    }
+    wb->first = i;
+    wb->bytes -= done;
+    wb->next = NULL;
+    wbatch_t **pp = (wbatch_t **)&cn->wb_held;
+    while (*pp != NULL) {
+        pp = &(*pp)->next;
+    }
+    *pp = wb;
+    cn->wbytes += wb->bytes;
+    cn->nwrites++;
+    conn_flush_core(cn);
+}
+
+/* Core thread: give libuv the batches a borrower could not write, oldest first. 0 or PUL_EIO
+ * (cn failed). */
+static int
+conn_write_held(conn_t *cn)
+{
+    while (cn->wb_held != NULL) {
+        wbatch_t *wb = cn->wb_held;
+        cn->wb_held = wb->next;
+        wb->next = NULL;
+        if (cn->io->write(cn, wb->bufs + wb->first, wb->nents - wb->first, &wb->req,
+                          conn_write_cb) != 0) {
+            cn->wbytes -= wb->bytes;
+            cn->nwrites--;
+            wb_free(wb);
+            conn_fail(cn, PUL_EIO);
+            return PUL_EIO;
+        }
+    }
+    return 0;
+}
+
 void
 conn_flush(conn_t *cn)
 {
-    if (cn->dead || !cn->connected || cn->closing_after_write == 2) {
+    if (cn->dead || cn->fail_owed || !cn->connected || cn->closing_after_write == 2) {
+        return;
+    }
+    int borrowed = pul__loop_borrowed(&cn->net->sys->loop);
+    if (!borrowed && cn->wb_held != NULL && conn_write_held(cn) != 0) {
         return;
     }
     if (cn->wbytes >= NET_WRITE_HIGH) {
@@ -731,20 +864,27 @@ conn_flush(conn_t *cn)
             wb->bufs[i] = uv_buf_init((char *)p, (unsigned)e->len);
         }
         wb->req.data = wb;
-        size_t bytes = wb->bytes;
-        if (cn->io->write(cn, wb->bufs, wb->nents, &wb->req, conn_write_cb) != 0) {
-            wb_free(wb);
-            conn_fail(cn, PUL_EIO);
-            return;
+        wb->first = 0;
+        if (borrowed) {
+            conn_write_direct(cn, wb);
+        } else {
+            size_t bytes = wb->bytes;
+            if (cn->io->write(cn, wb->bufs, wb->nents, &wb->req, conn_write_cb) != 0) {
+                wb_free(wb);
+                conn_fail(cn, PUL_EIO);
+                return;
+            }
+            cn->wbytes += bytes;
+            cn->nwrites++;
+            atomic_fetch_add_explicit(&cn->net->bytes_out, bytes, memory_order_relaxed);
         }
-        cn->wbytes += bytes;
-        cn->nwrites++;
-        atomic_fetch_add_explicit(&cn->net->bytes_out, bytes, memory_order_relaxed);
     } else {
         wb_recycle(cn, wb);
     }
     if (!nghttp2_session_want_read(cn->ses) && !nghttp2_session_want_write(cn->ses)) {
-        if (cn->nwrites == 0) {
+        if (borrowed) {
+            conn_flush_core(cn); /* the core thread decides (it may close the handle) */
+        } else if (cn->nwrites == 0) {
             conn_fail(cn, PUL_EIO);
         } else {
             cn->closing_after_write = 1;
@@ -766,12 +906,30 @@ conn_flush_task(pul__task_t *t)
 void
 conn_flush_later(conn_t *cn)
 {
-    if (cn->dead || cn->flush_scheduled || cn->net->closing) {
+    pul__net_t *net = cn->net;
+    if (!cn->dead && !cn->flush_scheduled && !net->closing &&
+        pul__loop_borrowed(&net->sys->loop) && (net->direct == NULL || net->direct == cn)) {
+        net->direct = cn; /* written by net_direct_flush before the borrower lets go */
         return;
     }
-    cn->flush_scheduled = 1;
-    cn->refs++;
-    pul__loop_defer(&cn->net->sys->loop, &cn->flush_task);
+    conn_flush_core(cn);
+}
+
+void
+net_direct_flush(pul__net_t *net)
+{
+    /* Twice at most: frames submitted by callbacks of the first send go out in the second;
+     * anything after that is left to the core thread. */
+    for (int round = 0; round < 2 && net->direct != NULL; round++) {
+        conn_t *cn = net->direct;
+        net->direct = NULL;
+        conn_flush(cn);
+    }
+    if (net->direct != NULL) {
+        conn_t *cn = net->direct;
+        net->direct = NULL;
+        conn_flush_core(cn);
+    }
 }
 
 static void

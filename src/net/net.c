@@ -109,6 +109,7 @@ net_looked_up(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     conn_t *cn = lk->cn;
     pul__net_t *net = cn->net;
     peer_t *p = lk->p;
+    pul__loop_enter(&net->sys->loop);
     if (status != 0 || res == NULL) {
         if (status == 0) {
             status = UV_EAI_NONAME;
@@ -255,6 +256,8 @@ pul__net_stats(pul__net_t *net, pul__net_stats_t *out)
     out->bytes_in = atomic_load_explicit(&net->bytes_in, memory_order_relaxed);
     out->bytes_out = atomic_load_explicit(&net->bytes_out, memory_order_relaxed);
     out->connections = atomic_load_explicit(&net->connections, memory_order_relaxed);
+    out->direct_writes = atomic_load_explicit(&net->direct_writes, memory_order_relaxed);
+    out->direct_held = atomic_load_explicit(&net->direct_held, memory_order_relaxed);
 }
 
 /* ---- lifetime ------------------------------------------------------------------------------ */
@@ -310,6 +313,7 @@ static void
 net_on_connection(uv_stream_t *server, int status)
 {
     pul__net_t *net = server->data;
+    pul__loop_enter(&net->sys->loop);
     if (status < 0 || net->closing) {
         return;
     }

@@ -44,6 +44,17 @@ void pul__net_cancel(pul__net_t *net, pul_call_t *c);
 /* A paused remote stream call (c->paused was set, so its client stream kept the HTTP/2 window of
  * the bytes it took) resumes: the held window goes back to the server. Core thread. */
 void pul__net_resume(pul__net_t *net, pul_call_t *c);
+/* Direct writes from a thread borrowing the system's loop (pul__loop_borrow; see
+ * docs/design/threads.md). pul__net_direct_call_ok: nonzero when c (remote, not yet accepted)
+ * would go out on a data connection that is open, idle (no other call on it) and has nothing
+ * queued in libuv, so that accepting it in the borrower and pul__net_direct_flush write the
+ * request at once. pul__net_direct_reply_ok: nonzero when c is the local call of a remote ask
+ * whose connection is in the same state, so completing c in the borrower writes the response.
+ * pul__net_direct_flush: write what the borrower submitted (before pul__loop_unborrow). All
+ * three only while borrowing; net may be NULL (then 0 / nothing). */
+int pul__net_direct_call_ok(pul__net_t *net, pul_call_t *c);
+int pul__net_direct_reply_ok(pul__net_t *net, pul_call_t *c);
+void pul__net_direct_flush(pul__net_t *net);
 /* Nonzero when a route to target's node is known (so a remote tell can fail at once with
  * PUL_ENOTFOUND). Any thread (routes are under a mutex). net may be NULL. */
 int pul__net_has_route(pul__net_t *net, pul_id_t target);
@@ -86,6 +97,9 @@ int pul__net_handle(pul__net_t *net, const char *prefix, pul__net_handler_fn fn,
 /* ---- metrics (any thread; relaxed atomics) ---- */
 typedef struct {
     uint64_t msgs_in, msgs_out, errors, bytes_in, bytes_out, connections;
+    /* write batches a borrowing thread sent itself, and those of them it handed to the core
+     * thread (not written whole at once) */
+    uint64_t direct_writes, direct_held;
 } pul__net_stats_t;
 void pul__net_stats(pul__net_t *net, pul__net_stats_t *out);
 

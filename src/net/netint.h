@@ -1,5 +1,6 @@
 /* netint.h — internals shared by the files of src/net: connections, outgoing bodies, peers,
- * client calls, server streams. Core thread only. */
+ * client calls, server streams. Core thread only (a thread borrowing the loop counts as it:
+ * pul__loop_borrow; such a thread never calls libuv, see conn_flush and conn_fail). */
 #ifndef PUL_NET_NETINT_H
 #define PUL_NET_NETINT_H
 
@@ -128,6 +129,12 @@ struct conn_s {
     void *hdata;    /* lookup per header block instead of one per header (0: none) */
     void *wb;       /* the write batch being filled by nghttp2_session_send */
     void *wb_spare; /* a written batch kept for the next flush */
+    /* Direct writes (a thread borrowing the loop, conn_flush): a batch the borrower could not
+     * write whole waits here for the core thread's uv_write, which takes it before anything
+     * newer, so bytes keep their order. Counted in nwrites/wbytes from the hand-off on. */
+    void *wb_held;
+    int fail_owed;  /* conn_fail asked by a borrower: fail_task runs it on the core thread */
+    pul__task_t fail_task;
 };
 
 /* The user data of stream sid, through the one-entry cache (hsid, hdata) that stream close and
@@ -152,9 +159,17 @@ int conn_start_server(conn_t *cn);
  * known (net_dial). */
 int conn_dial(conn_t *cn, const struct sockaddr *sa);
 int conn_connect(conn_t *cn, const struct sockaddr *sa);
-/* Schedule a flush on the next turn. */
+/* Schedule a flush on the next turn; from a thread borrowing the loop, note cn for
+ * net_direct_flush instead (the borrower writes before it lets go of the loop). */
 void conn_flush_later(conn_t *cn);
+/* Hand nghttp2's pending frames to the socket. On the core thread through uv_write; from a
+ * thread borrowing the loop with a raw non-blocking sendmsg when nothing is queued in libuv,
+ * the rest (EAGAIN, a partial write, an error) handed to the core thread as a held batch. */
 void conn_flush(conn_t *cn);
+/* May a borrower write on cn now: connected, healthy, plain TCP, nothing in libuv's queue. */
+int conn_direct_ok(const conn_t *cn);
+/* Borrower: flush the connection noted by conn_flush_later (if any). */
+void net_direct_flush(pul__net_t *net);
 /* Fail every stream (status for client calls), close the socket, free on close. */
 void conn_fail(conn_t *cn, int status);
 void conn_unref(conn_t *cn);
@@ -212,8 +227,10 @@ struct pul__net_s {
     pul_id_t path_id; /* client.c: the last actor path formatted, and its target */
     char path[48];
     uint64_t start_ms;
+    conn_t *direct;   /* borrower: the connection to flush before letting go of the loop */
     /* metrics (relaxed atomics) */
     atomic_ullong msgs_in, msgs_out, errors, bytes_in, bytes_out, connections;
+    atomic_ullong direct_writes, direct_held;
     atomic_ullong hist[NET_HIST_N + 1];
     atomic_ullong hist_sum_us, hist_count;
 };

@@ -137,6 +137,14 @@ metrics(pul__net_t *net)
               "pulsing_bytes_total{direction=\"out\"} %llu\n",
               (unsigned long long)s.bytes_in, (unsigned long long)s.bytes_out);
     tb_printf(&b,
+              "# HELP pulsing_direct_writes_total Write batches sent by the thread that made the "
+              "call or the reply while the core thread slept, by who finished them.\n"
+              "# TYPE pulsing_direct_writes_total counter\n"
+              "pulsing_direct_writes_total{finished_by=\"caller\"} %llu\n"
+              "pulsing_direct_writes_total{finished_by=\"core\"} %llu\n",
+              (unsigned long long)(s.direct_writes - s.direct_held),
+              (unsigned long long)s.direct_held);
+    tb_printf(&b,
               "# HELP pulsing_connections Open connections.\n"
               "# TYPE pulsing_connections gauge\npulsing_connections %llu\n",
               (unsigned long long)s.connections);

@@ -69,6 +69,7 @@ sst_unlink(sst_t *st)
     if (cn == NULL) {
         return;
     }
+    atomic_fetch_sub_explicit(&st->net->sys->net_streams, 1, memory_order_relaxed);
     if (st->prev != NULL) {
         st->prev->next = st->next;
     } else {
@@ -314,6 +315,19 @@ sst_call_cb(int status, pul_msg_t *reply, const pul_error_t *err, void *arg)
         }
         sst_unref(st); /* the call's */
     }
+}
+
+int
+pul__net_direct_reply_ok(pul__net_t *net, pul_call_t *c)
+{
+    if (net == NULL || net->closing || net->direct != NULL || c->cb != sst_call_cb || c->done ||
+        c->stream_mode) {
+        return 0;
+    }
+    sst_t *st = c->arg; /* alive: the call holds a reference until its completion */
+    conn_t *cn = st->cn;
+    return !st->closed && st->mode == MODE_ASK && cn != NULL && cn->ssts == st &&
+           st->next == NULL && conn_direct_ok(cn);
 }
 
 /* ---- requests ------------------------------------------------------------------------------- */
@@ -565,6 +579,7 @@ sv_on_begin_headers(nghttp2_session *ses, const nghttp2_frame *frame, void *user
     outq_init(&st->out, &cn->net->pool);
     st->out.on_drain = sst_drained;
     st->out.drain_arg = st;
+    atomic_fetch_add_explicit(&cn->net->sys->net_streams, 1, memory_order_relaxed);
     st->next = cn->ssts;
     if (cn->ssts != NULL) {
         cn->ssts->prev = st;

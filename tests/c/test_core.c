@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "pul_test.h"
+#include "actor/actor.h"
 #include "core/alloc.h"
 #include "core/clock.h"
 
@@ -215,6 +216,97 @@ test_hold_release(void **state)
     assert_int_equal(pul_mem_live(), base);
 }
 
+
+/* ---- borrowing the loop (pul__loop_borrow) ------------------------------------------------- */
+
+static tcount_t borrow_ran;
+
+static void
+borrow_task(pul__task_t *t)
+{
+    (void)t;
+    tcount_add(&borrow_ran, 1);
+}
+
+static void
+borrow_timer(pul__tmr_t *t)
+{
+    (void)t;
+    tcount_add(&borrow_ran, 10);
+}
+
+static tcount_t borrow_gate;
+
+static void
+borrow_block(void *arg)
+{
+    (void)arg;
+    tcount_add(&borrow_ran, 100);
+    tcount_wait(&borrow_gate, 1);
+}
+
+/* Borrow the idle loop, retrying while its thread finishes a turn (a borrower never waits). */
+static int
+borrow_idle(pul_system_t *sys)
+{
+    for (int i = 0; i < 500; i++) {
+        if (pul__loop_borrow(&sys->loop)) {
+            return 1;
+        }
+        usleep(2000);
+    }
+    return 0;
+}
+
+/* A thread that borrows the sleeping loop stands in for the core thread; what it leaves for the
+ * loop (a deferred task, a timer due before the armed one) runs once it lets go, without
+ * anyone else waking the loop. A busy loop, one with queued work, or a second borrow is refused
+ * at once. */
+static void
+test_loop_borrow(void **state)
+{
+    (void)state;
+    long base = pul_mem_live();
+    tcount_init(&borrow_ran);
+    tcount_init(&borrow_gate);
+    pul_system_t *sys = NULL;
+    assert_int_equal(pul_system_new(NULL, &sys), 0);
+    assert_true(borrow_idle(sys));
+    assert_true(pul_system_on_core_thread(sys));
+    assert_false(pul__loop_borrow(&sys->loop)); /* not twice */
+    pul__task_t task = {.run = borrow_task};
+    pul__loop_defer(&sys->loop, &task);
+    pul__tmr_t tmr = {.cb = borrow_timer};
+    assert_int_equal(pul__timer_arm(&sys->loop, &tmr, pul__now_ms() + 20), 0);
+    pul__loop_unborrow(&sys->loop);
+    assert_false(pul_system_on_core_thread(sys));
+    assert_int_equal(tcount_wait(&borrow_ran, 11), 11); /* the task, then the timer */
+
+    /* A busy loop is not borrowed. */
+    assert_int_equal(pul_system_post(sys, borrow_block, NULL), 0);
+    assert_int_equal(tcount_wait(&borrow_ran, 111), 111);
+    assert_false(pul__loop_borrow(&sys->loop));
+    tcount_add(&borrow_gate, 1);
+
+    /* Nor one with work queued for it (here: held by this thread's door). */
+    assert_true(borrow_idle(sys));
+    pul__loop_unborrow(&sys->loop);
+    post_t p = {.sys = sys};
+    tcount_init(&p.ran);
+    pul_system_hold(sys);
+    assert_int_equal(pul_system_post(sys, post_fn, &p), 0);
+    assert_false(pul__loop_borrow(&sys->loop));
+    pul_system_release(sys);
+    assert_int_equal(tcount_wait(&p.ran, 1), 1);
+    assert_true(p.on_core);
+
+    pul_system_shutdown(sys);
+    tcount_destroy(&p.ran);
+    tcount_destroy(&borrow_gate);
+    tcount_destroy(&borrow_ran);
+    assert_int_equal(pul_mem_live(), base);
+}
+
 static void
 test_system_new_nomem(void **state)
 {
@@ -246,6 +338,7 @@ main(void)
         cmocka_unit_test(test_fake_clock),
         cmocka_unit_test(test_post_and_timers),
         cmocka_unit_test(test_hold_release),
+        cmocka_unit_test(test_loop_borrow),
         cmocka_unit_test(test_system_new_nomem),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

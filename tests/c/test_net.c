@@ -142,6 +142,106 @@ producer_tick(void *arg)
 
 static tcount_t gate;
 
+static void unref_msg(void *m);
+
+/* ---- a thread that answers deferred asks ("techo"): replies from outside the core thread ---- */
+
+#define REPLIER_MAX 64
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t th;
+    int running;
+    int stop;
+    pul_reply_t *r[REPLIER_MAX];
+    pul_msg_t *m[REPLIER_MAX];
+    int n;
+    unsigned delay_us; /* before each reply */
+    tcount_t sent;    /* replies handed to pul_reply_send */
+    tcount_t refused; /* of which pul_reply_send failed (the system went) */
+} replier;
+
+static void *
+replier_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&replier.mu);
+    for (;;) {
+        while (replier.n == 0 && !replier.stop) {
+            pthread_cond_wait(&replier.cv, &replier.mu);
+        }
+        if (replier.n == 0) {
+            break;
+        }
+        pul_reply_t *r = replier.r[0];
+        pul_msg_t *req = replier.m[0];
+        replier.n--;
+        memmove(replier.r, replier.r + 1, (size_t)replier.n * sizeof replier.r[0]);
+        memmove(replier.m, replier.m + 1, (size_t)replier.n * sizeof replier.m[0]);
+        pthread_mutex_unlock(&replier.mu);
+        size_t len;
+        const void *d = pul_msg_data(req, &len);
+        pul_msg_t *out = pul_msg_new("echo", d, len);
+        for (size_t i = 0; i < pul_msg_nsegments(req); i++) {
+            size_t sl;
+            const void *sp = pul_msg_segment(req, i, &sl);
+            pul_msg_add_segment(out, sp, sl, unref_msg, pul_msg_ref(req));
+        }
+        pul_msg_unref(req);
+        if (replier.delay_us != 0) {
+            usleep(replier.delay_us);
+        }
+        if (pul_reply_send(r, out) != 0) {
+            pul_msg_unref(out);
+            tcount_add(&replier.refused, 1);
+        }
+        tcount_add(&replier.sent, 1);
+        pthread_mutex_lock(&replier.mu);
+    }
+    pthread_mutex_unlock(&replier.mu);
+    return NULL;
+}
+
+static void
+replier_start(void)
+{
+    memset(&replier, 0, sizeof replier);
+    pthread_mutex_init(&replier.mu, NULL);
+    pthread_cond_init(&replier.cv, NULL);
+    tcount_init(&replier.sent);
+    tcount_init(&replier.refused);
+    replier.running = 1;
+    assert_int_equal(pthread_create(&replier.th, NULL, replier_main, NULL), 0);
+}
+
+/* Answers what is queued, then joins the thread. */
+static void
+replier_stop(void)
+{
+    pthread_mutex_lock(&replier.mu);
+    replier.stop = 1;
+    pthread_cond_signal(&replier.cv);
+    pthread_mutex_unlock(&replier.mu);
+    pthread_join(replier.th, NULL);
+    replier.running = 0;
+    tcount_destroy(&replier.sent);
+    tcount_destroy(&replier.refused);
+    pthread_cond_destroy(&replier.cv);
+    pthread_mutex_destroy(&replier.mu);
+}
+
+static void
+replier_push(pul_reply_t *r, pul_msg_t *msg)
+{
+    pthread_mutex_lock(&replier.mu);
+    assert_true(replier.n < REPLIER_MAX);
+    replier.r[replier.n] = r;
+    replier.m[replier.n] = pul_msg_ref(msg);
+    replier.n++;
+    pthread_cond_signal(&replier.cv);
+    pthread_mutex_unlock(&replier.mu);
+}
+
 static void
 unref_msg(void *m)
 {
@@ -165,6 +265,8 @@ tact_receive(pul_ctx_t *ctx, pul_msg_t *msg, void *state)
             pul_msg_add_segment(r, sp, sl, unref_msg, pul_msg_ref(msg));
         }
         pul_ctx_reply(ctx, r);
+    } else if (strcmp(type, "techo") == 0) {
+        replier_push(pul_ctx_defer(ctx), msg); /* answered by the replier thread */
     } else if (strcmp(type, "tell") == 0) {
         tcount_add(&t->told, 1);
     } else if (strcmp(type, "seq") == 0) {
@@ -1808,6 +1910,228 @@ test_big_message(void **state)
     pul_system_shutdown(b);
 }
 
+
+/* ---- direct writes (a thread borrowing the core's loop) ----------------------------------- */
+
+static pul__net_stats_t
+stats_of(pul_system_t *sys)
+{
+    pul__net_stats_t st;
+    pul__net_stats(sys->net, &st);
+    return st;
+}
+
+/* An ask whose request carries one segment of len pattern bytes; waits for the echo. */
+static int
+ask_big(pul_system_t *a, pul_id_t id, const char *type, size_t len, tbig_t *r)
+{
+    memset(r, 0, sizeof *r);
+    tcount_init(&r->done);
+    pul_msg_t *m = pul_msg_new(type, "head", 4);
+    uint8_t *p = malloc(len);
+    for (size_t i = 0; i < len; i++) {
+        p[i] = pattern(0, i);
+    }
+    assert_int_equal(pul_msg_add_segment(m, p, len, free, p), 0);
+    assert_int_equal(pul_ask(a, id, m, 0, big_cb, r, NULL), 0);
+    assert_int_equal(tcount_wait(&r->done, 1), 1);
+    tcount_destroy(&r->done);
+    return r->status;
+}
+
+/* Asks from a thread that is not the core's, one at a time: once the connection is up and the
+ * core thread sleeps, the caller's thread writes the request itself, and a reply sent from
+ * another thread of the serving node is written by that thread; requests and replies too large
+ * for the socket are finished by the core threads, in order. A borrower never waits for a busy
+ * core thread (it posts instead), so each step is retried after a pause until it happened. */
+static void
+test_direct_writes(void **state)
+{
+    (void)state;
+    replier_start();
+    replier.delay_us = 2000; /* lets b's core thread go to sleep before the reply */
+    pul_system_t *a = node_new(), *b = node_new();
+    route(a, b);
+    pul_id_t id = spawn_tact(b, NULL, NULL);
+    tans_t r;
+    assert_int_equal(task_ask(a, id, "echo", "dial", 0, &r), 0); /* dials: through the core */
+    pul__net_stats_t a0 = stats_of(a), b0 = stats_of(b);
+    int i = 0;
+    for (; i < 200; i++) {
+        char buf[16];
+        snprintf(buf, sizeof buf, "n%d", i);
+        usleep(2000);
+        assert_int_equal(task_ask(a, id, "techo", buf, 0, &r), 0);
+        assert_string_equal(r.data, buf);
+        if (stats_of(a).direct_writes > a0.direct_writes &&
+            stats_of(b).direct_writes > b0.direct_writes) {
+            break; /* a request written by this thread, a reply by the replier thread */
+        }
+    }
+    assert_true(i < 200);
+    /* 24 MiB each way: more than a socket takes at once, so the borrower hands the rest over. */
+    pul__net_stats_t a1 = stats_of(a), b1 = stats_of(b);
+    for (i = 0; i < 20; i++) {
+        usleep(5000);
+        tbig_t big;
+        assert_int_equal(ask_big(a, id, "techo", 24u << 20, &big), 0);
+        assert_true(big.ok);
+        assert_int_equal(big.total, 4 + (24u << 20));
+        if (stats_of(a).direct_held > a1.direct_held && stats_of(b).direct_held > b1.direct_held) {
+            break;
+        }
+    }
+    assert_true(i < 20);
+    /* The connection is still in order afterwards. */
+    for (i = 0; i < 10; i++) {
+        assert_int_equal(task_ask(a, id, i & 1 ? "techo" : "echo", "after", 0, &r), 0);
+        assert_string_equal(r.data, "after");
+    }
+    /* After a burst (8 asks in flight at once: each reply waits 5 ms), the first ask of the next
+     * period goes through the core thread, which would batch it with the rest of a new burst;
+     * lone asks after it are written directly again. */
+    replier.delay_us = 5000;
+    tans_t burst[8];
+    for (i = 0; i < 8; i++) {
+        memset(&burst[i], 0, sizeof burst[i]);
+        tcount_init(&burst[i].done);
+        assert_int_equal(pul_ask(a, id, pul_msg_new("techo", "b", 1), 0, tans_cb, &burst[i], NULL),
+                         0);
+    }
+    for (i = 0; i < 8; i++) {
+        assert_int_equal(tcount_wait(&burst[i].done, 1), 1);
+        assert_int_equal(burst[i].status, 0);
+        tcount_destroy(&burst[i].done);
+    }
+    replier.delay_us = 2000;
+    usleep(5000);
+    uint64_t d0 = stats_of(a).direct_writes;
+    assert_int_equal(task_ask(a, id, "echo", "first", 0, &r), 0);
+    assert_int_equal(stats_of(a).direct_writes, d0);
+    for (i = 0; i < 200; i++) {
+        usleep(2000);
+        assert_int_equal(task_ask(a, id, "echo", "lone", 0, &r), 0);
+        if (stats_of(a).direct_writes > d0) {
+            break;
+        }
+    }
+    assert_true(i < 200);
+    assert_int_equal(stats_of(a).errors, a0.errors);
+    assert_int_equal(stats_of(b).errors, b0.errors);
+    pul_system_shutdown(a);
+    pul_system_shutdown(b);
+    replier_stop();
+}
+
+/* A cancel right behind a request the caller's thread wrote itself (small, or large and still
+ * being finished by the core thread): the call ends once, the connection stays usable. */
+static void
+test_direct_cancel_race(void **state)
+{
+    (void)state;
+    pul_system_t *a = node_new(), *b = node_new();
+    route(a, b);
+    pul_id_t id = spawn_tact(b, NULL, NULL);
+    tans_t r;
+    assert_int_equal(task_ask(a, id, "echo", "dial", 0, &r), 0);
+    uint64_t errs = stats_of(b).errors;
+    pul__net_stats_t a0 = stats_of(a);
+    int canceled = 0;
+    for (int i = 0; i < 200; i++) {
+        usleep(1000); /* a's core thread sleeps: the ask is written by this thread */
+        size_t len = i % 40 == 39 ? (6u << 20) : 0;
+        tans_t t;
+        memset(&t, 0, sizeof t);
+        tcount_init(&t.done);
+        pul_msg_t *m = pul_msg_new("echo", "x", 1);
+        uint8_t *p = NULL;
+        if (len > 0) {
+            p = calloc(1, len);
+            assert_int_equal(pul_msg_add_segment(m, p, len, free, p), 0);
+        }
+        pul_call_t *call = NULL;
+        assert_int_equal(pul_ask(a, id, m, 0, tans_cb, &t, &call), 0);
+        pul_call_cancel(a, call); /* releases the handle too */
+        assert_int_equal(tcount_wait(&t.done, 1), 1);
+        assert_true(t.status == 0 || t.status == PUL_ECANCELED);
+        canceled += t.status == PUL_ECANCELED;
+        tcount_destroy(&t.done);
+    }
+    print_message("      (%d of 200 cancelled before their reply)\n", canceled);
+    assert_true(stats_of(a).direct_writes > a0.direct_writes);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(task_ask(a, id, "echo", "still", 0, &r), 0);
+        assert_string_equal(r.data, "still");
+    }
+    assert_int_equal(stats_of(b).errors, errs); /* no protocol error on the way */
+    pul_system_shutdown(a);
+    pul_system_shutdown(b);
+}
+
+typedef struct {
+    pul_system_t *sys;
+    pul_id_t id;
+    const char *type;
+    tcount_t ok;
+    int last;
+} asker_t;
+
+/* Ask until a call fails; record how. */
+static void *
+asker_main(void *arg)
+{
+    asker_t *k = arg;
+    for (;;) {
+        tans_t r;
+        usleep(500); /* mostly written by this thread, not the core's */
+        int rc = task_ask(k->sys, k->id, k->type, "x", 2000, &r);
+        if (rc != 0) {
+            k->last = rc;
+            return NULL;
+        }
+        tcount_add(&k->ok, 1);
+    }
+}
+
+/* Systems shut down while another thread writes on their connections directly: the peer of the
+ * caller, the caller itself, and the peer while its replier thread answers. Every call ends
+ * (no hang), with the transport's errors, and nothing leaks. */
+static void
+test_direct_shutdown_race(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 3; round++) {
+        if (round == 2) {
+            replier_start();
+        }
+        pul_system_t *a = node_new(), *b = node_new();
+        route(a, b);
+        asker_t k = {.sys = a, .id = spawn_tact(b, NULL, NULL),
+                     .type = round == 2 ? "techo" : "echo"};
+        tcount_init(&k.ok);
+        pthread_t th;
+        pul__system_ref(a); /* the asker may still call pul_ask on a once it is shut down */
+        assert_int_equal(pthread_create(&th, NULL, asker_main, &k), 0);
+        assert_true(tcount_wait(&k.ok, 20) >= 20);
+        if (round == 1) {
+            pul_system_shutdown(a);
+            pthread_join(th, NULL);
+            assert_true(k.last == PUL_ECLOSED || k.last == PUL_EIO);
+            pul_system_shutdown(b);
+        } else {
+            pul_system_shutdown(b);
+            pthread_join(th, NULL);
+            assert_int_equal(k.last, PUL_EIO);
+            pul_system_shutdown(a);
+        }
+        pul__system_unref(a);
+        tcount_destroy(&k.ok);
+        if (round == 2) {
+            replier_stop();
+        }
+    }
+}
+
 int
 main(void)
 {
@@ -1840,6 +2164,9 @@ main(void)
         cmocka_unit_test_setup_teardown(test_alloc_failures, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_start_alloc_failures, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_fds_return, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_direct_writes, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_direct_cancel_race, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_direct_shutdown_race, pul_test_setup, pul_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

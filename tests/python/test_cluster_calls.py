@@ -131,6 +131,47 @@ async def test_resolve_and_call_across_nodes():
             await asyncio.wait_for(p.ref.ask({"x": 1}), 10)
 
 
+async def direct_writes(system, addr) -> int:
+    st, body = await system.http_get(addr, "/metrics")
+    assert st == 200
+    for line in body.decode().splitlines():
+        if line.startswith('pulsing_direct_writes_total{finished_by="caller"}'):
+            return int(line.split()[-1])
+    raise AssertionError("no pulsing_direct_writes_total in /metrics")
+
+
+async def test_lone_remote_asks_are_written_by_the_loops():
+    """A remote ask alone on its connection is written to the socket by the caller's loop thread
+    and its reply by the actor's, while the core threads sleep (docs/design/threads.md, "Direct
+    writes"); cancellation and deadlines keep working around it."""
+    async with cluster(2) as (a, b):
+        await Counter.spawn(0, system=b, name="direct")
+        p = await Counter.resolve("direct", system=a, timeout=20)
+        assert await p.incr(1) == 1  # dials the data connection
+        a0, b0 = await direct_writes(a, a.addr), await direct_writes(b, b.addr)
+        for i in range(200):
+            await asyncio.sleep(0.002)  # the core threads go back to sleep between asks
+            assert await p.incr(1) == i + 2
+            if await direct_writes(a, a.addr) > a0 and await direct_writes(b, b.addr) > b0:
+                break
+        else:
+            raise AssertionError("no ask or reply was written directly")
+        # cancel right behind a directly written ask: the actor's task is cancelled
+        for _ in range(3):
+            await asyncio.sleep(0.002)
+            t = asyncio.ensure_future(p.slow(30))
+            await asyncio.sleep(0.05)
+            t.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await t
+
+        async def all_cancelled():
+            return (await p.stats())["cancelled"] == 3
+
+        await eventually(all_cancelled, what="the actor saw 3 cancellations")
+        assert await p.incr(1) == i + 3
+
+
 async def test_resolve_missing_name_times_out():
     async with cluster(2) as (a, _b):
         with pytest.raises(PulsingRuntimeError, match="not found"):
