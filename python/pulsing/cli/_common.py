@@ -39,18 +39,23 @@ def target_addrs(args: argparse.Namespace) -> list[str]:
     return addrs
 
 
-async def get_json(system: Any, addr: str, path: str) -> Any:
-    """GET a JSON endpoint; CliError when the node cannot be reached or answers non-200."""
+async def _get(system: Any, addr: str, path: str) -> bytes:
+    """GET a REST endpoint's body; CliError when the node cannot be reached or answers non-200."""
+    from pulsing.core.errors import failure_reason
     from pulsing.exceptions import PulsingRuntimeError
 
     try:
         status, body = await system.http_get(addr, path, timeout=REST_TIMEOUT)
     except PulsingRuntimeError as e:
-        cause = getattr(e, "cause", None)
-        why = cause.args[0] if cause is not None and cause.args else str(e)
-        raise CliError(f"cannot reach node {addr}: {why}") from None
+        raise CliError(f"cannot reach node {addr}: {failure_reason(e)}") from None
     if status != 200:
         raise CliError(f"node {addr} answered {status} to GET {path}")
+    return body
+
+
+async def get_json(system: Any, addr: str, path: str) -> Any:
+    """GET a JSON endpoint; CliError when the node cannot be reached or answers non-200."""
+    body = await _get(system, addr, path)
     try:
         return json.loads(body)
     except ValueError:
@@ -58,17 +63,7 @@ async def get_json(system: Any, addr: str, path: str) -> Any:
 
 
 async def get_text(system: Any, addr: str, path: str) -> str:
-    from pulsing.exceptions import PulsingRuntimeError
-
-    try:
-        status, body = await system.http_get(addr, path, timeout=REST_TIMEOUT)
-    except PulsingRuntimeError as e:
-        cause = getattr(e, "cause", None)
-        why = cause.args[0] if cause is not None and cause.args else str(e)
-        raise CliError(f"cannot reach node {addr}: {why}") from None
-    if status != 200:
-        raise CliError(f"node {addr} answered {status} to GET {path}")
-    return body.decode("utf-8", "replace")
+    return (await _get(system, addr, path)).decode("utf-8", "replace")
 
 
 async def first_answering(system: Any, addrs: Sequence[str]) -> tuple[str, list[dict]]:

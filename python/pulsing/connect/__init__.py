@@ -31,6 +31,7 @@ import time
 import uuid
 from typing import Any
 
+from pulsing.core.errors import failure_reason
 from pulsing.exceptions import PulsingRuntimeError
 
 __all__ = ["Connect"]
@@ -108,9 +109,7 @@ class Connect:
                 addr, "/health", timeout=max(0.05, min(timeout, _HEALTH_TIMEOUT_S))
             )
         except PulsingRuntimeError as e:
-            cause = getattr(e, "cause", None)
-            why = cause.args[0] if cause is not None and cause.args else str(e)
-            raise PulsingRuntimeError(f"gateway {addr}: {why}") from None
+            raise PulsingRuntimeError(f"gateway {addr}: {failure_reason(e)}") from None
         if status != 200:
             raise PulsingRuntimeError(f"gateway {addr} answered {status} to GET /health")
         try:

@@ -57,6 +57,13 @@ def triggers_restart(err: BaseException) -> bool:
     )
 
 
+def failure_reason(e: BaseException) -> str:
+    """The short reason of a failed core operation ("connection refused", "timed out"): the
+    CoreError's text when `e` wraps one, else `str(e)`."""
+    cause = getattr(e, "cause", None)
+    return str(cause.args[0]) if cause is not None and cause.args else str(e)
+
+
 def _wire_code(code: object) -> int:
     """A business code as the wire's 64-bit integer (a code that is not one becomes 0; its text
     stays in the message)."""
