@@ -184,21 +184,21 @@ class Connect:
         from pulsing.core.remote import GATEWAY_SERVICE
 
         self._check_open()
-        for attempt in (0, 1):
-            current = self._gateways[0]
-            call = (_sys._CALL_TAG, method, args, {}, _sys._VALUE)
-            try:
-                return await self._system._core_ask(
-                    0,
-                    _sys._RawPickled(call),
-                    deadline_ms=_GATEWAY_DEADLINE_MS,
-                    named=(self._node, GATEWAY_SERVICE),
-                )
-            except PulsingRuntimeError as e:
-                if attempt == 1 or not _is_transport_error(e) or method == "spawn":
-                    raise
-                await self._move_on(current)
-        raise AssertionError("unreachable")
+        call = _sys._RawPickled((_sys._CALL_TAG, method, args, {}, _sys._VALUE))
+
+        def ask() -> Any:  # to the gateway in use at the time of the call
+            return self._system._core_ask(
+                0, call, deadline_ms=_GATEWAY_DEADLINE_MS, named=(self._node, GATEWAY_SERVICE)
+            )
+
+        current = self._gateways[0]
+        try:
+            return await ask()
+        except PulsingRuntimeError as e:
+            if method == "spawn" or not _is_transport_error(e):
+                raise
+        await self._move_on(current)
+        return await ask()
 
     def _check_open(self) -> None:
         if self._closed:
