@@ -63,6 +63,7 @@ void
 pul__system_unref(pul_system_t *sys)
 {
     if (atomic_fetch_sub_explicit(&sys->refs, 1, memory_order_acq_rel) == 1) {
+        pul__loop_destroy(&sys->loop);
         pthread_mutex_destroy(&sys->tmu);
         pul__free(sys->by_id);
         pul__free(sys->by_name);

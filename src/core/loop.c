@@ -635,9 +635,17 @@ pul__loop_join(pul__loop_t *l)
         close(l->door_tfd); /* after the thread: nobody arms it any more (the door is closed) */
         l->door_tfd = -1;
     }
-    pthread_mutex_destroy(&l->run_mu);
-    pthread_mutex_destroy(&l->mu);
     pul__free(l->heap);
     l->heap = NULL;
     l->heap_len = l->heap_cap = 0;
+}
+
+/* The mutexes outlive the join: a thread holding a reference to the owner (a reply handle, a
+ * call) may still post, hold/release or try to borrow while or after the loop is joined, and
+ * must find `closed` under a live mutex rather than lock a destroyed one. */
+void
+pul__loop_destroy(pul__loop_t *l)
+{
+    pthread_mutex_destroy(&l->run_mu);
+    pthread_mutex_destroy(&l->mu);
 }

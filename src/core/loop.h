@@ -118,5 +118,7 @@ void pul__loop_run_pending(pul__loop_t *l);
 void pul__loop_stop(pul__loop_t *l);
 /* Join the thread and release the loop. Not from the core thread. */
 void pul__loop_join(pul__loop_t *l);
+/* Frees what outlives the join (the mutexes), once nobody refers to the loop any more. */
+void pul__loop_destroy(pul__loop_t *l);
 
 #endif

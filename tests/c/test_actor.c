@@ -1,5 +1,6 @@
 /* test_actor.c — actors end to end: ask/tell/reply, names, mailbox order and capacity,
  * deadlines, cancel, stop, deferred replies from other threads, shutdown with calls in flight. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -453,6 +454,121 @@ test_many_systems(void **state)
     }
 }
 
+/* ---- deferred replies from other threads racing the shutdown ---- */
+
+#define RACE_ASKS 16
+#define RACE_THREADS 4
+
+typedef struct {
+    pul_reply_t *held[RACE_ASKS];
+    int nheld; /* core thread only, read once every ask is held */
+    tcount_t got;
+} racer_t;
+
+static int
+racer_receive(pul_ctx_t *ctx, pul_msg_t *msg, void *state)
+{
+    (void)msg;
+    racer_t *r = state;
+    r->held[r->nheld++] = pul_ctx_defer(ctx);
+    tcount_add(&r->got, 1);
+    return 0;
+}
+
+static const pul_actor_vtable_t racer_vt = {.receive = racer_receive};
+
+typedef struct {
+    pul_reply_t **replies;
+    int n;
+    atomic_int *go;
+} race_job_t;
+
+static void *
+race_replier(void *arg)
+{
+    race_job_t *j = arg;
+    while (!atomic_load(j->go)) {
+    }
+    for (int i = 0; i < j->n; i++) {
+        pul_reply_t *r = j->replies[i];
+        if (i % 3 == 0) {
+            pul_msg_t *m = pul_msg_new("late", "x", 1);
+            if (pul_reply_send(r, m) != 0) {
+                pul_msg_unref(m); /* PUL_ECLOSED: the caller keeps its message */
+            }
+        } else if (i % 3 == 1) {
+            pul_error_t e = {.kind = PUL_ERRKIND_BUSINESS, .code = 1, .message = "late"};
+            int rc = pul_reply_error(r, &e);
+            assert_true(rc == 0 || rc == PUL_ECLOSED);
+        } else {
+            pul_reply_abandon(r);
+        }
+    }
+    return NULL;
+}
+
+typedef struct {
+    atomic_int calls;
+    atomic_int bad;
+} race_ans_t;
+
+static void
+race_ans_cb(int status, pul_msg_t *reply, const pul_error_t *err, void *arg)
+{
+    (void)reply;
+    (void)err;
+    race_ans_t *a = arg;
+    if (status != 0 && status != PUL_EACTOR && status != PUL_ESTOPPED && status != PUL_ECLOSED) {
+        atomic_fetch_add(&a->bad, 1);
+    }
+    atomic_fetch_add(&a->calls, 1);
+}
+
+/* Threads answer deferred asks while the system shuts down: each reply either lands or gets
+ * PUL_ECLOSED, every ask's callback runs exactly once, and nothing the replying threads touch
+ * (the call, the system, the loop's mutexes) is gone under them (ASan). */
+static void
+test_replies_race_shutdown(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 100; round++) {
+        pul_system_t *sys = new_system(0);
+        racer_t r;
+        memset(&r, 0, sizeof r);
+        tcount_init(&r.got);
+        pul_id_t id;
+        assert_int_equal(pul_spawn(sys, &racer_vt, &r, NULL, &id), 0);
+        race_ans_t a;
+        atomic_init(&a.calls, 0);
+        atomic_init(&a.bad, 0);
+        for (int i = 0; i < RACE_ASKS; i++) {
+            pul_msg_t *m = pul_msg_new("defer", NULL, 0);
+            assert_int_equal(pul_ask(sys, id, m, 0, race_ans_cb, &a, NULL), 0);
+        }
+        assert_int_equal(tcount_wait(&r.got, RACE_ASKS), RACE_ASKS);
+        atomic_int go;
+        atomic_init(&go, 0);
+        pthread_t th[RACE_THREADS];
+        race_job_t jobs[RACE_THREADS];
+        int per = RACE_ASKS / RACE_THREADS;
+        for (int t = 0; t < RACE_THREADS; t++) {
+            jobs[t] = (race_job_t){.replies = &r.held[t * per], .n = per, .go = &go};
+            pthread_create(&th[t], NULL, race_replier, &jobs[t]);
+        }
+        atomic_store(&go, 1);
+        if (round % 2 == 1) {
+            usleep((useconds_t)(round % 7) * 10); /* vary where the shutdown lands */
+        }
+        pul_system_shutdown(sys);
+        for (int t = 0; t < RACE_THREADS; t++) {
+            pthread_join(th[t], NULL);
+        }
+        assert_int_equal(atomic_load(&a.calls), RACE_ASKS);
+        assert_int_equal(atomic_load(&a.bad), 0);
+        tcount_destroy(&r.got);
+    }
+}
+
 int
 main(void)
 {
@@ -465,6 +581,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_stop_fails_queued, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_in_flight, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_many_systems, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_replies_race_shutdown, pul_test_setup, pul_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
