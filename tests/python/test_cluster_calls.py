@@ -219,7 +219,12 @@ async def test_remote_streams():
         p = await Counter.resolve("streamer", system=a, timeout=20)
         assert [t async for t in p.tokens(5)] == [f"tok{i}" for i in range(5)]
         assert [i async for i in p.count(4)] == [0, 1, 2, 3]
-        assert await p.count(3) == "finished"  # awaited: the generator's return value
+        # a plain generator method awaited: an async iterator over its items, across nodes too
+        assert [i async for i in await p.count(3)] == [0, 1, 2]
+        # an untyped proxy does not know the kind: the node answers and the await opens a stream
+        u = p.as_any()
+        assert [i async for i in await u.count(2)] == [0, 1]
+        assert [t async for t in u.tokens(2)] == ["tok0", "tok1"]
         assert [t async for t in p.tokens(0)] == []
         # an error surfaces after the items yielded before it, typed
         got = []

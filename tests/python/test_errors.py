@@ -264,8 +264,15 @@ async def test_stream_error_after_items(faulty):
 
 
 async def test_awaiting_a_failing_stream_raises(faulty):
+    # an async generator awaited is consumed: its error is raised by the await
+    with pytest.raises(PulsingSystemError, match="agen custom"):
+        await faulty.agen_other()
+    # a plain generator awaited gives its items: the error comes while iterating, after them
+    got = []
     with pytest.raises(PulsingBusinessError, match="gen bad"):
-        await faulty.gen_value_error()
+        async for x in await faulty.gen_value_error():
+            got.append(x)
+    assert got == [1, 2]
 
 
 async def test_actor_keeps_serving_and_state_after_errors(faulty):

@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 
 from pulsing.core import system as _sys
 from pulsing.core.system import (
+    GEN,
     SYNC,
     ActorRef,
     ActorSystem,
@@ -121,9 +122,12 @@ def start_placement_service(system: ActorSystem) -> None:
     system._spawn_cell(GatewayService(system), None, True, GATEWAY_SERVICE, allow_system=True)
 
 
-def _public_methods(cls: type) -> tuple[list[str], set[str]]:
+def _public_methods(cls: type) -> tuple[list[str], set[str], set[str]]:
+    """Public method names, those that are `async def` (or async generators), and the plain
+    (sync) generator methods."""
     methods: list[str] = []
     async_methods: set[str] = set()
+    gen_methods: set[str] = set()
     for name, member in inspect.getmembers(cls):
         if name.startswith("_"):
             continue
@@ -136,7 +140,9 @@ def _public_methods(cls: type) -> tuple[list[str], set[str]]:
         methods.append(name)
         if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
             async_methods.add(name)
-    return methods, async_methods
+        elif inspect.isgeneratorfunction(func):
+            gen_methods.add(name)
+    return methods, async_methods, gen_methods
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,7 +153,8 @@ def _public_methods(cls: type) -> tuple[list[str], set[str]]:
 class AsyncCall:
     """A call whose kind is a stream, an `async def` method, or unknown (untyped proxy).
 
-    `await call` gives the final value (a stream is consumed: its generator's return value);
+    `await call` gives the final value (an async generator is consumed; a plain generator
+    method's call is a `_GenCall`, whose await gives an iterator over the items);
     `async for item in call` gives the items as they are produced (a plain value is one item).
     It is also a coroutine-like object, so `asyncio.create_task(call)` works."""
 
@@ -203,6 +210,44 @@ class AsyncCall:
         return f"<AsyncCall {self._name} on {self._ref!r}>"
 
 
+async def _open_items(call: AsyncCall) -> _StreamIter:
+    it = _StreamIter(call)
+    await it._open()
+    return it
+
+
+class _GenCall(AsyncCall):
+    """A call of a plain (sync) generator method: `await call` gives an async iterator over its
+    items, as the original Pulsing does (`async for x in await proxy.gen()`); `async for x in
+    call` works as for every stream. The stream is opened by the await, so the call takes its
+    place in the actor's mailbox then."""
+
+    __slots__ = ()
+
+    def _start(self) -> Any:
+        return _open_items(self)
+
+
+class _AnyCall(AsyncCall):
+    """A call of an untyped proxy on another node: the method's kind is known there only. Awaited,
+    it asks for the value; a plain generator method answers GEN_STREAM without running, and the
+    await opens the stream instead (as `_GenCall`)."""
+
+    __slots__ = ()
+
+    def _start(self) -> Any:
+        return self._value()
+
+    async def _value(self) -> Any:
+        ref = self._ref
+        value = await ref._system._core_call(
+            ref._id, self._name, self._args, self._kwargs, _sys._PROBE
+        )
+        if value is _sys.GEN_STREAM:
+            return await _open_items(self)
+        return value
+
+
 class _StreamIter:
     """Iterates the items of an AsyncCall; dropping it (break) closes the producer."""
 
@@ -215,21 +260,25 @@ class _StreamIter:
     def __aiter__(self) -> _StreamIter:
         return self
 
+    async def _open(self) -> Any:
+        call = self._call
+        ref = call._ref
+        cell = ref._cell
+        if cell is None:
+            # another node (or a system reached through the core): items as they arrive
+            self._src = ref._system._core_stream(ref._id, call._name, call._args, call._kwargs)
+        else:
+            if cell.stopped:
+                raise cell._stopped_error()
+            self._src = await cell.open_stream(call._name, call._args, call._kwargs)
+        return self._src
+
     async def __anext__(self) -> Any:
         src = self._src
         if src is None:
-            call = self._call
-            ref = call._ref
-            cell = ref._cell
-            if cell is None:
-                # another node (or a system reached through the core): items as they arrive
-                src = self._src = ref._system._core_stream(
-                    ref._id, call._name, call._args, call._kwargs
-                )
+            src = await self._open()
+            if self._call._ref._cell is None:
                 return await src.__anext__()
-            if cell.stopped:
-                raise cell._stopped_error()
-            src = self._src = await cell.open_stream(call._name, call._args, call._kwargs)
         try:
             return await src.__anext__()
         except asyncio.CancelledError:
@@ -247,22 +296,32 @@ class _StreamIter:
 
 
 class _Method:
-    """`proxy.name`: call it, or `await` it to read a plain attribute."""
+    """`proxy.name`: call it, or `await` it to read a plain attribute. `gen`: whether the proxy's
+    class says this is a plain generator method; None for an untyped proxy (for an actor on this
+    node the cell knows)."""
 
-    __slots__ = ("_name", "_ref")
+    __slots__ = ("_gen", "_name", "_ref")
 
-    def __init__(self, ref: ActorRef, name: str) -> None:
+    def __init__(self, ref: ActorRef, name: str, gen: bool | None = False) -> None:
         self._ref = ref
         self._name = name
+        self._gen = gen
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         ref = self._ref
         cell = ref._cell
+        gen = self._gen
         if cell is not None:
             if cell.stopped:
                 return _done_future(cell.loop, cell._stopped_error())
-            if cell.kind(self._name) == SYNC:
+            kind = cell.kind(self._name)
+            if kind == SYNC:
                 return cell.call_sync(self._name, args, kwargs)
+            gen = kind == GEN
+        if gen:
+            return _GenCall(ref, self._name, args, kwargs)
+        if gen is None:
+            return _AnyCall(ref, self._name, args, kwargs)
         return AsyncCall(ref, self._name, args, kwargs)
 
     def __await__(self):
@@ -288,10 +347,12 @@ class ActorProxy:
         actor_ref: ActorRef,
         method_names: list[str] | None = None,
         async_methods: set[str] | None = None,
+        gen_methods: set[str] | None = None,
     ) -> None:
         self._ref = actor_ref
         self._method_names = set(method_names) if method_names is not None else None
         self._async_methods = set(async_methods) if async_methods is not None else None
+        self._gen_methods = frozenset(gen_methods) if gen_methods else frozenset()
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -299,7 +360,8 @@ class ActorProxy:
         names = self.__dict__.get("_method_names")
         if names is not None and name not in names:
             raise AttributeError(f"No method '{name}'")
-        method = _Method(self.__dict__["_ref"], name)
+        gen = None if names is None else name in self.__dict__["_gen_methods"]
+        method = _Method(self.__dict__["_ref"], name, gen)
         self.__dict__[name] = method  # later lookups skip __getattr__
         return method
 
@@ -337,7 +399,8 @@ class ActorProxy:
 
     def __reduce__(self):
         methods = sorted(self._method_names) if self._method_names is not None else None
-        return (ActorProxy, (self._ref, methods, self._async_methods))
+        gens = set(self._gen_methods) or None
+        return (ActorProxy, (self._ref, methods, self._async_methods, gens))
 
 
 class _ResolvedProxy(ActorProxy):
@@ -358,11 +421,10 @@ class _ResolvedProxy(ActorProxy):
 def proxy_for(ref: ActorRef, cls: Any) -> ActorProxy:
     """A typed proxy on `ref` for the public methods of `cls` (a class or an ActorClass)."""
     if isinstance(cls, ActorClass):
-        return ActorProxy(ref, cls._methods, cls._async_methods)
+        return cls._proxy(ref)
     if not isinstance(cls, type):
         raise TypeError(f"as_type expects a class, not {type(cls).__name__}")
-    methods, async_methods = _public_methods(cls)
-    return ActorProxy(ref, methods, async_methods)
+    return ActorProxy(ref, *_public_methods(cls))
 
 
 def as_any(ref: ActorRef) -> ActorProxy:
@@ -443,7 +505,7 @@ class ActorClass(Generic[T]):
         self._min_backoff = min_backoff
         self._max_backoff = max_backoff
         self._class_name = f"{cls.__module__}.{cls.__qualname__}"
-        self._methods, self._async_methods = _public_methods(cls)
+        self._methods, self._async_methods, self._gen_methods = _public_methods(cls)
         self.__name__ = cls.__name__
         self.__qualname__ = cls.__qualname__
         self.__module__ = cls.__module__
@@ -457,6 +519,9 @@ class ActorClass(Generic[T]):
 
     def __repr__(self) -> str:
         return f"<ActorClass {self._class_name}>"
+
+    def _proxy(self, ref: ActorRef) -> ActorProxy:
+        return ActorProxy(ref, self._methods, self._async_methods, self._gen_methods)
 
     async def spawn(
         self,
@@ -521,7 +586,7 @@ class ActorClass(Generic[T]):
             deadline_ms=_PLACEMENT_DEADLINE_MS,
             named=(target, PLACEMENT_SERVICE),
         )
-        return ActorProxy(ActorRef(system, actor_id, None), self._methods, self._async_methods)
+        return self._proxy(ActorRef(system, actor_id, None))
 
     async def local(
         self,
@@ -534,7 +599,7 @@ class ActorClass(Generic[T]):
         """Create the actor on `system` (this node)."""
         cell = self._spawn_cell(system, args, kwargs, name)
         await system._await_start(cell)
-        return ActorProxy(cell.ref, self._methods, self._async_methods)
+        return self._proxy(cell.ref)
 
     def _spawn_cell(self, system: ActorSystem, args: tuple, kwargs: dict, name: str | None):
         system._check_open()
@@ -563,7 +628,7 @@ class ActorClass(Generic[T]):
 
     def proxy(self, actor_ref: ActorRef) -> ActorProxy:
         """A typed proxy on an existing ActorRef."""
-        return ActorProxy(actor_ref, self._methods, self._async_methods)
+        return self._proxy(actor_ref)
 
     async def resolve(
         self,
@@ -576,7 +641,7 @@ class ActorClass(Generic[T]):
         """The actor named `name` as a typed proxy, waiting up to `timeout` seconds for it."""
         system = _system_or_global(system)
         ref = await system.resolve(name, node_id=node_id, timeout=timeout)
-        return ActorProxy(ref, self._methods, self._async_methods)
+        return self._proxy(ref)
 
 
 def remote(

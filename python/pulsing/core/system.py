@@ -38,6 +38,10 @@ SYNC, ASYNC, GEN, AGEN, ATTR, MISSING = range(6)
 _CALL, _MSG = 0, 1
 # What the caller wants from a call: the value, or a stream source.
 _VALUE, _STREAM = 0, 1
+# A value call from a caller that does not know the method's kind (an untyped proxy on another
+# node): a plain generator method answers GEN_STREAM without running, and the caller opens a
+# stream call instead (`await proxy.gen()` is then an iterator over the items, as for typed ones).
+_PROBE = 8
 # Mode bit of an envelope whose arguments were just unpickled from a message (nobody else holds
 # them): delivering it needs no copy of them (a 64 MiB argument is not copied once more).
 _FRESH = 2
@@ -809,6 +813,10 @@ class _Cell:
             _, name, args, kwargs, mode = obj
             if mode == _STREAM:
                 self._spawn_task(_stream_to_core(self, name, args, kwargs, reply), None)
+                return
+            if mode == _PROBE and not self.stopped and self.kind(name) == GEN:
+                fut.set_result(GEN_STREAM)
+                _reply_from_future(fut, reply)
                 return
             wire = _WIRE if reply.remote else 0
             env = (_CALL, name, args, kwargs, fut, _VALUE | _FRESH | wire)
@@ -1732,8 +1740,10 @@ class ActorSystem:
             fut.set_exception(e)
         return fut
 
-    def _core_call(self, actor_id: int, name: str, args: tuple, kwargs: dict) -> CallFuture:
-        return self._core_ask(actor_id, _RawPickled((_CALL_TAG, name, args, kwargs, _VALUE)))
+    def _core_call(
+        self, actor_id: int, name: str, args: tuple, kwargs: dict, mode: int = _VALUE
+    ) -> CallFuture:
+        return self._core_ask(actor_id, _RawPickled((_CALL_TAG, name, args, kwargs, mode)))
 
     def _core_stream(self, actor_id: int, name: str, args: tuple, kwargs: dict) -> _CoreStream:
         """A streamed method call through the core: items as they arrive."""
@@ -1863,6 +1873,25 @@ class _CoreStream:
                 call.cancel()
             except Exception:
                 logger.debug("cancelling a stream call failed", exc_info=True)
+
+
+class GenStream:
+    """The answer to a `_PROBE` call of a plain generator method (see `_PROBE`)."""
+
+    __slots__ = ()
+
+    def __reduce__(self):
+        return (_gen_stream, ())
+
+    def __repr__(self) -> str:
+        return "GEN_STREAM"
+
+
+GEN_STREAM = GenStream()
+
+
+def _gen_stream() -> GenStream:
+    return GEN_STREAM
 
 
 class _RawPickled:
