@@ -446,7 +446,9 @@ PUL_EXTERN int pul_reply_is_remote(const pul_reply_t *r);
 /* Push one item (ownership moves on success). Returns 0, PUL_EFULL (window full: wait for the
  * writable callback), PUL_ECANCELED (consumer went away: stop producing), PUL_ESTATE. */
 PUL_EXTERN int pul_stream_push(pul_stream_t *s, pul_msg_t *item);
-/* Called (core thread) when a full window has room again or when the consumer cancels. */
+/* cb(arg) is called (core thread) when a full window has room again or when the consumer
+ * cancels. Register it after pul_stream_push returned PUL_EFULL: if the room came (or the consumer
+ * went) in between, cb still runs once, soon after this call. */
 PUL_EXTERN void pul_stream_on_writable(pul_stream_t *s, void (*cb)(void *arg), void *arg);
 /* End cleanly / with an error; both release the stream handle. */
 PUL_EXTERN int pul_stream_end(pul_stream_t *s);

@@ -108,7 +108,9 @@ struct pul_stream_s {
     int state;
     int producer_done;
     int scheduled;
-    int was_full;
+    int was_full;   /* a push found the window full; cleared when the writable callback runs */
+    int wake_owed;  /* the callback is owed: registered after its wake-up went by (see
+                     * pul_stream_on_writable) */
     void (*wcb)(void *);
     void *warg;
     pul__err_t *err;

@@ -1012,8 +1012,12 @@ stream_task(pul__task_t *t)
     void *warg = NULL;
     int final = 0;
     pthread_mutex_lock(&s->mu);
-    if (delivered_full && s->was_full && s->state == STREAM_OPEN) {
+    if (s->wcb != NULL && !s->producer_done &&
+        ((delivered_full && s->was_full && s->state == STREAM_OPEN) || s->wake_owed)) {
+        /* Room again (or an owed wake-up, possibly for a consumer that went away). Without a
+         * callback yet, was_full stays set for pul_stream_on_writable to find. */
         s->was_full = 0;
+        s->wake_owed = 0;
         wcb = s->wcb;
         warg = s->warg;
     }
@@ -1218,7 +1222,19 @@ pul_stream_on_writable(pul_stream_t *s, void (*cb)(void *arg), void *arg)
     pthread_mutex_lock(&s->mu);
     s->wcb = cb;
     s->warg = arg;
+    /* A producer on another thread registers after its push found the window full; the core
+     * thread may have made room (or seen the consumer go away) in between, when there was no
+     * callback to run. That wake-up is owed now: the core thread runs the callback next. */
+    int post = 0;
+    if (cb != NULL && !s->producer_done &&
+        ((s->was_full && s->count < s->window) || s->state != STREAM_OPEN)) {
+        s->wake_owed = 1;
+        post = stream_need_post(s);
+    }
     pthread_mutex_unlock(&s->mu);
+    if (post && stream_post(s) != 0) {
+        stream_post_failed(s);
+    }
 }
 
 static int

@@ -10,7 +10,8 @@ typedef struct {
     tcount_t ready;
     tcount_t writable;
     int n;           /* items to push from receive, then end */
-    int mode;        /* 0 push+end, 1 push+error, 2 hand the stream out, 3 plain reply */
+    int mode;        /* 0 push+end, 1 push+error, 2 hand the stream out, 3 plain reply,
+                      * 4 hand the stream out without a writable callback */
 } sact_t;
 
 static void
@@ -34,6 +35,11 @@ sact_receive(pul_ctx_t *ctx, pul_msg_t *msg, void *state)
     }
     pul_stream_t *s = pul_ctx_stream(ctx);
     assert_non_null(s);
+    if (a->mode == 4) { /* the producer (a test thread) registers on_writable itself, late */
+        a->s = s;
+        tcount_add(&a->ready, 1);
+        return 0;
+    }
     if (a->mode == 2) {
         pul_stream_on_writable(s, on_writable, a);
         a->s = s;
@@ -261,6 +267,84 @@ test_stream_shutdown(void **state)
     tcount_destroy(&a.writable);
 }
 
+/* Fill the window while the core thread is held; returns the item that found it full. */
+static pul_msg_t *
+fill_window(pul_system_t *sys, pul_stream_t *s, tcount_t *gate, int first)
+{
+    assert_int_equal(pul_system_post(sys, block_core, gate), 0);
+    usleep(5000);
+    for (int i = first; i < first + 4; i++) {
+        char buf[16];
+        int k = snprintf(buf, sizeof buf, "tok%d", i);
+        assert_int_equal(pul_stream_push(s, pul_msg_new("item", buf, (size_t)k)), 0);
+    }
+    char buf[16];
+    int k = snprintf(buf, sizeof buf, "tok%d", first + 4);
+    pul_msg_t *extra = pul_msg_new("item", buf, (size_t)k);
+    assert_int_equal(pul_stream_push(s, extra), PUL_EFULL);
+    return extra;
+}
+
+/* A producer on another thread registers its writable callback after its push found the window
+ * full: the room it waits for (or the consumer going away) may come in between, when there is no
+ * callback to run. The callback still runs once (before: never, and the producer waited for
+ * ever -- a lost wake-up). */
+static void
+test_writable_registered_late(void **state)
+{
+    (void)state;
+    sact_t a = {.mode = 4};
+    pul_id_t id;
+    pul_system_t *sys = spawn_streamer(&a, &id, 4);
+    consumer_t c;
+    consumer_init(&c);
+    assert_int_equal(pul_ask_stream(sys, id, pul_msg_new("go", NULL, 0), 0, consumer_cb, &c,
+                                    NULL),
+                     0);
+    tcount_wait(&a.ready, 1);
+    tcount_t gate;
+    tcount_init(&gate);
+    pul_msg_t *extra = fill_window(sys, a.s, &gate, 0);
+    tcount_add(&gate, 1);
+    assert_int_equal(tcount_wait(&c.items, 4), 4); /* drained, with no callback registered */
+    pul_stream_on_writable(a.s, on_writable, &a);
+    assert_int_equal(tcount_wait(&a.writable, 1), 1);
+    assert_int_equal(pul_stream_push(a.s, extra), 0);
+    assert_int_equal(tcount_wait(&c.items, 5), 5);
+    assert_int_equal(pul_stream_end(a.s), 0);
+    assert_int_equal(tcount_wait(&c.final, 1), 1);
+    assert_int_equal(c.status, PUL_EOF);
+    assert_int_equal(c.bad_order, 0);
+    assert_int_equal(tcount_get(&a.writable), 1);
+    consumer_destroy(&c);
+
+    /* The consumer cancels between the full push and the registration. */
+    consumer_init(&c);
+    pul_call_t *call = NULL;
+    assert_int_equal(pul_ask_stream(sys, id, pul_msg_new("go", NULL, 0), 0, consumer_cb, &c,
+                                    &call),
+                     0);
+    tcount_wait(&a.ready, 2);
+    tcount_t gate2;
+    tcount_init(&gate2);
+    extra = fill_window(sys, a.s, &gate2, 0);
+    tcount_add(&gate2, 1);
+    pul_call_cancel(sys, call);
+    assert_int_equal(tcount_wait(&c.final, 1), 1);
+    assert_int_equal(c.status, PUL_ECANCELED);
+    pul_stream_on_writable(a.s, on_writable, &a);
+    assert_int_equal(tcount_wait(&a.writable, 2), 2);
+    assert_int_equal(pul_stream_push(a.s, extra), PUL_ECANCELED);
+    pul_msg_unref(extra);
+    assert_int_equal(pul_stream_end(a.s), 0);
+    consumer_destroy(&c);
+    tcount_destroy(&gate);
+    tcount_destroy(&gate2);
+    pul_system_shutdown(sys);
+    tcount_destroy(&a.ready);
+    tcount_destroy(&a.writable);
+}
+
 int
 main(void)
 {
@@ -270,6 +354,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_plain_reply_as_stream, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_window_full_and_cancel, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_stream_shutdown, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_writable_registered_late, pul_test_setup, pul_test_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
