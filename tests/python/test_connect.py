@@ -67,6 +67,9 @@ class Counter:
     def value(self) -> int:
         return self.n
 
+    def countdown(self, n: int):
+        yield from range(n, 0, -1)
+
 
 @contextlib.asynccontextmanager
 async def connected(addrs):
@@ -100,6 +103,9 @@ async def test_calls_through_a_gateway_reach_any_node():
             assert (ei.value.code, ei.value.message, ei.value.details) == (42, "nope", "why")
             # The actor survived its errors.
             assert await typed.value() == 16
+            # A plain generator method awaited gives its items, typed or not.
+            assert [x async for x in await typed.countdown(3)] == [3, 2, 1]
+            assert [x async for x in await untyped.countdown(2)] == [2, 1]
 
 
 async def test_cancel_through_a_gateway_cancels_the_remote_call():

@@ -236,16 +236,18 @@ class _AnyCall(AsyncCall):
     __slots__ = ()
 
     def _start(self) -> Any:
-        return self._value()
-
-    async def _value(self) -> Any:
+        # The CallFuture stays the awaitable (no coroutine frame, no task under gather); the
+        # drain turns a GEN_STREAM answer into the stream through `_on_gen_stream`.
         ref = self._ref
-        value = await ref._system._core_call(
-            ref._id, self._name, self._args, self._kwargs, _sys._PROBE
-        )
-        if value is _sys.GEN_STREAM:
-            return await _open_items(self)
-        return value
+        fut = ref._system._core_call(ref._id, self._name, self._args, self._kwargs, _sys._PROBE)
+        fut._on_gen_stream = self._items
+        return fut
+
+    def _items(self) -> _StreamIter:
+        it = _StreamIter(self)
+        ref = self._ref
+        it._src = ref._system._core_stream(ref._id, self._name, self._args, self._kwargs)
+        return it
 
 
 class _StreamIter:

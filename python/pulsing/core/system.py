@@ -1726,6 +1726,14 @@ class ActorSystem:
         except Exception as exc:  # noqa: BLE001
             fut.set_exception(PulsingRuntimeError(f"cannot decode reply: {exc}", exc))
             return
+        if result is GEN_STREAM:
+            # A _PROBE call of a plain generator method: the caller's future gets the stream
+            # (the untyped proxy set `_on_gen_stream`; see _AnyCall).
+            try:
+                result = fut._on_gen_stream()
+            except Exception as exc:  # noqa: BLE001
+                fut.set_exception(exc)
+                return
         fut.set_result(result)
 
     def _core_tell(self, actor_id: int, msg: Any) -> Any:
