@@ -446,9 +446,10 @@ PUL_EXTERN int pul_reply_is_remote(const pul_reply_t *r);
 /* Push one item (ownership moves on success). Returns 0, PUL_EFULL (window full: wait for the
  * writable callback), PUL_ECANCELED (consumer went away: stop producing), PUL_ESTATE. */
 PUL_EXTERN int pul_stream_push(pul_stream_t *s, pul_msg_t *item);
-/* cb(arg) is called (core thread) when a full window has room again or when the consumer
- * cancels. Register it after pul_stream_push returned PUL_EFULL: if the room came (or the consumer
- * went) in between, cb still runs once, soon after this call. */
+/* cb(arg) is called once (core thread) when a full window has room again or when the consumer
+ * cancels; register again to be called again. Register it after pul_stream_push returned
+ * PUL_EFULL: if the room came (or the consumer went) in between, cb still runs, soon after this
+ * call. A registration replaces an earlier one not yet called. */
 PUL_EXTERN void pul_stream_on_writable(pul_stream_t *s, void (*cb)(void *arg), void *arg);
 /* End cleanly / with an error; both release the stream handle. */
 PUL_EXTERN int pul_stream_end(pul_stream_t *s);

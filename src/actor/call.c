@@ -164,8 +164,9 @@ pul__call_complete(pul_call_t *c, int status, pul_msg_t *reply, const pul__err_t
         if (s->state == STREAM_OPEN) {
             s->state = status == PUL_ECLOSED ? STREAM_CLOSED : STREAM_CANCELED;
             if (!s->producer_done) {
-                wcb = s->wcb;
+                wcb = s->wcb; /* one call per registration */
                 warg = s->warg;
+                s->wcb = NULL;
             }
         }
         pthread_mutex_unlock(&s->mu);
@@ -1018,8 +1019,9 @@ stream_task(pul__task_t *t)
          * callback yet, was_full stays set for pul_stream_on_writable to find. */
         s->was_full = 0;
         s->wake_owed = 0;
-        wcb = s->wcb;
+        wcb = s->wcb; /* one call per registration */
         warg = s->warg;
+        s->wcb = NULL;
     }
     if ((s->state == STREAM_ENDED || s->state == STREAM_ERRORED) && s->count == 0 &&
         !s->final_done) {

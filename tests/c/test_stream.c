@@ -225,7 +225,9 @@ test_window_full_and_cancel(void **state)
     assert_int_equal(tcount_wait(&c.items, 4), 4);
     assert_int_equal(pul_stream_push(a.s, extra), 0);
     assert_int_equal(tcount_wait(&c.items, 5), 5);
-    /* The consumer cancels: the producer is told and its pushes fail. */
+    /* The consumer cancels: the producer (registered again: one call per registration) is
+     * told and its pushes fail. */
+    pul_stream_on_writable(a.s, on_writable, &a);
     pul_call_cancel(sys, call);
     assert_int_equal(tcount_wait(&c.final, 1), 1);
     assert_int_equal(c.status, PUL_ECANCELED);

@@ -10,8 +10,10 @@ import threading
 import pulsing as pul
 import pytest
 from cluster_util import TOLERANT, cluster, eventually, node
+from pulsing.core import Message, StreamMessage
 from pulsing.exceptions import (
     PulsingBusinessError,
+    PulsingError,
     PulsingRuntimeError,
     PulsingSystemError,
     PulsingTimeoutError,
@@ -546,3 +548,65 @@ async def test_sync_method_blocking_on_what_it_sent_does_not_hang():
         await asyncio.to_thread(t.join, 30)
         await a.shutdown()
         assert not t.is_alive()
+
+
+class _Tokens(pul.Actor):
+    """Answers a stream Message: built by hand (StreamMessage) or from a generator receive."""
+
+    async def receive(self, msg):
+        if msg.msg_type == "gen":
+            return self._gen(msg.to_json()["n"])
+        m, w = StreamMessage.create("Tok", buffer_size=4)
+
+        async def produce() -> None:
+            for i in range(msg.to_json()["n"]):
+                await w.write(f"t{i}")
+            if msg.msg_type == "fail":
+                await w.error("midway")
+            else:
+                await w.close()
+
+        asyncio.create_task(produce())
+        return m
+
+    async def _gen(self, n):
+        for i in range(n):
+            yield i
+
+
+class _GenTokens(pul.Actor):
+    async def receive(self, msg):
+        for i in range(msg):
+            yield f"g{i}"
+        if msg == 2:
+            raise ValueError("gen broke")
+
+
+async def test_stream_messages_across_nodes():
+    async with cluster(2) as (a, b):
+        await b.spawn(_Tokens(), name="tokens")
+        await b.spawn(_GenTokens(), name="gentokens")
+        r = await a.resolve("tokens", timeout=20)
+        m = await r.ask(Message.from_json("go", {"n": 50}))  # more than the buffer: flow
+        assert isinstance(m, Message) and m.is_stream and m.msg_type == "Tok"
+        assert [x async for x in m.stream_reader()] == [f"t{i}" for i in range(50)]
+        m = await r.ask(Message.from_json("fail", {"n": 2}))
+        got = []
+        with pytest.raises(PulsingError, match="midway"):
+            async for x in m.stream_reader():
+                got.append(x)
+        assert got == ["t0", "t1"]
+        g = await a.resolve("gentokens", timeout=20)
+        assert [x async for x in (await g.ask(3)).stream_reader()] == ["g0", "g1", "g2"]
+        got = []
+        with pytest.raises(PulsingError, match="gen broke"):
+            async for x in (await g.ask(2)).stream_reader():
+                got.append(x)
+        assert got == ["g0", "g1"]
+        # a reader that stops early, and one that never reads: nothing is left behind
+        m = await r.ask(Message.from_json("go", {"n": 1000}))
+        async for x in m.stream_reader():
+            break
+        del m
+        await r.ask(Message.from_json("go", {"n": 1000}))
+        await eventually(lambda: not b._exports, what="the exports to be pulled")

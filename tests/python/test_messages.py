@@ -196,3 +196,44 @@ async def test_stream_message_from_remote_method():
     reply = await g.tokens(3)
     assert [x async for x in reply.stream_reader()] == ["t0", "t1", "t2"]
     await pul.shutdown()
+
+
+class _TokenGen(Actor):
+    """A low-level actor whose receive is a generator: asks get a stream Message."""
+
+    def __init__(self) -> None:
+        self.told = []
+
+    async def receive(self, msg):
+        if msg == "fail":
+            yield "a"
+            raise ValueError("gen broke")
+        for i in range(3):
+            yield {"i": i}
+        self.told.append(msg)
+
+
+class _SyncGen(Actor):
+    def receive(self, msg):
+        yield from range(msg)
+
+
+async def test_generator_receive_answers_a_stream_message():
+    await pul.init()
+    try:
+        ref = await pul.spawn(_TokenGen())
+        m = await ref.ask("go")
+        assert isinstance(m, Message) and m.is_stream
+        assert [x async for x in m.stream_reader()] == [{"i": 0}, {"i": 1}, {"i": 2}]
+        m = await ref.ask("fail")
+        got = []
+        with pytest.raises(PulsingError, match="gen broke"):
+            async for x in m.stream_reader():
+                got.append(x)
+        assert got == ["a"]
+        assert await ref.ask("still") is not None  # the actor keeps serving
+        s = await pul.spawn(_SyncGen())
+        assert [x async for x in (await s.ask(4)).stream_reader()] == [0, 1, 2, 3]
+        assert [x async for x in (await s.ask(0)).stream_reader()] == []
+    finally:
+        await pul.shutdown()

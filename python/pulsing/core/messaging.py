@@ -72,6 +72,18 @@ class Message:
             raise PulsingRuntimeError("This is not a stream message, access payload directly")
         return self._stream.reader()
 
+    def __del__(self) -> None:
+        # A stream message dropped unread: its writer's next write fails (the producer stops)
+        # rather than waiting for room for ever.
+        ch = self._stream
+        if ch is not None and not ch.reader_taken and not ch.closed:
+            ch.cancelled = True
+            ch.items.clear()
+            try:
+                ch.wake_writers()
+            except RuntimeError:  # loop already closed
+                pass
+
     def __repr__(self) -> str:
         if self._stream is not None:
             return f"Message(msg_type={self.msg_type!r}, stream)"

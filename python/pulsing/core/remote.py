@@ -95,6 +95,16 @@ class GatewayService:
         self._system = system
         self._placement = PlacementService(system)
 
+    async def pull(self, token: int):
+        """The items of a stream Message this node answered to a caller on another node
+        (`ActorSystem._export_stream`): the caller's node pulls them as a stream call."""
+        reader = self._system._claim_export(token)
+        try:
+            async for item in reader:
+                yield item
+        finally:
+            reader.cancel()
+
     async def resolve(self, name: str, node_id: int | None, timeout: float | None) -> int:
         """The actor id of a live instance of `name` (round-robin, or the one on `node_id`)."""
         ref = await self._system.resolve(name, node_id=node_id, timeout=timeout)
@@ -119,7 +129,10 @@ class GatewayService:
 def start_placement_service(system: ActorSystem) -> None:
     """Register `system/placement` and `system/gateway` on a node that has a listener."""
     system._spawn_cell(PlacementService(system), None, True, PLACEMENT_SERVICE, allow_system=True)
-    system._spawn_cell(GatewayService(system), None, True, GATEWAY_SERVICE, allow_system=True)
+    cell = system._spawn_cell(
+        GatewayService(system), None, True, GATEWAY_SERVICE, allow_system=True
+    )
+    system._stream_service = cell.ref._id
 
 
 def _public_methods(cls: type) -> tuple[list[str], set[str], set[str]]:

@@ -24,7 +24,7 @@ from pulsing import _core
 from pulsing.core import errors as _errors
 from pulsing.core import zerocopy as _zc
 from pulsing.core.ids import ActorId, NodeId
-from pulsing.core.messaging import Message
+from pulsing.core.messaging import Message, StreamMessage
 from pulsing.exceptions import PulsingError, PulsingRuntimeError
 
 logger = logging.getLogger("pulsing")
@@ -270,7 +270,9 @@ class _Cell:
         recv = getattr(instance, "receive", None)
         self.receive = recv if callable(recv) else None
         self.receive_async = self.receive is not None and (
-            inspect.iscoroutinefunction(recv) or inspect.isasyncgenfunction(recv)
+            inspect.iscoroutinefunction(recv)
+            or inspect.isasyncgenfunction(recv)
+            or inspect.isgeneratorfunction(recv)
         )
 
     # ---- kinds ----
@@ -617,10 +619,56 @@ class _Cell:
             self.blocked += 1
             self._spawn_task(self._finish_serial(result, fut), fut)
             return
+        if inspect.isasyncgen(result) or inspect.isgenerator(result):
+            # A generator receive answers a stream Message of its items (as the original);
+            # a tell runs it for its effects.
+            _set_res(fut, self._stream_message(result, fut is not None))
+            return
         try:
             _set_res(fut, copy_one(result, "result"))
         except PulsingError as e:
             _set_exc(fut, e)
+
+    def _stream_message(self, gen: Any, answer: bool) -> Message | None:
+        """The items of a generator `receive` returned, as a stream Message fed by a task
+        (each item copied); an error of the generator ends the stream after the items before
+        it. Without `answer` (a tell) the items are dropped."""
+        msg, writer = StreamMessage.create("Stream") if answer else (None, None)
+
+        async def feed() -> None:
+            try:
+                if inspect.isasyncgen(gen):
+                    async for item in gen:
+                        if writer is not None:
+                            await writer.write(copy_one(item, "stream item"))
+                else:
+                    for item in gen:
+                        if writer is not None:
+                            await writer.write(copy_one(item, "stream item"))
+                        await asyncio.sleep(0)  # a long sync generator lets the loop run
+                if writer is not None:
+                    writer.close()
+            except PulsingRuntimeError as e:
+                if writer is not None and not writer.closed and "reader went away" not in str(e):
+                    writer.error(e)
+            except asyncio.CancelledError:
+                if writer is not None:
+                    writer.error(self._stopped_error() if self.stopped else PulsingRuntimeError(
+                        "stream cancelled"))
+                raise
+            except BaseException as e:  # noqa: BLE001
+                err = self._failure(e, "receive")
+                if writer is not None:
+                    writer.error(err)
+            finally:
+                close = getattr(gen, "aclose", None)
+                if close is not None:
+                    await close()
+                else:
+                    gen.close()
+
+        self._spawn_task(feed(), None)
+        return msg
 
     def _dispatch_wire_call(self, msg: Any, fut: Any) -> bool:
         # The original Pulsing's call dict, for programs that built it by hand.
@@ -816,7 +864,7 @@ class _Cell:
                 return
             if mode == _PROBE and not self.stopped and self.kind(name) == GEN:
                 fut.set_result(GEN_STREAM)
-                _reply_from_future(fut, reply)
+                _reply_from_future(fut, reply, self.system)
                 return
             wire = _WIRE if reply.remote else 0
             env = (_CALL, name, args, kwargs, fut, _VALUE | _FRESH | wire)
@@ -832,12 +880,12 @@ class _Cell:
                 self._drain()
             finally:
                 if not fut.done():  # still running (a task), or _drain raised: answer later
-                    fut.add_done_callback(lambda f: _reply_from_future(f, reply))
+                    fut.add_done_callback(lambda f: _reply_from_future(f, reply, self.system))
                     reply.on_cancel(fut.cancel)
             if fut.done():
-                _reply_from_future(fut, reply)
+                _reply_from_future(fut, reply, self.system)
             return
-        fut.add_done_callback(lambda f: _reply_from_future(f, reply))
+        fut.add_done_callback(lambda f: _reply_from_future(f, reply, self.system))
         # A caller that gives up (cancel, deadline, a reset HTTP/2 stream) cancels the work.
         reply.on_cancel(fut.cancel)
 
@@ -982,7 +1030,7 @@ def _send_error(target: Any, err: PulsingError) -> None:
     )
 
 
-def _reply_from_future(fut: asyncio.Future, reply: Any) -> None:
+def _reply_from_future(fut: asyncio.Future, reply: Any, system: Any = None) -> None:
     try:
         if fut.cancelled():
             reply.abandon()
@@ -991,6 +1039,8 @@ def _reply_from_future(fut: asyncio.Future, reply: Any) -> None:
         if exc is None:
             try:
                 res = fut.result()
+                if type(res) is Message and res.is_stream and system is not None:
+                    res = system._export_stream(res)
                 reply.send(*(res.enc if type(res) is _WireResult else _encode(res)))
                 return
             except PulsingError as e:
@@ -1293,6 +1343,10 @@ class ActorSystem:
         self._node_id = NodeId(self._core.node_id)
         self._queue_api = None
         self._topic_api = None
+        # Stream messages answered to callers on other nodes, until the caller pulls them
+        # (token -> (reader, expiry handle)); the actor that serves the pulls (system/gateway).
+        self._exports: dict[int, tuple] = {}
+        self._stream_service: int | None = None
         _live_systems.add(self)
 
     # ---- identity ----
@@ -1686,6 +1740,38 @@ class ActorSystem:
             for c in self._cells.values()
         ]
 
+    # ---- stream messages answered to other nodes ----
+
+    def _export_stream(self, msg: Message) -> Any:
+        """A stream Message answered to a caller on another node: its reader is kept here
+        under a token, and the caller gets a `_StreamExport` naming the token and the actor
+        that serves it (`system/gateway`'s `pull`); unpickled there, it becomes a stream
+        Message again, fed by a stream call of `pull`. Unclaimed, it is dropped after
+        `_EXPORT_TTL_S` (its writer then fails)."""
+        if self._stream_service is None:
+            raise PulsingRuntimeError(
+                "a stream Message can be answered to another node only by a node with an address"
+            )
+        reader = msg.stream_reader()
+        token = random.getrandbits(63)
+        while token in self._exports:
+            token = random.getrandbits(63)
+        handle = self._loop.call_later(_EXPORT_TTL_S, self._drop_export, token)
+        self._exports[token] = (reader, handle)
+        return _StreamExport(msg.msg_type, token, self._stream_service)
+
+    def _drop_export(self, token: int) -> None:
+        entry = self._exports.pop(token, None)
+        if entry is not None:
+            entry[0].cancel()
+
+    def _claim_export(self, token: int) -> Any:
+        entry = self._exports.pop(token, None)
+        if entry is None:
+            raise PulsingRuntimeError("stream message not found (expired, or already read)")
+        entry[1].cancel()
+        return entry[0]
+
     # ---- calls through the core ----
 
     def _core_ask(
@@ -1881,6 +1967,53 @@ class _CoreStream:
                 call.cancel()
             except Exception:
                 logger.debug("cancelling a stream call failed", exc_info=True)
+
+
+_EXPORT_TTL_S = 60.0
+
+
+class _StreamExport:
+    """A stream Message on its way to another node (see ActorSystem._export_stream)."""
+
+    __slots__ = ("msg_type", "service", "token")
+
+    def __init__(self, msg_type: str, token: int, service: int) -> None:
+        self.msg_type = msg_type
+        self.token = token
+        self.service = service
+
+    def __reduce__(self):
+        return (_import_stream, (self.msg_type, self.token, self.service))
+
+
+def _import_stream(msg_type: str, token: int, service: int) -> Message:
+    """Unpickled on the caller's node: a stream Message fed by pulling the items from the
+    node that answered it."""
+    system = _decoding[0]
+    if system is None:
+        raise PulsingRuntimeError("a stream Message arrived outside an actor system")
+    msg, writer = StreamMessage.create(msg_type)
+    src = system._core_stream(service, "pull", (token,), {})
+
+    async def feed() -> None:
+        try:
+            async for item in src:
+                await writer.write(item)
+            writer.close()
+        except PulsingRuntimeError as e:
+            if writer.closed or "reader went away" in str(e):
+                return  # nobody reads any more
+            writer.error(e)
+        except asyncio.CancelledError:
+            writer.error(PulsingRuntimeError("stream closed: the actor system shut down"))
+            raise
+        except BaseException as e:  # noqa: BLE001
+            writer.error(e)
+        finally:
+            src.close()
+
+    system._loop.create_task(feed())
+    return msg
 
 
 class GenStream:
