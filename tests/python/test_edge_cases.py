@@ -449,3 +449,12 @@ async def test_generated_name_supports_restart():
         await r.crash()
     assert await asyncio.wait_for(r.incr(), 5) == 1
     await pul.shutdown()
+
+
+def test_id_helpers_of_the_original():
+    from pulsing.core import ActorId, NodeId
+
+    a = ActorId.generate()
+    assert a != ActorId.generate() and isinstance(ActorId(), ActorId)
+    assert len(a.uuid()) == 32 and ActorId.from_str(a.uuid()) == a == ActorId.from_str(str(a))
+    assert NodeId.local().is_local() and not NodeId.generate().is_local()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 
 __all__ = ["ActorId", "NodeId"]
@@ -39,13 +40,22 @@ class _Id:
     __slots__ = ("id",)
     _kind = "Id"
 
-    def __init__(self, id: int | str | _Id) -> None:
-        self.id = _parse_id(id, self._kind)
+    def __init__(self, id: int | str | _Id | None = None) -> None:
+        self.id = secrets.randbits(128) if id is None else _parse_id(id, self._kind)
 
     @classmethod
     def from_str(cls, s: str):
         """Parse the UUID form printed by `str()` (a decimal integer is accepted too)."""
         return cls(s)
+
+    @classmethod
+    def generate(cls):
+        """A new random id (what `cls()` gives too)."""
+        return cls(secrets.randbits(128))
+
+    def uuid(self) -> str:
+        """The id as 32 hex digits (no dashes), as the original printed it."""
+        return uuid.UUID(int=self.id).hex
 
     def __str__(self) -> str:
         return str(uuid.UUID(int=self.id))
@@ -82,7 +92,15 @@ class ActorId(_Id):
 
 
 class NodeId(_Id):
-    """The identity of a node (an actor system)."""
+    """The identity of a node (an actor system). `NodeId.local()` (0) stands for "this node"
+    where an API takes a node id."""
 
     __slots__ = ()
     _kind = "NodeId"
+
+    @classmethod
+    def local(cls) -> NodeId:
+        return cls(0)
+
+    def is_local(self) -> bool:
+        return self.id == 0
