@@ -610,3 +610,26 @@ async def test_stream_messages_across_nodes():
         del m
         await r.ask(Message.from_json("go", {"n": 1000}))
         await eventually(lambda: not b._exports, what="the exports to be pulled")
+
+
+async def test_local_actor_names_and_named_instances():
+    async with cluster(2) as (a, b):
+        await Counter.spawn(system=a, name="twice")
+        await Counter.spawn(system=b, name="twice")
+        await Counter.spawn(system=b, name="once")
+        assert "actors/twice" in a.local_actor_names()
+        assert "actors/once" not in a.local_actor_names()
+        assert {"actors/twice", "actors/once"} <= set(b.local_actor_names())
+        rows = await eventually(
+            lambda: _two(a.get_named_instances("twice")), what="both instances in a's view"
+        )
+        assert {r["node_id"] for r in rows} == {str(a.node_id.id), str(b.node_id.id)}
+        assert all(r["status"] == "Alive" and r["addr"] for r in rows)
+        mine = [r for r in rows if r["node_id"] == str(a.node_id.id)]
+        assert mine[0]["class"] == "Counter"
+        assert await a.get_named_instances("nobody") == []
+
+
+async def _two(rows):
+    rows = await rows
+    return rows if len(rows) == 2 else None

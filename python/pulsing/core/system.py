@@ -1706,6 +1706,35 @@ class ActorSystem:
         me = self._node_id.id
         return [n for n, _a, st, _i in self._core.members() if n != me and st == "Alive"]
 
+    def local_actor_names(self) -> list[str]:
+        """The names of this node's named actors (with their `actors/` or `system/` prefix)."""
+        self._check_open()
+        return sorted(self._names)
+
+    async def get_named_instances(self, name: str) -> list[dict[str, Any]]:
+        """The instances of `name` across the cluster, one dict per node: node_id, addr,
+        status (of the node), actor_id, and class for an instance on this node."""
+        self._check_open()
+        full = _core.normalize_name(name, True)
+        nodes = {n: (addr or None, "Dead" if st == "Left" else st) for n, addr, st, _i in
+                 self._core.members()}
+        out = []
+        for nm, node, actor_id in self._core.named_actors():
+            if nm != full:
+                continue
+            addr, status = nodes.get(node, (None, "Dead"))
+            row = {
+                "node_id": str(node),
+                "addr": addr,
+                "status": status,
+                "actor_id": str(ActorId(actor_id)),
+            }
+            cell = self._cells.get(actor_id)
+            if cell is not None:
+                row["class"] = type(cell.instance).__name__
+            out.append(row)
+        return out
+
     async def all_named_actors(self) -> list[dict[str, Any]]:
         """Every named actor of the cluster (one entry per instance): name, node_id, actor_id
         and instances (how many nodes host that name). `system/` services are left out."""
