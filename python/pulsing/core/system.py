@@ -635,39 +635,20 @@ class _Cell:
         it. Without `answer` (a tell) the items are dropped."""
         msg, writer = StreamMessage.create("Stream") if answer else (None, None)
 
-        async def feed() -> None:
+        async def items() -> Any:
             try:
                 if inspect.isasyncgen(gen):
                     async for item in gen:
-                        if writer is not None:
-                            await writer.write(copy_one(item, "stream item"))
+                        yield copy_one(item, "stream item")
                 else:
                     for item in gen:
-                        if writer is not None:
-                            await writer.write(copy_one(item, "stream item"))
+                        yield copy_one(item, "stream item")
                         await asyncio.sleep(0)  # a long sync generator lets the loop run
-                if writer is not None:
-                    writer.close()
-            except PulsingRuntimeError as e:
-                if writer is not None and not writer.closed and "reader went away" not in str(e):
-                    writer.error(e)
-            except asyncio.CancelledError:
-                if writer is not None:
-                    writer.error(self._stopped_error() if self.stopped else PulsingRuntimeError(
-                        "stream cancelled"))
-                raise
-            except BaseException as e:  # noqa: BLE001
-                err = self._failure(e, "receive")
-                if writer is not None:
-                    writer.error(err)
             finally:
                 close = getattr(gen, "aclose", None)
-                if close is not None:
-                    await close()
-                else:
-                    gen.close()
+                await close() if close is not None else gen.close()
 
-        self._spawn_task(feed(), None)
+        self._spawn_task(_feed(writer, items(), lambda e: self._failure(e, "receive")), None)
         return msg
 
     def _dispatch_wire_call(self, msg: Any, fut: Any) -> bool:
@@ -2024,25 +2005,41 @@ def _import_stream(msg_type: str, token: int, service: int) -> Message:
     msg, writer = StreamMessage.create(msg_type)
     src = system._core_stream(service, "pull", (token,), {})
 
-    async def feed() -> None:
+    async def items() -> Any:
         try:
             async for item in src:
-                await writer.write(item)
-            writer.close()
-        except PulsingRuntimeError as e:
-            if writer.closed or "reader went away" in str(e):
-                return  # nobody reads any more
-            writer.error(e)
-        except asyncio.CancelledError:
-            writer.error(PulsingRuntimeError("stream closed: the actor system shut down"))
-            raise
-        except BaseException as e:  # noqa: BLE001
-            writer.error(e)
+                yield item
         finally:
-            src.close()
+            src.close()  # an early end (the reader went away) cancels the pull
 
-    system._loop.create_task(feed())
+    system._loop.create_task(_feed(writer, items(), lambda e: e))
     return msg
+
+
+async def _feed(writer: Any, items: Any, error_of: Any) -> None:
+    """Write `items` (an async iterator) into a stream message's writer (None: drop them),
+    then close it; an error ends the stream with `error_of(e)` after the items before it. A
+    reader that went away stops the feed (and closes `items`)."""
+    try:
+        async for item in items:
+            if writer is not None:
+                if writer._ch.cancelled:
+                    break
+                await writer.write(item)
+        if writer is not None:
+            writer.close()
+    except asyncio.CancelledError:
+        if writer is not None:
+            writer.error(PulsingRuntimeError("stream cancelled (its producer was stopped)"))
+        raise
+    except BaseException as e:  # noqa: BLE001
+        if writer is not None and writer._ch.cancelled:
+            return  # nobody reads any more: the write failed, or the producer after it
+        err = error_of(e)
+        if writer is not None:
+            writer.error(err)
+    finally:
+        await items.aclose()
 
 
 class GenStream:
