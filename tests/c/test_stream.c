@@ -194,6 +194,24 @@ block_core(void *arg)
     tcount_wait(arg, 1);
 }
 
+/* Fill the window while the core thread is held; returns the item that found it full. */
+static pul_msg_t *
+fill_window(pul_system_t *sys, pul_stream_t *s, tcount_t *gate, int first)
+{
+    assert_int_equal(pul_system_post(sys, block_core, gate), 0);
+    usleep(5000);
+    for (int i = first; i < first + 4; i++) {
+        char buf[16];
+        int k = snprintf(buf, sizeof buf, "tok%d", i);
+        assert_int_equal(pul_stream_push(s, pul_msg_new("item", buf, (size_t)k)), 0);
+    }
+    char buf[16];
+    int k = snprintf(buf, sizeof buf, "tok%d", first + 4);
+    pul_msg_t *extra = pul_msg_new("item", buf, (size_t)k);
+    assert_int_equal(pul_stream_push(s, extra), PUL_EFULL);
+    return extra;
+}
+
 static void
 test_window_full_and_cancel(void **state)
 {
@@ -211,15 +229,7 @@ test_window_full_and_cancel(void **state)
     /* Hold the core thread so nothing drains: the 5th push finds the window full. */
     tcount_t gate;
     tcount_init(&gate);
-    assert_int_equal(pul_system_post(sys, block_core, &gate), 0);
-    usleep(5000);
-    for (int i = 0; i < 4; i++) {
-        char buf[16];
-        int k = snprintf(buf, sizeof buf, "tok%d", i);
-        assert_int_equal(pul_stream_push(a.s, pul_msg_new("item", buf, (size_t)k)), 0);
-    }
-    pul_msg_t *extra = pul_msg_new("item", "tok4", 4);
-    assert_int_equal(pul_stream_push(a.s, extra), PUL_EFULL);
+    pul_msg_t *extra = fill_window(sys, a.s, &gate, 0);
     tcount_add(&gate, 1);
     assert_int_equal(tcount_wait(&a.writable, 1), 1);
     assert_int_equal(tcount_wait(&c.items, 4), 4);
@@ -267,24 +277,6 @@ test_stream_shutdown(void **state)
     consumer_destroy(&c);
     tcount_destroy(&a.ready);
     tcount_destroy(&a.writable);
-}
-
-/* Fill the window while the core thread is held; returns the item that found it full. */
-static pul_msg_t *
-fill_window(pul_system_t *sys, pul_stream_t *s, tcount_t *gate, int first)
-{
-    assert_int_equal(pul_system_post(sys, block_core, gate), 0);
-    usleep(5000);
-    for (int i = first; i < first + 4; i++) {
-        char buf[16];
-        int k = snprintf(buf, sizeof buf, "tok%d", i);
-        assert_int_equal(pul_stream_push(s, pul_msg_new("item", buf, (size_t)k)), 0);
-    }
-    char buf[16];
-    int k = snprintf(buf, sizeof buf, "tok%d", first + 4);
-    pul_msg_t *extra = pul_msg_new("item", buf, (size_t)k);
-    assert_int_equal(pul_stream_push(s, extra), PUL_EFULL);
-    return extra;
 }
 
 /* A producer on another thread registers its writable callback after its push found the window

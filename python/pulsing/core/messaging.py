@@ -20,7 +20,7 @@ __all__ = ["Message", "StreamMessage", "StreamReader", "StreamWriter"]
 class Message:
     """A message with a type and a bytes payload (JSON when built with `from_json`)."""
 
-    __slots__ = ("_payload", "_stream", "msg_type")
+    __slots__ = ("_payload", "_stream", "_unread", "msg_type")
 
     def __init__(self, msg_type: str, payload: bytes | bytearray | memoryview | None = None):
         if not isinstance(msg_type, str):
@@ -71,18 +71,6 @@ class Message:
         if self._stream is None:
             raise PulsingRuntimeError("This is not a stream message, access payload directly")
         return self._stream.reader()
-
-    def __del__(self) -> None:
-        # A stream message dropped unread: its writer's next write fails (the producer stops)
-        # rather than waiting for room for ever.
-        ch = self._stream
-        if ch is not None and not ch.reader_taken and not ch.closed:
-            ch.cancelled = True
-            ch.items.clear()
-            try:
-                ch.wake_writers()
-            except RuntimeError:  # loop already closed
-                pass
 
     def __repr__(self) -> str:
         if self._stream is not None:
@@ -139,6 +127,15 @@ class _Channel:
         if w is not None and not w.done():
             w.set_result(None)
         self.reader_waiter = None
+
+    def abandon(self) -> None:
+        """Nobody will read: the writer's next write fails and waiting writers wake."""
+        self.cancelled = True
+        self.items.clear()
+        try:
+            self.wake_writers()
+        except RuntimeError:  # loop already closed
+            pass
 
     def wake_writers(self) -> None:
         while self.room_waiters and (len(self.items) < self.capacity or self.cancelled):
@@ -239,20 +236,26 @@ class StreamReader:
 
     def cancel(self) -> None:
         """Stop reading: the writer's next write fails and waiting writers wake."""
-        ch = self._ch
-        ch.cancelled = True
-        ch.items.clear()
-        ch.wake_writers()
+        self._ch.abandon()
 
     def __del__(self) -> None:
-        ch = self._ch
-        if not ch.closed:
-            ch.cancelled = True
-            ch.items.clear()
-            try:
-                ch.wake_writers()
-            except RuntimeError:  # loop already closed
-                pass
+        if not self._ch.closed:
+            self._ch.abandon()
+
+
+class _Unread:
+    """Held by a stream message only: the message dropped before its reader was taken
+    abandons the channel (the producer stops rather than waiting for room for ever)."""
+
+    __slots__ = ("ch",)
+
+    def __init__(self, ch: _Channel) -> None:
+        self.ch = ch
+
+    def __del__(self) -> None:
+        ch = self.ch
+        if not ch.reader_taken and not ch.closed:
+            ch.abandon()
 
 
 class StreamMessage:
@@ -267,4 +270,5 @@ class StreamMessage:
         msg = Message(msg_type)
         ch = _Channel(buffer_size)
         msg._stream = ch
+        msg._unread = _Unread(ch)
         return msg, StreamWriter(ch)
