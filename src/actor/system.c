@@ -9,6 +9,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "net/net.h"
+#include "wire/envelope.h"
 
 /* ---- configuration ------------------------------------------------------------------------ */
 
@@ -366,6 +367,7 @@ pul_system_new(const pul_system_config_t *cfg, pul_system_t **out)
         pul__free(sys);
         return rc;
     }
+    pul__env_cache_use(1); /* released by pul_system_shutdown */
     /* Every system gets a transport (it can call other nodes); a listener only with
      * listen_addr. */
     rc = system_net_start(sys);
@@ -451,6 +453,7 @@ pul_system_shutdown(pul_system_t *sys)
         return; /* already shut down: a second call is a caller bug; do nothing */
     }
     pul__loop_join(&sys->loop);
+    pul__env_cache_use(0);
     pul__system_unref(sys);
 }
 

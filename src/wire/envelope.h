@@ -55,6 +55,9 @@ int pul__env_rx_done(const pul__env_rx_t *rx);
  * are freed with the message). The decoder is reset to empty. NULL on allocation failure. */
 pul_msg_t *pul__env_rx_take(pul__env_rx_t *rx, const char *type);
 void pul__env_rx_free(pul__env_rx_t *rx);
+/* A system starts (1) or has shut down (0): freed large parts are kept for reuse while at least
+ * one system runs, and unmapped when the last one shuts down (see envelope.c). */
+void pul__env_cache_use(int on);
 
 /* Stream frame header: kind then a big-endian u32 length. */
 void pul__sframe_hdr(uint8_t out[PUL__SFRAME_HDR], unsigned kind, uint32_t len);

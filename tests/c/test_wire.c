@@ -1,4 +1,6 @@
 /* test_wire.c — name rules (valid/invalid table) and the frame codec. */
+#include <stdlib.h>
+
 #include "pul_test.h"
 #include "core/alloc.h"
 #include "wire/envelope.h"
@@ -154,6 +156,68 @@ test_envelope(void **state)
     assert_int_equal(pul_mem_live(), base);
 }
 
+/* Decode one message whose single segment is `n` bytes of `fill`; returns it. */
+static pul_msg_t *
+decode_big(size_t n, int fill)
+{
+    pul_msg_t *m = pul_msg_new("t", NULL, 0);
+    uint8_t *data = malloc(n);
+    assert_non_null(data);
+    memset(data, fill, n);
+    assert_int_equal(pul_msg_add_segment(m, data, n, NULL, NULL), 0);
+    uint8_t hdr[64];
+    long h = pul__env_header_encode(m, hdr, sizeof hdr);
+    assert_true(h > 0);
+    pul__env_rx_t rx;
+    pul__env_rx_init(&rx, (size_t)1 << 30);
+    assert_int_equal(pul__env_rx_feed(&rx, hdr, (size_t)h), h);
+    for (size_t off = 0; off < n; off += 256 * 1024) { /* as the read buffer hands it over */
+        size_t k = n - off < 256 * 1024 ? n - off : 256 * 1024;
+        assert_int_equal(pul__env_rx_feed(&rx, data + off, k), (long)k);
+    }
+    assert_true(pul__env_rx_done(&rx));
+    pul_msg_t *d = pul__env_rx_take(&rx, "t");
+    assert_non_null(d);
+    pul_msg_unref(m);
+    free(data);
+    return d;
+}
+
+/* A large part's mapping, freed while a system runs, is reused whole by the next large part
+ * (no growing, no fresh pages); a larger part than the cached mapping gets its own; the last
+ * user gone, nothing stays mapped. */
+static void
+test_large_part_mappings_reused(void **state)
+{
+    (void)state;
+    long base = pul_mem_live();
+    pul__env_cache_use(1);
+    size_t n = (size_t)9 << 20, len;
+    pul_msg_t *a = decode_big(n, 'a');
+    const uint8_t *pa = pul_msg_segment(a, 0, &len);
+    assert_int_equal(len, n);
+    assert_int_equal(pa[0], 'a');
+    assert_int_equal(pa[n - 1], 'a');
+    pul_msg_unref(a); /* the mapping goes to the cache */
+    pul_msg_t *b = decode_big(n - 4096, 'b');
+    const uint8_t *pb = pul_msg_segment(b, 0, &len);
+    assert_ptr_equal(pb, pa); /* the same mapping */
+    assert_int_equal(len, n - 4096);
+    assert_int_equal(pb[0], 'b');
+    assert_int_equal(pb[len - 1], 'b');
+    pul_msg_t *c = decode_big(n * 2, 'c'); /* none cached large enough: a mapping of its own */
+    const uint8_t *pc = pul_msg_segment(c, 0, &len);
+    assert_int_equal(len, n * 2);
+    assert_int_equal(pc[len - 1], 'c');
+    pul_msg_unref(b);
+    pul_msg_unref(c);
+    pul__env_cache_use(0); /* the last user: cached mappings are unmapped */
+    assert_int_equal(pul_mem_live(), base);
+    /* With no system running, a freed mapping is unmapped at once. */
+    pul_msg_unref(decode_big(n, 'd'));
+    assert_int_equal(pul_mem_live(), base);
+}
+
 int
 main(void)
 {
@@ -161,6 +225,7 @@ main(void)
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_frames),
         cmocka_unit_test(test_envelope),
+        cmocka_unit_test(test_large_part_mappings_reused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
