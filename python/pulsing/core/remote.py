@@ -78,6 +78,7 @@ class PlacementService:
             if not isinstance(obj, type):
                 raise PulsingRuntimeError(f"placement: {module}.{qualname} is not a class")
             obj = ActorClass(obj)
+        args, kwargs = with_system(self._system, args, kwargs)
         proxy = await obj.local(self._system, *args, name=name, **kwargs)
         return proxy.ref._id
 
@@ -124,6 +125,34 @@ class GatewayService:
             if m["status"] == "Alive" and m["addr"] and m["addr"] not in out:
                 out.append(m["addr"])
         return out
+
+
+class _ThisSystem:
+    """`THIS_SYSTEM`: a constructor argument that stands for the actor system of the node the
+    actor is built on (placement replaces it there), for runtime classes that need their
+    system, such as a topic broker."""
+
+    __slots__ = ()
+
+    def __reduce__(self):
+        return (_this_system, ())
+
+    def __repr__(self) -> str:
+        return "THIS_SYSTEM"
+
+
+THIS_SYSTEM = _ThisSystem()
+
+
+def _this_system() -> _ThisSystem:
+    return THIS_SYSTEM
+
+
+def with_system(system: ActorSystem, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """`args`/`kwargs` with THIS_SYSTEM replaced by `system`."""
+    args = tuple(system if a is THIS_SYSTEM else a for a in args)
+    kwargs = {k: system if v is THIS_SYSTEM else v for k, v in kwargs.items()}
+    return args, kwargs
 
 
 def start_placement_service(system: ActorSystem) -> None:

@@ -7,7 +7,11 @@ Pulsing, under the default ``actors/`` namespace). A topic that would make an in
 hash of the topic, the same on every node.
 
 Get-or-create resolves the name and spawns the actor through the public API when nobody has it;
-when two callers race, the loser of the spawn (name taken) resolves again.
+when two callers race, the loser of the spawn (name taken) resolves again. In a cluster a bucket
+or a broker is spawned on its owner node, chosen by rendezvous hashing of its name over the Alive members, so
+nodes that ask for the same bucket at the same time (before either's name has reached the other)
+collide on one node, and one of them resolves the other's, instead of each keeping one of its
+own and splitting the queue (or the topic's subscribers).
 """
 
 from __future__ import annotations
@@ -75,14 +79,47 @@ async def _lookup(cls: Any, name: str, system: ActorSystem, timeout: float | Non
         return None
 
 
+def owner_node(system: ActorSystem, name: str) -> int | None:
+    """The Alive member that should host `name` (rendezvous hashing: the highest hash of name
+    and node id), or None when this node is alone."""
+    nodes = [n for n, _a, st, _i in system._core.members() if st == "Alive"]
+    if len(nodes) < 2:
+        return None
+
+    def weight(node: int) -> int:
+        h = hashlib.blake2b(f"{name}@{node}".encode(), digest_size=8).digest()
+        return int.from_bytes(h, "big")
+
+    return max(nodes, key=weight)
+
+
 async def get_or_create(
-    cls: Any, name: str, system: ActorSystem, *args: Any, **kwargs: Any
+    cls: Any, name: str, system: ActorSystem, *args: Any, placed: bool = False, **kwargs: Any
 ) -> ActorProxy:
-    """A typed proxy on the `cls` actor named `name`, spawned with `args`/`kwargs` on this node
-    when no such actor exists. Concurrent callers end up with the same actor."""
+    """A typed proxy on the `cls` actor named `name`, spawned with `args`/`kwargs` when no such
+    actor exists: on this node, or with `placed` on the name's owner node (`owner_node`; its
+    arguments must then pickle and `cls` be importable there, else it is spawned here).
+    Concurrent callers end up with the same actor. An argument `THIS_SYSTEM` becomes the
+    system of the node that builds the actor."""
+    from pulsing.core.remote import with_system
+
     proxy = await _lookup(cls, name, system, 0)
     if proxy is not None:
         return proxy
+    owner = owner_node(system, name) if placed else None
+    if owner is not None and owner != system.node_id.id:
+        try:
+            return await cls.spawn(*args, system=system, name=name, placement=owner, **kwargs)
+        except PulsingError as e:
+            # Taken there already (its name has not reached us yet: wait for it), or the owner
+            # cannot build it (the class or an argument is not importable there, the node just
+            # died: build it here).
+            taken = "already exists" in str(e)
+            proxy = await _lookup(cls, name, system, _RACE_RESOLVE_TIMEOUT if taken else 0)
+            if proxy is not None:
+                return proxy
+            logger.debug("placing %s on its owner failed (%s); spawning it here", name, e)
+    args, kwargs = with_system(system, args, kwargs)
     try:
         return await cls.spawn(*args, system=system, name=name, **kwargs)
     except PulsingError:
@@ -123,11 +160,16 @@ async def get_bucket_ref(
         batch_size,
         backend_class,
         dict(backend_options or {}),
+        placed=True,
     )
 
 
 async def get_topic_broker(system: ActorSystem, topic: str) -> ActorProxy:
-    """A typed proxy on the broker of `topic`, created on this node when missing."""
+    """A typed proxy on the broker of `topic`, created (on its owner node) when missing."""
     from .broker import TopicBroker
 
-    return await get_or_create(TopicBroker, topic_broker_name(topic), system, topic, system)
+    from pulsing.core.remote import THIS_SYSTEM
+
+    return await get_or_create(
+        TopicBroker, topic_broker_name(topic), system, topic, THIS_SYSTEM, placed=True
+    )
