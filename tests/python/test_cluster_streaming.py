@@ -25,9 +25,9 @@ async def test_queue_written_on_one_node_read_on_another():
         await w.flush()
         # A reader on another node, at once (no wait for the names to travel first).
         r = await read_queue(b, "xq")
-        got = await r.get(limit=100, wait=True, timeout=5)
+        got = await r.get(limit=40, wait=True, timeout=5)
         while len(got) < 40:
-            more = await r.get(limit=100, wait=True, timeout=5)
+            more = await r.get(limit=40 - len(got), wait=True, timeout=5)
             assert more, f"records lost: {len(got)} of 40"
             got += more
         assert sorted(x["id"] for x in got) == list(range(40))
@@ -59,7 +59,7 @@ async def test_nodes_opening_one_queue_at_once_share_its_buckets():
         r = await read_queue(nodes[1], "race")
         got = []
         while len(got) < 30:
-            more = await r.get(limit=100, wait=True, timeout=5)
+            more = await r.get(limit=30 - len(got), wait=True, timeout=5)
             assert more, f"records lost: {len(got)} of 30"
             got += more
         assert sorted((x["from"], x["id"]) for x in got) == [
