@@ -127,25 +127,10 @@ class GatewayService:
         return out
 
 
-class _ThisSystem:
-    """`THIS_SYSTEM`: a constructor argument that stands for the actor system of the node the
-    actor is built on (placement replaces it there), for runtime classes that need their
-    system, such as a topic broker."""
-
-    __slots__ = ()
-
-    def __reduce__(self):
-        return (_this_system, ())
-
-    def __repr__(self) -> str:
-        return "THIS_SYSTEM"
-
-
-THIS_SYSTEM = _ThisSystem()
-
-
-def _this_system() -> _ThisSystem:
-    return THIS_SYSTEM
+# A constructor argument that stands for the actor system of the node the actor is built on
+# (placement replaces it there), for runtime classes that need their system, such as a topic
+# broker.
+THIS_SYSTEM = _sys.Constant("THIS_SYSTEM")
 
 
 def with_system(system: ActorSystem, args: tuple, kwargs: dict) -> tuple[tuple, dict]:

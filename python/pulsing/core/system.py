@@ -2042,23 +2042,29 @@ async def _feed(writer: Any, items: Any, error_of: Any) -> None:
         await items.aclose()
 
 
-class GenStream:
-    """The answer to a `_PROBE` call of a plain generator method (see `_PROBE`)."""
+class Constant:
+    """A named constant that unpickles as itself on any node (`is` holds after a round trip)."""
 
-    __slots__ = ()
+    __slots__ = ("name",)
+    _by_name: dict[str, Constant] = {}
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        Constant._by_name[name] = self
 
     def __reduce__(self):
-        return (_gen_stream, ())
+        return (_constant, (self.name,))
 
     def __repr__(self) -> str:
-        return "GEN_STREAM"
+        return self.name
 
 
-GEN_STREAM = GenStream()
+def _constant(name: str) -> Constant:
+    return Constant._by_name[name]
 
 
-def _gen_stream() -> GenStream:
-    return GEN_STREAM
+# The answer to a `_PROBE` call of a plain generator method (see `_PROBE`).
+GEN_STREAM = Constant("GEN_STREAM")
 
 
 class _RawPickled:

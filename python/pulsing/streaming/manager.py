@@ -8,10 +8,10 @@ hash of the topic, the same on every node.
 
 Get-or-create resolves the name and spawns the actor through the public API when nobody has it;
 when two callers race, the loser of the spawn (name taken) resolves again. In a cluster a bucket
-or a broker is spawned on its owner node, chosen by rendezvous hashing of its name over the Alive members, so
-nodes that ask for the same bucket at the same time (before either's name has reached the other)
-collide on one node, and one of them resolves the other's, instead of each keeping one of its
-own and splitting the queue (or the topic's subscribers).
+or a broker is spawned on its owner node, chosen by rendezvous hashing of its name over the Alive
+members, so nodes that ask for the same one at the same time (before either's name has reached
+the other) collide on one node, and one of them resolves the other's, instead of each keeping
+one of its own and splitting the queue (or the topic's subscribers).
 """
 
 from __future__ import annotations
