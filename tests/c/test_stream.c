@@ -109,6 +109,15 @@ consumer_destroy(consumer_t *c)
     tcount_destroy(&c->final);
 }
 
+/* A fresh consumer `c` asks the streamer for its stream ("go"). */
+static void
+ask_go(pul_system_t *sys, pul_id_t id, consumer_t *c, pul_call_t **call)
+{
+    consumer_init(c);
+    assert_int_equal(pul_ask_stream(sys, id, pul_msg_new("go", NULL, 0), 0, consumer_cb, c, call),
+                     0);
+}
+
 static pul_system_t *
 spawn_streamer(sact_t *a, pul_id_t *id, size_t window)
 {
@@ -131,10 +140,7 @@ test_push_end(void **state)
     pul_id_t id;
     pul_system_t *sys = spawn_streamer(&a, &id, 32);
     consumer_t c;
-    consumer_init(&c);
-    assert_int_equal(pul_ask_stream(sys, id, pul_msg_new("go", NULL, 0), 0, consumer_cb, &c,
-                                    NULL),
-                     0);
+    ask_go(sys, id, &c, NULL);
     assert_int_equal(tcount_wait(&c.final, 1), 1);
     assert_int_equal(tcount_get(&c.items), 10);
     assert_int_equal(c.status, PUL_EOF);
@@ -153,10 +159,7 @@ test_push_error(void **state)
     pul_id_t id;
     pul_system_t *sys = spawn_streamer(&a, &id, 32);
     consumer_t c;
-    consumer_init(&c);
-    assert_int_equal(pul_ask_stream(sys, id, pul_msg_new("go", NULL, 0), 0, consumer_cb, &c,
-                                    NULL),
-                     0);
+    ask_go(sys, id, &c, NULL);
     assert_int_equal(tcount_wait(&c.final, 1), 1);
     assert_int_equal(tcount_get(&c.items), 3); /* items before the error come first */
     assert_int_equal(c.status, PUL_EACTOR);
@@ -175,10 +178,7 @@ test_plain_reply_as_stream(void **state)
     pul_id_t id;
     pul_system_t *sys = spawn_streamer(&a, &id, 32);
     consumer_t c;
-    consumer_init(&c);
-    assert_int_equal(pul_ask_stream(sys, id, pul_msg_new("go", NULL, 0), 0, consumer_cb, &c,
-                                    NULL),
-                     0);
+    ask_go(sys, id, &c, NULL);
     assert_int_equal(tcount_wait(&c.final, 1), 1);
     assert_int_equal(tcount_get(&c.items), 1);
     assert_int_equal(c.status, PUL_EOF);
@@ -220,11 +220,8 @@ test_window_full_and_cancel(void **state)
     pul_id_t id;
     pul_system_t *sys = spawn_streamer(&a, &id, 4);
     consumer_t c;
-    consumer_init(&c);
     pul_call_t *call = NULL;
-    assert_int_equal(pul_ask_stream(sys, id, pul_msg_new("go", NULL, 0), 0, consumer_cb, &c,
-                                    &call),
-                     0);
+    ask_go(sys, id, &c, &call);
     tcount_wait(&a.ready, 1);
     /* Hold the core thread so nothing drains: the 5th push finds the window full. */
     tcount_t gate;
@@ -262,10 +259,7 @@ test_stream_shutdown(void **state)
     pul_id_t id;
     pul_system_t *sys = spawn_streamer(&a, &id, 4);
     consumer_t c;
-    consumer_init(&c);
-    assert_int_equal(pul_ask_stream(sys, id, pul_msg_new("go", NULL, 0), 0, consumer_cb, &c,
-                                    NULL),
-                     0);
+    ask_go(sys, id, &c, NULL);
     tcount_wait(&a.ready, 1);
     pul_system_shutdown(sys);
     assert_int_equal(tcount_get(&c.final), 1);
@@ -291,10 +285,7 @@ test_writable_registered_late(void **state)
     pul_id_t id;
     pul_system_t *sys = spawn_streamer(&a, &id, 4);
     consumer_t c;
-    consumer_init(&c);
-    assert_int_equal(pul_ask_stream(sys, id, pul_msg_new("go", NULL, 0), 0, consumer_cb, &c,
-                                    NULL),
-                     0);
+    ask_go(sys, id, &c, NULL);
     tcount_wait(&a.ready, 1);
     tcount_t gate;
     tcount_init(&gate);
@@ -313,11 +304,8 @@ test_writable_registered_late(void **state)
     consumer_destroy(&c);
 
     /* The consumer cancels between the full push and the registration. */
-    consumer_init(&c);
     pul_call_t *call = NULL;
-    assert_int_equal(pul_ask_stream(sys, id, pul_msg_new("go", NULL, 0), 0, consumer_cb, &c,
-                                    &call),
-                     0);
+    ask_go(sys, id, &c, &call);
     tcount_wait(&a.ready, 2);
     tcount_t gate2;
     tcount_init(&gate2);
