@@ -633,3 +633,27 @@ async def test_local_actor_names_and_named_instances():
 async def _two(rows):
     rows = await rows
     return rows if len(rows) == 2 else None
+
+
+class _Summer(pul.Actor):
+    """Reads a stream Message it is sent and answers the sum of its items."""
+
+    async def receive(self, msg):
+        return sum([x async for x in msg.stream_reader()])
+
+
+async def test_stream_message_sent_to_another_node():
+    async with cluster(2) as (a, b):
+        await b.spawn(_Summer(), name="summer")
+        r = await a.resolve("summer", timeout=20)
+        m, w = StreamMessage.create("nums", buffer_size=4)
+
+        async def produce() -> None:
+            for i in range(100):
+                await w.write(i)
+            await w.close()
+
+        task = asyncio.create_task(produce())
+        assert await r.ask(m) == sum(range(100))
+        await task
+        assert not a._exports  # pulled

@@ -1753,14 +1753,15 @@ class ActorSystem:
     # ---- stream messages answered to other nodes ----
 
     def _export_stream(self, msg: Message) -> Any:
-        """A stream Message answered to a caller on another node: its reader is kept here
-        under a token, and the caller gets a `_StreamExport` naming the token and the actor
-        that serves it (`system/gateway`'s `pull`); unpickled there, it becomes a stream
-        Message again, fed by a stream call of `pull`. Unclaimed, it is dropped after
-        `_EXPORT_TTL_S` (its writer then fails)."""
+        """A stream Message sent to another node (an answer, or a message asked or told): its
+        reader is kept here under a token, and the other node gets a `_StreamExport` naming the
+        token and the actor that serves it (`system/gateway`'s `pull`); unpickled there, it
+        becomes a stream Message again, fed by a stream call of `pull`. Unclaimed, it is
+        dropped after `_EXPORT_TTL_S` (its writer then fails)."""
         if self._stream_service is None:
             raise PulsingRuntimeError(
-                "a stream Message can be answered to another node only by a node with an address"
+                "a stream Message can go to another node only from a node with an address "
+                "(its items are pulled from there)"
             )
         reader = msg.stream_reader()
         token = random.getrandbits(63)
@@ -1794,6 +1795,8 @@ class ActorSystem:
             fut.set_exception(PulsingRuntimeError("Actor system is shut down"))
             return fut
         try:
+            if type(msg) is Message and msg.is_stream:
+                msg = self._export_stream(msg)  # its items are pulled from this node
             mt, payload = _encode(msg)
         except PulsingError as e:
             fut.set_exception(e)
@@ -1836,6 +1839,8 @@ class ActorSystem:
         fut = CallFuture(loop=self._loop)
         try:
             self._check_open()
+            if type(msg) is Message and msg.is_stream:
+                msg = self._export_stream(msg)
             self._core.tell(actor_id, *_encode(msg))
             fut.set_result(None)
         except _core.CoreError as e:
