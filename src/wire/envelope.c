@@ -185,7 +185,6 @@ env_map_grow(uint8_t *data, size_t oldcap, size_t newcap)
     return base + ENV_MAP_HDR;
 }
 
-/* Frees a mapped part (its pul_free_fn as a segment, too). */
 /* Mappings of freed parts kept for the next large part, while a system runs: a fresh mapping
  * costs a page fault and the zeroing of every page on its first write (~20 % of the receiving
  * side's CPU for 64 MiB parts), a reused one neither. At most ENV_CACHE_SLOTS mappings of at most
@@ -245,6 +244,8 @@ pul__env_cache_use(int on)
     }
 }
 
+/* Frees a mapped part (its pul_free_fn as a segment, too): into the cache when a system runs
+ * and a slot is free, else unmapped. */
 static void
 env_map_free(void *data)
 {
@@ -255,7 +256,7 @@ env_map_free(void *data)
     size_t len = env_map_len(base);
     if (len <= ENV_CACHE_MAX) {
         pthread_mutex_lock(&env_cache_mu);
-        for (int i = 0; i < ENV_CACHE_SLOTS && env_cache_users > 0; i++) {
+        for (int i = 0; env_cache_users > 0 && i < ENV_CACHE_SLOTS; i++) {
             if (env_cache[i] == NULL) {
                 env_cache[i] = base;
                 base = NULL;

@@ -272,8 +272,7 @@ class _AnyCall(AsyncCall):
 
     def _items(self) -> _StreamIter:
         it = _StreamIter(self)
-        ref = self._ref
-        it._src = ref._system._core_stream(ref._id, self._name, self._args, self._kwargs)
+        it._open_remote()
         return it
 
 
@@ -289,17 +288,21 @@ class _StreamIter:
     def __aiter__(self) -> _StreamIter:
         return self
 
-    async def _open(self) -> Any:
+    def _open_remote(self) -> Any:
+        # another node (or a system reached through the core): items as they arrive
         call = self._call
         ref = call._ref
-        cell = ref._cell
+        self._src = ref._system._core_stream(ref._id, call._name, call._args, call._kwargs)
+        return self._src
+
+    async def _open(self) -> Any:
+        call = self._call
+        cell = call._ref._cell
         if cell is None:
-            # another node (or a system reached through the core): items as they arrive
-            self._src = ref._system._core_stream(ref._id, call._name, call._args, call._kwargs)
-        else:
-            if cell.stopped:
-                raise cell._stopped_error()
-            self._src = await cell.open_stream(call._name, call._args, call._kwargs)
+            return self._open_remote()
+        if cell.stopped:
+            raise cell._stopped_error()
+        self._src = await cell.open_stream(call._name, call._args, call._kwargs)
         return self._src
 
     async def __anext__(self) -> Any:
