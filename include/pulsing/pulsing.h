@@ -381,8 +381,10 @@ PUL_EXTERN int pul_ask_named(pul_system_t *sys, pul_id_t node_id, const char *na
                              uint64_t deadline_ms, pul_ask_cb cb, void *arg,
                              pul_call_t **out_call);
 /* Fire and forget. Takes ownership of msg on success. Returns 0, PUL_ENOTFOUND (known at once),
- * PUL_EFULL (mailbox full: tell never blocks and never drops silently), PUL_ECLOSED. Any thread.
- * A remote tell returns 0 once the message is handed to the transport: it is delivered unless
+ * PUL_EFULL (mailbox full: tell never blocks and never drops silently; from the core thread
+ * also while asks wait for room in that mailbox, which a tell does not overtake), PUL_ECLOSED.
+ * Any thread. Tells from the core thread to one remote actor travel in batches (one request per
+ * loop turn), in order, and a call made after them does not overtake them. A remote tell returns 0 once the message is handed to the transport: it is delivered unless
  * the connection fails, and a full remote mailbox holds it through flow control. From the core
  * thread a remote tell may also return PUL_EIO (the node could not be reached a moment ago) or
  * PUL_ETOOBIG; from other threads such failures are only counted (the tell is posted first). */

@@ -535,9 +535,11 @@ pul_tell(pul_system_t *sys, pul_id_t target, pul_msg_t *msg)
         return PUL_ENOTFOUND;
     }
     int rc = 0;
-    if (!mailbox_reserve(a)) {
+    int here = pul__loop_on_thread(&sys->loop);
+    if ((here && a->held_head != NULL) || !mailbox_reserve(a)) {
+        /* Full, or asks wait for room (held_head, core-thread state): not before them. */
         rc = PUL_EFULL;
-    } else if (pul__loop_on_thread(&sys->loop)) {
+    } else if (here) {
         if (a->stopped) {
             atomic_fetch_sub(&a->occ, 1);
             rc = PUL_ENOTFOUND;

@@ -49,9 +49,128 @@ struct rcall_s {
     pul__task_t task;
     int later;
     int get; /* RC_POST sent as a GET without a body */
+    /* ordering of bodies to one actor (cn->ob) */
+    pul_id_t target;
+    int ordered; /* a request to an actor by id: takes part */
+    int in_ob;   /* in its bucket: the body is not all produced yet */
+    rcall_t *onext;
 };
 
+/* ---- bodies to one actor go out in order -------------------------------------------------- */
+
+/* nghttp2 interleaves the DATA frames of streams (by its scheduler, and when a flow-control
+ * window splits a body), so two requests to one actor could reach the node in another order than
+ * they were made when the first body takes more than one frame (a large message, a batch of tells
+ * sent before the peer's SETTINGS raised the frame size). A body therefore starts only once every
+ * earlier body to the same actor on the connection has been produced: requests whose body is not
+ * all out wait in a bucket by actor, in the order they were made. In the common case the first in
+ * its bucket is the one nghttp2 asks for, so the check is one comparison. */
+#define OB_N 64
+
+typedef struct obucket_s {
+    rcall_t *head;
+    rcall_t *tail;
+} obucket_t;
+
+static obucket_t *
+ob_bucket(conn_t *cn, pul_id_t target)
+{
+    uint64_t h = target.lo ^ (target.lo >> 29) ^ target.hi;
+    return &cn->ob[h & (OB_N - 1)];
+}
+
+static int
+ob_may_send(void *arg)
+{
+    rcall_t *rc = arg;
+    if (!rc->in_ob || rc->cn == NULL) {
+        return 1;
+    }
+    for (rcall_t *e = ob_bucket(rc->cn, rc->target)->head; e != NULL && e != rc; e = e->onext) {
+        if (pul_id_eq(e->target, rc->target)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void
+ob_remove(conn_t *cn, rcall_t *rc)
+{
+    if (!rc->in_ob) {
+        return;
+    }
+    rc->in_ob = 0;
+    rc->out.may_send = NULL;
+    rc->out.on_last = NULL;
+    obucket_t *b = ob_bucket(cn, rc->target);
+    rcall_t **pp = &b->head, *prev = NULL;
+    while (*pp != NULL && *pp != rc) {
+        prev = *pp;
+        pp = &(*pp)->onext;
+    }
+    if (*pp == NULL) {
+        return;
+    }
+    *pp = rc->onext;
+    if (b->tail == rc) {
+        b->tail = prev;
+    }
+    rc->onext = NULL;
+    if (cn->dead) {
+        return;
+    }
+    /* The next body to that actor, if it waits for this one: its turn. */
+    for (rcall_t *e = b->head; e != NULL; e = e->onext) {
+        if (pul_id_eq(e->target, rc->target)) {
+            if (e->out.deferred && e->sid > 0) {
+                e->out.deferred = 0;
+                (void)nghttp2_session_resume_data(cn->ses, e->sid);
+                conn_flush_later(cn);
+            }
+            break;
+        }
+    }
+}
+
+/* on_last: the body's last frame is produced. */
+static void
+ob_body_out(void *arg)
+{
+    rcall_t *rc = arg;
+    if (rc->cn != NULL) {
+        ob_remove(rc->cn, rc);
+    }
+}
+
+/* Before the request is submitted. 0 or PUL_ENOMEM. */
+static int
+ob_add(conn_t *cn, rcall_t *rc)
+{
+    if (cn->ob == NULL) {
+        cn->ob = pul__calloc(OB_N, sizeof *cn->ob);
+        if (cn->ob == NULL) {
+            return PUL_ENOMEM;
+        }
+    }
+    obucket_t *b = ob_bucket(cn, rc->target);
+    rc->onext = NULL;
+    if (b->tail != NULL) {
+        b->tail->onext = rc;
+    } else {
+        b->head = rc;
+    }
+    b->tail = rc;
+    rc->in_ob = 1;
+    rc->out.may_send = ob_may_send;
+    rc->out.on_last = ob_body_out;
+    rc->out.order_arg = rc;
+    return 0;
+}
+
 /* ---- helpers ------------------------------------------------------------------------------- */
+
+static void tells_drop(conn_t *cn);
 
 /* sys->net_calls counts records until their caller is answered (not until the stream closes,
  * which may come after the caller's next ask has been made). */
@@ -94,6 +213,7 @@ rcall_unlink(rcall_t *rc)
     if (cn == NULL) {
         return;
     }
+    ob_remove(cn, rc);
     rcall_unhint(rc);
     if (rc->prev != NULL) {
         rc->prev->next = rc->next;
@@ -632,6 +752,7 @@ client_callbacks(nghttp2_session_callbacks *cbs)
 void
 client_conn_lost(conn_t *cn, int status)
 {
+    tells_drop(cn);
     /* Answer every caller now; the records are freed with the connection (we may be inside a
      * callback of this very session). */
     for (rcall_t *rc = cn->calls; rc != NULL; rc = rc->next) {
@@ -651,6 +772,12 @@ client_conn_lost(conn_t *cn, int status)
 void
 client_conn_free(conn_t *cn)
 {
+    tells_drop(cn);
+    for (rcall_t *rc = cn->calls; rc != NULL; rc = rc->next) {
+        rc->in_ob = 0; /* the connection goes: nothing waits for anything */
+    }
+    pul__free(cn->ob);
+    cn->ob = NULL;
     while (cn->calls != NULL) {
         rcall_t *rc = cn->calls;
         rcall_unlink(rc);
@@ -830,6 +957,9 @@ rcall_submit(conn_t *cn, rcall_t *rc, const char *path, const char *mode, const 
 {
     pul__net_t *net = cn->net;
     char deadline[24];
+    if (cn->tb != NULL) {
+        client_tells_submit(cn); /* tells made before this request go first */
+    }
     if (net->from[0] == '\0') {
         pul_id_format(net->sys->node_id, net->from);
     }
@@ -854,9 +984,13 @@ rcall_submit(conn_t *cn, rcall_t *rc, const char *path, const char *mode, const 
         nva[n++] = (nghttp2_nv)NV("content-type", "application/msgpack");
     }
     rc->out.eof = 1;
+    if (rc->ordered && !rc->get && ob_add(cn, rc) != 0) {
+        return PUL_ENOMEM;
+    }
     nghttp2_data_provider prov = outq_provider(&rc->out);
     int32_t sid = nghttp2_submit_request(cn->ses, NULL, nva, n, rc->get ? NULL : &prov, rc);
     if (sid < 0) {
+        ob_remove(cn, rc);
         return sid == NGHTTP2_ERR_NOMEM ? PUL_ENOMEM : PUL_EIO;
     }
     rc->sid = sid;
@@ -899,6 +1033,10 @@ net_call_to(pul__net_t *net, pul_call_t *c, const char *addr, const char *path)
     rcall_t *rc = rcall_new(net, RC_CALL);
     if (rc == NULL) {
         return PUL_ENOMEM;
+    }
+    if (strncmp(path, "/actors/", 8) == 0) {
+        rc->ordered = 1; /* by name: the actor is not known here */
+        rc->target = c->target;
     }
     int r = outq_push_msg(&rc->out, NULL, 0, c->msg);
     if (r == 0) {
@@ -972,15 +1110,67 @@ pul__net_resume(pul__net_t *net, pul_call_t *c)
     conn_flush_later(rc->cn); /* the WINDOW_UPDATE */
 }
 
+/* Tells to one actor made in a row travel in one request of mode "tells" (its body stream
+ * frames, one item per tell; docs/design/wire-protocol.md): the headers, the stream and its 202
+ * are paid once per batch instead of once per tell. A batch is filled until the next flush of its
+ * connection (the end of the loop turn), another request on the connection, a tell to another
+ * actor, or these bounds, so a batch never waits for more tells and a large one does not delay
+ * the start of the next. */
+#define TB_MAX_N 4096
+#define TB_MAX_BYTES (256u * 1024u)
+
+void
+client_tells_submit(conn_t *cn)
+{
+    rcall_t *rc = cn->tb;
+    if (rc == NULL) {
+        return;
+    }
+    pul__net_t *net = cn->net;
+    unsigned n = cn->tb_n;
+    cn->tb = NULL;
+    cn->tb_n = 0;
+    cn->tb_bytes = 0;
+    int r = rcall_submit(cn, rc, actor_path(net, cn->tb_target), "tells", "", 0);
+    if (r != 0) {
+        /* Like a tell whose request fails: dropped, counted, logged (a tell has no answer). */
+        atomic_fetch_add_explicit(&net->errors, n, memory_order_relaxed);
+        PUL__LOG(PUL__LOG_DEBUG, "net", "%u remote tells dropped: %s", n, pul_strerror(r));
+        rcall_free(rc);
+        return;
+    }
+    atomic_fetch_add_explicit(&net->msgs_out, n - 1, memory_order_relaxed);
+}
+
+/* Drop the batch being filled (its connection is lost or freed). */
+static void
+tells_drop(conn_t *cn)
+{
+    if (cn->tb != NULL) {
+        atomic_fetch_add_explicit(&cn->net->errors, cn->tb_n, memory_order_relaxed);
+        rcall_free(cn->tb);
+        cn->tb = NULL;
+        cn->tb_n = 0;
+        cn->tb_bytes = 0;
+    }
+}
+
 int
 pul__net_tell(pul__net_t *net, pul_id_t target, pul_msg_t *msg)
 {
     if (net == NULL || net->closing) {
         return PUL_ECLOSED;
     }
+    const char *type = pul_msg_type(msg);
+    size_t tl = strlen(type);
+    uint64_t total = 1 + tl + pul__env_header_size(msg) + pul_msg_size(msg);
     if (pul_msg_size(msg) > net->sys->cfg.max_message_size ||
-        pul_msg_nsegments(msg) > PUL__ENV_MAX_SEGS) {
+        pul_msg_nsegments(msg) > PUL__ENV_MAX_SEGS || total > net->sys->cfg.max_message_size ||
+        total > UINT32_MAX) {
         return PUL_ETOOBIG;
+    }
+    if (tl > 255) {
+        return PUL_EINVAL;
     }
     char addr[PUL_ADDR_MAX + 1];
     if (!route_addr(net, target.hi, addr, NULL)) {
@@ -991,19 +1181,39 @@ pul__net_tell(pul__net_t *net, pul_id_t target, pul_msg_t *msg)
     if (cn == NULL) {
         return err;
     }
-    rcall_t *rc = rcall_new(net, RC_TELL);
-    if (rc == NULL) {
-        return PUL_ENOMEM;
+    if (cn->tb != NULL && (!pul_id_eq(cn->tb_target, target) || cn->tb_n >= TB_MAX_N ||
+                           cn->tb_bytes >= TB_MAX_BYTES)) {
+        client_tells_submit(cn);
     }
-    const char *path = actor_path(net, target);
-    int r = outq_push_msg(&rc->out, NULL, 0, msg);
-    if (r == 0) {
-        r = rcall_submit(cn, rc, path, "tell", pul_msg_type(msg), 0);
+    int fresh = cn->tb == NULL;
+    rcall_t *rc = cn->tb;
+    if (fresh) {
+        rc = rcall_new(net, RC_TELL);
+        if (rc == NULL) {
+            return PUL_ENOMEM;
+        }
+        rc->ordered = 1;
+        rc->target = target;
     }
+    uint8_t hdr[PUL__SFRAME_HDR + 1 + 255];
+    pul__sframe_hdr(hdr, PUL__SFRAME_ITEM, (uint32_t)total);
+    hdr[PUL__SFRAME_HDR] = (uint8_t)tl;
+    memcpy(hdr + PUL__SFRAME_HDR + 1, type, tl);
+    int r = outq_push_msg(&rc->out, hdr, PUL__SFRAME_HDR + 1 + tl, msg);
     if (r != 0) {
-        rcall_free(rc);
+        /* outq_push_msg appends nothing on failure: the batch stays whole */
+        if (fresh) {
+            rcall_free(rc);
+        }
         return r;
     }
+    if (fresh) {
+        cn->tb = rc;
+        cn->tb_target = target;
+        conn_flush_later(cn); /* submits the batch at the end of the turn */
+    }
+    cn->tb_n++;
+    cn->tb_bytes += PUL__SFRAME_HDR + (size_t)total;
     pul_msg_unref(msg); /* the body holds its own references */
     return 0;
 }

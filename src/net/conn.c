@@ -124,6 +124,8 @@ outq_push_msg(outq_t *q, const void *prefix, size_t plen, pul_msg_t *msg)
     size_t len;
     const void *d = pul_msg_data(msg, &len);
     size_t hl = plen + (size_t)n;
+    piece_t *old_tail = q->tail;
+    size_t old_bytes = q->bytes;
     /* A small payload travels in the same piece as the prefix and header (one allocation). */
     int inl = len <= OUTQ_INLINE_MAX && hl + len <= 2 * OUTQ_INLINE_MAX;
     int rc = 0;
@@ -154,6 +156,22 @@ outq_push_msg(outq_t *q, const void *prefix, size_t plen, pul_msg_t *msg)
         d = pul_msg_segment(msg, i, &len);
         rc = outq_push_ref(q, msg, d, len);
     }
+    if (rc != 0) {
+        /* All or nothing: what this call appended goes, the queue is as before. */
+        piece_t *p = old_tail != NULL ? old_tail->next : q->head;
+        if (old_tail != NULL) {
+            old_tail->next = NULL;
+        } else {
+            q->head = NULL;
+        }
+        q->tail = old_tail;
+        q->bytes = old_bytes;
+        while (p != NULL) {
+            piece_t *next = p->next;
+            piece_free(q, p);
+            p = next;
+        }
+    }
     return rc;
 }
 
@@ -170,27 +188,45 @@ outq_kick(conn_t *cn, outq_t *q)
     conn_flush_later(cn);
 }
 
+/* The body's last frame is being produced (frames go to the socket in the order they are
+ * produced): later bodies to the same actor may start. */
+static void
+outq_last(outq_t *q)
+{
+    void (*fn)(void *) = q->on_last;
+    q->on_last = NULL;
+    q->may_send = NULL;
+    if (fn != NULL) {
+        fn(q->order_arg);
+    }
+}
+
 static ssize_t
 outq_read_cb(nghttp2_session *ses, int32_t sid, uint8_t *buf, size_t length,
              uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
 {
     outq_t *q = source->ptr;
     piece_t *pc = q->head;
+    if (q->may_send != NULL && !q->may_send(q->order_arg)) {
+        q->deferred = 1; /* resumed when the earlier body is out */
+        return NGHTTP2_ERR_DEFERRED;
+    }
     if (pc == NULL) {
         if (q->eof) {
             *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+            outq_last(q);
             return 0;
         }
         q->deferred = 1;
         return NGHTTP2_ERR_DEFERRED;
     }
-    size_t n = pc->len - pc->off;
-    if (n > length) {
-        n = length;
-    }
+    /* As many pieces as fit in one frame (conn_send_data_cb walks them): a body of many small
+     * pieces (a batch of tells, stream items) is a few frames, not one per piece. */
+    size_t n = q->bytes < length ? q->bytes : length;
     *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
-    if (q->eof && pc->next == NULL && pc->off + n == pc->len) {
+    if (q->eof && n == q->bytes) {
         *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+        outq_last(q);
     }
     return (ssize_t)n;
 }
@@ -740,7 +776,7 @@ conn_direct_ok(const conn_t *cn)
 {
     return cn != NULL && !cn->dead && cn->connected && !cn->fail_owed &&
            !cn->closing_after_write && !cn->flush_scheduled && cn->nwrites == 0 &&
-           cn->wb_held == NULL && cn->io == &tcp_io;
+           cn->wb_held == NULL && cn->tb == NULL && cn->io == &tcp_io;
 }
 
 /* A borrower's write: as much of wb as the socket takes now, with a raw non-blocking sendmsg
@@ -818,6 +854,9 @@ conn_write_held(conn_t *cn)
 void
 conn_flush(conn_t *cn)
 {
+    if (cn->tb != NULL && !cn->dead) {
+        client_tells_submit(cn); /* queued in the session even before the connect completes */
+    }
     if (cn->dead || cn->fail_owed || !cn->connected || cn->closing_after_write == 2) {
         return;
     }

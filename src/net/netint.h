@@ -73,6 +73,11 @@ typedef struct {
     int32_t sid;    /* the stream it feeds (0 until submitted) */
     void (*on_drain)(void *arg); /* called when bytes fall under NET_OUT_HIGH / 2 */
     void *drain_arg;
+    /* Ordering (client requests, client.c): may_send says whether the body may start now (else
+     * the provider defers until resumed); on_last runs once, when its last frame is produced. */
+    int (*may_send)(void *arg);
+    void (*on_last)(void *arg);
+    void *order_arg;
 } outq_t;
 
 void outq_init(outq_t *q, pool_t *pool);
@@ -82,7 +87,8 @@ int outq_push_ref(outq_t *q, pul_msg_t *owner, const void *p, size_t len);
 /* Append a copy of len bytes. */
 int outq_push_copy(outq_t *q, const void *p, size_t len);
 /* Append plen bytes of prefix (copied; may be 0) then msg's encoding: header (copied), payload
- * (copied when small, referenced otherwise) and segments (referenced). */
+ * (copied when small, referenced otherwise) and segments (referenced). All or nothing: on
+ * failure the queue is as it was. */
 int outq_push_msg(outq_t *q, const void *prefix, size_t plen, pul_msg_t *msg);
 /* The queue got bytes or eof: wake the stream's data provider and schedule a flush. */
 void outq_kick(conn_t *cn, outq_t *q);
@@ -135,6 +141,17 @@ struct conn_s {
     void *wb_held;
     int fail_owed;  /* conn_fail asked by a borrower: fail_task runs it on the core thread */
     pul__task_t fail_task;
+    /* Tells to one actor made in a row are sent as one request ("tells" mode, client.c): the
+     * batch being filled, not yet submitted; submitted by the next flush or before any other
+     * request on this connection, so nothing overtakes it. */
+    rcall_t *tb;
+    pul_id_t tb_target;
+    unsigned tb_n;
+    size_t tb_bytes;
+    /* Requests to an actor whose body is not all produced yet, by actor (client.c): a body
+     * starts only once the earlier ones to the same actor are out, so nghttp2 never interleaves
+     * them and the node receives them in the order they were made. Allocated on first use. */
+    struct obucket_s *ob;
 };
 
 /* The user data of stream sid, through the one-entry cache (hsid, hdata) that stream close and
@@ -256,6 +273,8 @@ void client_callbacks(nghttp2_session_callbacks *cbs);
 void client_conn_lost(conn_t *cn, int status);
 /* Free the call records of a connection being freed. */
 void client_conn_free(conn_t *cn);
+/* Submit the batch of tells being filled on cn (if any): conn_flush calls it first. */
+void client_tells_submit(conn_t *cn);
 
 /* server.c */
 void server_callbacks(nghttp2_session_callbacks *cbs);

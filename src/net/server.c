@@ -11,7 +11,14 @@
 #include "net/netint.h"
 
 enum { M_OTHER, M_POST, M_GET };
-enum { MODE_ASK, MODE_TELL, MODE_STREAM };
+enum { MODE_ASK, MODE_TELL, MODE_STREAM, MODE_TELLS };
+enum { TF_HDR, TF_TLEN, TF_TYPE, TF_MSG }; /* the frames of a "tells" body */
+
+/* A tell received and not yet in its mailbox (the mailbox is full). */
+typedef struct tq_s {
+    struct tq_s *next;
+    pul_msg_t *msg;
+} tq_t;
 
 struct sst_s {
     sst_t *prev;
@@ -42,12 +49,35 @@ struct sst_s {
     outq_t out;
     uint64_t t0;
     int paused;
-    sst_t *held_next; /* net->held: tells waiting for room, in arrival order */
-    pul_msg_t *tell_msg;
+    /* tells: the messages waiting for mailbox room, in order; the stream is then in net->held
+     * (held set, one reference) until they are all in */
+    tq_t *tq_head;
+    tq_t *tq_tail;
+    int held;
+    sst_t *held_next;
     pul_id_t target;
+    int target_ok;
+    /* "tells": the frame being read (its type goes into st->type) */
+    int fs;
+    uint8_t fh[PUL__SFRAME_HDR];
+    size_t fhlen;
+    uint32_t flen, fgot;
+    size_t tlen, tgot;
 };
 
 /* ---- lifetime ------------------------------------------------------------------------------- */
+
+static void
+tq_free(sst_t *st)
+{
+    while (st->tq_head != NULL) {
+        tq_t *e = st->tq_head;
+        st->tq_head = e->next;
+        pul_msg_unref(e->msg);
+        pool_free(&st->net->pool, e);
+    }
+    st->tq_tail = NULL;
+}
 
 static void
 sst_unref(sst_t *st)
@@ -55,7 +85,7 @@ sst_unref(sst_t *st)
     if (--st->refs > 0) {
         return;
     }
-    pul_msg_unref(st->tell_msg);
+    tq_free(st);
     outq_free(&st->out);
     pul__env_rx_free(&st->env);
     pul__free(st->buf);
@@ -343,31 +373,78 @@ sst_consume(sst_t *st)
     st->unconsumed = 0;
 }
 
-/* Try to put a held tell into its mailbox. Returns 1 when it is done with (delivered or
- * answered with an error), 0 when the mailbox is still full. */
+/* Nothing of the stream's tells is waiting: its window goes back, and once the request has
+ * ended every tell of it is in a mailbox: 202. */
+static void
+tells_idle(sst_t *st)
+{
+    sst_consume(st);
+    if (st->ended && !st->responded && !st->closed) {
+        sst_respond_body(st, 202, NULL, NULL, "", 0);
+        sst_observe(st);
+    }
+}
+
+static void sst_call(sst_t *st, pul_id_t target, pul_msg_t *msg);
+
+/* Put the stream's waiting tells into their mailbox, in order. Returns 1 when none is left
+ * (all in, or answered with an error: the rest dropped), 0 when the mailbox is still full. */
 static int
 tell_try(sst_t *st)
 {
-    if (st->closed) {
+    if (st->closed || st->responded) {
+        tq_free(st);
         return 1;
     }
-    int rc = pul_tell(st->net->sys, st->target, st->tell_msg);
-    if (rc == PUL_EFULL) {
-        return 0;
+    if (st->mode == MODE_ASK || st->mode == MODE_STREAM) {
+        /* a call that waited behind tells: its turn (a call is never refused for room) */
+        tq_t *e = st->tq_head;
+        st->tq_head = st->tq_tail = NULL;
+        if (e != NULL) {
+            pul_msg_t *m = e->msg;
+            pool_free(&st->net->pool, e);
+            sst_call(st, st->target, m);
+        }
+        return 1;
     }
-    if (rc == 0) {
-        st->tell_msg = NULL;
-        sst_consume(st); /* the window goes back only now */
-        sst_respond_body(st, 202, NULL, NULL, "", 0);
-    } else {
-        sst_respond_status(st, rc, NULL);
+    while (st->tq_head != NULL) {
+        tq_t *e = st->tq_head;
+        int rc = pul_tell(st->net->sys, st->target, e->msg);
+        if (rc == PUL_EFULL) {
+            return 0;
+        }
+        st->tq_head = e->next;
+        if (st->tq_head == NULL) {
+            st->tq_tail = NULL;
+        }
+        if (rc != 0) {
+            pul_msg_unref(e->msg);
+            pool_free(&st->net->pool, e);
+            tq_free(st);
+            sst_consume(st);
+            sst_respond_status(st, rc, NULL);
+            sst_observe(st);
+            return 1;
+        }
+        pool_free(&st->net->pool, e);
     }
-    sst_observe(st);
+    tells_idle(st);
     return 1;
 }
 
-/* Tells to a full mailbox wait in one list, in arrival order, and are retried every 5 ms; a tell
- * never overtakes an earlier one to the same actor. */
+static int
+held_for(pul__net_t *net, pul_id_t target, const sst_t *upto)
+{
+    for (sst_t *e = net->held_head; e != NULL && e != upto; e = e->held_next) {
+        if (pul_id_eq(e->target, target)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Tells to a full mailbox wait in one list of streams, in arrival order, retried every 5 ms; a
+ * tell never overtakes an earlier one to the same actor. */
 static void
 tell_held_tick(pul__tmr_t *t)
 {
@@ -376,16 +453,11 @@ tell_held_tick(pul__tmr_t *t)
     net->held_tail = NULL;
     while (*pp != NULL) {
         sst_t *st = *pp;
-        int blocked = 0;
-        for (sst_t *e = net->held_head; e != st; e = e->held_next) {
-            if (pul_id_eq(e->target, st->target)) {
-                blocked = 1; /* an earlier one to the same actor is still waiting */
-                break;
-            }
-        }
-        if (!blocked && tell_try(st)) {
+        /* not past an earlier stream to the same actor that is still waiting */
+        if (!held_for(net, st->target, st) && tell_try(st)) {
             *pp = st->held_next;
             st->held_next = NULL;
+            st->held = 0;
             sst_unref(st); /* the list's */
             continue;
         }
@@ -397,21 +469,21 @@ tell_held_tick(pul__tmr_t *t)
     }
 }
 
+/* The stream has tells waiting (st->tq_head): into the mailbox now if nothing earlier to the
+ * same actor waits and there is room, otherwise held. */
 static void
 tell_deliver(sst_t *st)
 {
     pul__net_t *net = st->net;
-    for (sst_t *e = net->held_head; e != NULL; e = e->held_next) {
-        if (pul_id_eq(e->target, st->target)) {
-            goto hold; /* behind the earlier ones */
-        }
+    if (st->held) {
+        return; /* the tick takes them, in order */
     }
-    if (tell_try(st)) {
+    if (!held_for(net, st->target, NULL) && tell_try(st)) {
         return;
     }
-hold:
     /* A full mailbox holds the request (and with it the sender's window) until there is room. */
     st->refs++;
+    st->held = 1;
     st->held_next = NULL;
     if (net->held_tail != NULL) {
         net->held_tail->held_next = st;
@@ -425,6 +497,24 @@ hold:
     }
 }
 
+static int
+tq_push(sst_t *st, pul_msg_t *msg)
+{
+    tq_t *e = pool_alloc(&st->net->pool, sizeof *e);
+    if (e == NULL) {
+        return PUL_ENOMEM;
+    }
+    e->msg = msg;
+    e->next = NULL;
+    if (st->tq_tail != NULL) {
+        st->tq_tail->next = e;
+    } else {
+        st->tq_head = e;
+    }
+    st->tq_tail = e;
+    return 0;
+}
+
 void
 server_net_close(pul__net_t *net)
 {
@@ -432,6 +522,8 @@ server_net_close(pul__net_t *net)
     while (net->held_head != NULL) {
         sst_t *st = net->held_head;
         net->held_head = st->held_next;
+        st->held_next = NULL;
+        st->held = 0;
         sst_unref(st);
     }
     net->held_tail = NULL;
@@ -459,11 +551,36 @@ sst_deliver(sst_t *st, pul_id_t target)
         return;
     }
     if (st->mode == MODE_TELL) {
-        st->tell_msg = msg;
+        if (tq_push(st, msg) != 0) {
+            pul_msg_unref(msg);
+            sst_respond_status(st, PUL_ENOMEM, NULL);
+            return;
+        }
         st->target = target;
+        st->target_ok = 1;
         tell_deliver(st);
         return;
     }
+    if (held_for(st->net, target, NULL)) {
+        /* Tells to that actor wait for room: the call does not overtake them. */
+        if (tq_push(st, msg) != 0) {
+            pul_msg_unref(msg);
+            sst_respond_status(st, PUL_ENOMEM, NULL);
+            return;
+        }
+        st->target = target;
+        st->target_ok = 1;
+        tell_deliver(st);
+        return;
+    }
+    sst_call(st, target, msg);
+}
+
+/* Start the local call of an ask or stream request. */
+static void
+sst_call(sst_t *st, pul_id_t target, pul_msg_t *msg)
+{
+    pul_system_t *sys = st->net->sys;
     st->refs++; /* the call's */
     pul_call_t *c = NULL;
     int rc = st->mode == MODE_STREAM
@@ -489,6 +606,196 @@ parse_id32(const char *s, pul_id_t *out)
     return pul_id_parse(s, 32, out);
 }
 
+/* ---- "tells": a batch of tells to one actor, delivered frame by frame as they arrive ---- */
+
+/* The actor of a "tells" request, checked as sst_dispatch checks any request. 0, or the request
+ * was answered with an error (returns it). */
+static int
+tells_target(sst_t *st)
+{
+    pul__net_t *net = st->net;
+    int rc = 0;
+    const char *why = NULL;
+    pul_id_t id;
+    if (net->closing) {
+        rc = PUL_ECLOSED;
+        why = "node shutting down";
+    } else if (st->bad || st->path_bad || st->method != M_POST) {
+        rc = PUL_EPROTO;
+        why = "malformed request";
+    } else if (strncmp(st->path, "/actors/", 8) == 0) {
+        if (parse_id32(st->path + 8, &id) != 0) {
+            rc = PUL_EPROTO;
+            why = "bad actor id";
+        }
+    } else {
+        rc = pul_lookup(net->sys, st->path + 7, &id);
+        if (rc != 0) {
+            rc = rc == PUL_ENAME ? PUL_EPROTO : PUL_ENOTFOUND;
+        }
+    }
+    if (rc == 0 && pul__net_is_remote(net->sys, id) && !pul__net_has_route(net, id)) {
+        rc = PUL_ENOTFOUND;
+        why = "actor not on this node";
+    }
+    if (rc != 0) {
+        sst_respond_status(st, rc, why);
+        sst_observe(st);
+        return rc;
+    }
+    st->target = id;
+    st->target_ok = 1;
+    return 0;
+}
+
+/* One tell of the batch, whole. 0, or an error to answer the request with. */
+static int
+tells_one(sst_t *st, pul_msg_t *msg)
+{
+    atomic_fetch_add_explicit(&st->net->msgs_in, 1, memory_order_relaxed);
+    if (st->tq_head == NULL && !st->held && !held_for(st->net, st->target, NULL)) {
+        int rc = pul_tell(st->net->sys, st->target, msg);
+        if (rc != PUL_EFULL) {
+            if (rc != 0) {
+                pul_msg_unref(msg);
+            }
+            return rc;
+        }
+    }
+    int rc = tq_push(st, msg);
+    if (rc != 0) {
+        pul_msg_unref(msg);
+        return rc;
+    }
+    tell_deliver(st);
+    return 0;
+}
+
+/* Read the frames of a "tells" body (the stream frames of docs/design/wire-protocol.md, items
+ * only). 0, an error to answer with, or 1: answered already (the actor was refused). */
+static int
+tells_feed(sst_t *st, const uint8_t *p, size_t n)
+{
+    size_t max = st->net->sys->cfg.max_message_size;
+    size_t used = 0;
+    while (used < n) {
+        if (st->responded) {
+            return 1;
+        }
+        switch (st->fs) {
+        case TF_HDR: {
+            size_t k = PUL__SFRAME_HDR - st->fhlen;
+            if (k > n - used) {
+                k = n - used;
+            }
+            memcpy(st->fh + st->fhlen, p + used, k);
+            st->fhlen += k;
+            used += k;
+            if (st->fhlen < PUL__SFRAME_HDR) {
+                return 0;
+            }
+            st->flen = ((uint32_t)st->fh[1] << 24) | ((uint32_t)st->fh[2] << 16) |
+                       ((uint32_t)st->fh[3] << 8) | st->fh[4];
+            if (st->fh[0] != PUL__SFRAME_ITEM || st->flen < 1) {
+                return PUL_EPROTO;
+            }
+            if (st->flen > max) {
+                return PUL_ETOOBIG;
+            }
+            if (!st->target_ok && tells_target(st) != 0) {
+                return 1;
+            }
+            st->fgot = 0;
+            st->fs = TF_TLEN;
+            break;
+        }
+        case TF_TLEN:
+            st->tlen = p[used++];
+            st->tgot = 0;
+            st->fgot = 1;
+            if (1 + st->tlen > st->flen) {
+                return PUL_EPROTO;
+            }
+            st->type[0] = '\0';
+            pul__env_rx_free(&st->env);
+            pul__env_rx_init(&st->env, max);
+            st->fs = st->tlen > 0 ? TF_TYPE : TF_MSG;
+            break;
+        case TF_TYPE: {
+            size_t k = st->tlen - st->tgot;
+            if (k > n - used) {
+                k = n - used;
+            }
+            for (size_t i = 0; i < k; i++) {
+                if (p[used + i] < 0x20 || p[used + i] > 0x7e) {
+                    return PUL_EPROTO;
+                }
+            }
+            memcpy(st->type + st->tgot, p + used, k);
+            st->tgot += k;
+            st->fgot += (uint32_t)k;
+            used += k;
+            if (st->tgot == st->tlen) {
+                st->type[st->tlen] = '\0';
+                st->fs = TF_MSG;
+            }
+            break;
+        }
+        case TF_MSG: {
+            size_t k = st->flen - st->fgot;
+            if (k > n - used) {
+                k = n - used;
+            }
+            long r = pul__env_rx_feed(&st->env, p + used, k);
+            if (r < 0) {
+                return (int)r;
+            }
+            if ((size_t)r != k) {
+                return PUL_EPROTO; /* bytes past the encoding inside the frame */
+            }
+            used += k;
+            st->fgot += (uint32_t)k;
+            if (st->fgot == st->flen) {
+                if (!pul__env_rx_done(&st->env)) {
+                    return PUL_EPROTO;
+                }
+                pul_msg_t *m = pul__env_rx_take(&st->env, st->type);
+                if (m == NULL) {
+                    return PUL_ENOMEM;
+                }
+                st->fs = TF_HDR;
+                st->fhlen = 0;
+                int r2 = tells_one(st, m);
+                if (r2 != 0) {
+                    return r2;
+                }
+            }
+            break;
+        }
+        default:
+            return PUL_EPROTO;
+        }
+    }
+    return 0;
+}
+
+/* The "tells" request has ended: 202 once its last tell is in the mailbox. */
+static void
+tells_end(sst_t *st)
+{
+    if (st->fs != TF_HDR || st->fhlen != 0) {
+        sst_respond_status(st, PUL_EPROTO, "body ends inside a tell");
+        sst_observe(st);
+        return;
+    }
+    if (!st->target_ok && tells_target(st) != 0) {
+        return; /* an empty batch is checked as well */
+    }
+    if (st->tq_head == NULL && !st->held) {
+        tells_idle(st);
+    }
+}
+
 static void
 sst_dispatch(sst_t *st)
 {
@@ -503,6 +810,11 @@ sst_dispatch(sst_t *st)
     }
     if (st->reject) {
         sst_respond_status(st, st->reject_code, NULL);
+        return;
+    }
+    if (st->mode == MODE_TELLS &&
+        (strncmp(st->path, "/actors/", 8) == 0 || strncmp(st->path, "/named/", 7) == 0)) {
+        tells_end(st);
         return;
     }
     if (st->method == M_GET) {
@@ -635,6 +947,8 @@ sv_on_header(nghttp2_session *ses, const nghttp2_frame *frame, const uint8_t *na
             st->mode = MODE_TELL;
         } else if (valuelen == 6 && memcmp(value, "stream", 6) == 0) {
             st->mode = MODE_STREAM;
+        } else if (valuelen == 5 && memcmp(value, "tells", 5) == 0) {
+            st->mode = MODE_TELLS;
         } else {
             st->bad = 1;
         }
@@ -682,7 +996,24 @@ sv_on_data_chunk(nghttp2_session *ses, uint8_t flags, int32_t sid, const uint8_t
     }
     size_t max = cn->net->sys->cfg.max_message_size;
     int rc = 0;
-    if (strncmp(st->path, "/actors/", 8) == 0 || strncmp(st->path, "/named/", 7) == 0) {
+    int actor_path = strncmp(st->path, "/actors/", 8) == 0 || strncmp(st->path, "/named/", 7) == 0;
+    if (actor_path && st->mode == MODE_TELLS) {
+        st->unconsumed += len;
+        rc = tells_feed(st, data, len);
+        if (rc == 1) {
+            st->reject = 1; /* answered: the rest of the body is not read */
+            sst_consume(st);
+            return 0;
+        }
+        if (rc == 0) {
+            /* The window goes back as the tells reach their mailbox: at once unless some wait. */
+            if (st->tq_head == NULL && !st->held) {
+                sst_consume(st);
+            }
+            return 0;
+        }
+        st->unconsumed -= len; /* counted again below */
+    } else if (actor_path) {
         if (st->env.max == 0) {
             pul__env_rx_init(&st->env, max);
         }
