@@ -45,6 +45,7 @@ struct pul__actor_s {
     pul_call_t *held_head; /* asks waiting for room */
     pul_call_t *held_tail;
     /* Core-thread state. */
+    int room_wanted; /* a tell from the core thread found it full: pul__net_room when a slot frees */
     int started;
     int stopped;
     int restarting;

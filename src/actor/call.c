@@ -371,6 +371,10 @@ actor_run(pul__actor_t *a)
         if (a->held_head != NULL) {
             mailbox_refill(a);
         }
+        if (a->room_wanted) {
+            a->room_wanted = 0;
+            pul__net_room(a->sys->net);
+        }
         pul_call_t *c = s.call;
         if (c != NULL && c->done) {
             pul__call_unref(c);
@@ -539,6 +543,9 @@ pul_tell(pul_system_t *sys, pul_id_t target, pul_msg_t *msg)
     if ((here && a->held_head != NULL) || !mailbox_reserve(a)) {
         /* Full, or asks wait for room (held_head, core-thread state): not before them. */
         rc = PUL_EFULL;
+        if (here) {
+            a->room_wanted = 1; /* the transport retries its held tells when a slot frees */
+        }
     } else if (here) {
         if (a->stopped) {
             atomic_fetch_sub(&a->occ, 1);

@@ -55,6 +55,10 @@ void pul__net_resume(pul__net_t *net, pul_call_t *c);
 int pul__net_direct_call_ok(pul__net_t *net, pul_call_t *c);
 int pul__net_direct_reply_ok(pul__net_t *net, pul_call_t *c);
 void pul__net_direct_flush(pul__net_t *net);
+/* A mailbox that refused a tell of the core thread has room again: the tells the transport
+ * holds for full mailboxes are retried on the next turn (not only on their 5 ms tick). Core
+ * thread. net may be NULL. */
+void pul__net_room(pul__net_t *net);
 /* Nonzero when a route to target's node is known (so a remote tell can fail at once with
  * PUL_ENOTFOUND). Any thread (routes are under a mutex). net may be NULL. */
 int pul__net_has_route(pul__net_t *net, pul_id_t target);

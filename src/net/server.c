@@ -516,6 +516,14 @@ tq_push(sst_t *st, pul_msg_t *msg)
 }
 
 void
+pul__net_room(pul__net_t *net)
+{
+    if (net != NULL && net->held_head != NULL && !net->closing) {
+        (void)pul__timer_arm(&net->sys->loop, &net->tell_timer, pul__now_ms());
+    }
+}
+
+void
 server_net_close(pul__net_t *net)
 {
     pul__timer_disarm(&net->sys->loop, &net->tell_timer);
