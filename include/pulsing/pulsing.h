@@ -357,6 +357,26 @@ PUL_EXTERN int pul_ask(pul_system_t *sys, pul_id_t target, pul_msg_t *msg, uint6
  * over 270 bytes, or addr over PUL_ADDR_MAX), PUL_ECLOSED, PUL_ENOMEM. */
 PUL_EXTERN int pul_http_get(pul_system_t *sys, const char *addr, const char *path,
                             uint64_t timeout_ms, pul_ask_cb cb, void *arg);
+/* Pumping (docs/design/threads.md, "Pumping"): a thread with its own event loop that makes lone
+ * remote asks (their requests written by that thread: "Direct writes") reads their replies
+ * itself, so the core thread is not woken to read them and wake it in turn.
+ *
+ * pul_pump_fd: after such an ask, the connection it went out on, if offered and no connection
+ * is pumped yet: returns a new descriptor (a duplicate the caller owns and closes) to watch for
+ * readability, and *token; -1 otherwise (nothing to do). The core thread stops reading that
+ * connection. pul_pump: the descriptor is readable: read and process what is there, standing in
+ * for the core thread (completion callbacks of calls on that connection run on this thread
+ * meanwhile, never concurrently with the core thread). Returns 1 (bytes processed), 0 (nothing
+ * there), PUL_EAGAIN (the core thread is running: stop watching and call pul_pump_stop; it
+ * reads the connection again — calling pul_pump again at once instead would keep taking the loop
+ * from under the waking core thread) or PUL_ECLOSED (the pumping is over: the connection closed, the
+ * system shuts down, or the core thread took the connection back because it was not read for a
+ * while; stop watching). pul_pump_stop: the caller stops watching; the core thread reads the
+ * connection again. Close the descriptor after the last call with its token. Any thread, one
+ * pumper per system. */
+PUL_EXTERN int pul_pump_fd(pul_system_t *sys, uint64_t *token);
+PUL_EXTERN int pul_pump(pul_system_t *sys, uint64_t token);
+PUL_EXTERN void pul_pump_stop(pul_system_t *sys, uint64_t token);
 /* Out-of-cluster clients (the Python `Connect`): send the calls and tells for the actors of node
  * `node_id` to `addr`, a gateway node that forwards them, instead of to a route the membership
  * layer set. node_id zero sets the default gateway: every node without a route of its own.

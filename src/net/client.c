@@ -1049,6 +1049,9 @@ net_call_to(pul__net_t *net, pul_call_t *c, const char *addr, const char *path)
     atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
     rc->c = c;
     c->net_op = rc;
+    if (!c->stream_mode && pul__loop_borrowed(&net->sys->loop)) {
+        pump_offer(net, cn); /* written by the caller's thread: it may read the reply too */
+    }
     return 0;
 }
 

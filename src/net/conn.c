@@ -467,8 +467,6 @@ conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = net->rbuf != NULL ? NET_READ_BUF : 0;
 }
 
-static void conn_on_bytes(conn_t *cn, const uint8_t *p, size_t n);
-
 static void
 tcp_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
@@ -503,10 +501,22 @@ static void conn_close_cb(uv_handle_t *h);
 static void
 tcp_close(conn_t *cn)
 {
+    uv_os_fd_t fd;
+    if (cn->pumped_ever && uv_fileno((uv_handle_t *)&cn->tcp, &fd) == 0) {
+        /* A pumper may hold a duplicate of the descriptor: end the connection for it too (and
+         * for the peer, which would not see our close while the duplicate lives). */
+        (void)shutdown(fd, SHUT_RDWR);
+    }
     uv_close((uv_handle_t *)&cn->tcp, conn_close_cb);
 }
 
 static const conn_io_t tcp_io = {tcp_start, tcp_write, tcp_close};
+
+int
+conn_is_tcp(const conn_t *cn)
+{
+    return cn->io == &tcp_io;
+}
 
 /* ---- connections -------------------------------------------------------------------------- */
 
@@ -731,6 +741,7 @@ conn_fail(conn_t *cn, int status)
         net->ninbound--;
     }
     atomic_fetch_sub_explicit(&net->connections, 1, memory_order_relaxed);
+    pump_conn_gone(net, cn);
     client_conn_lost(cn, status);
     server_conn_lost(cn);
     cn->io->close(cn);
@@ -971,7 +982,7 @@ net_direct_flush(pul__net_t *net)
     }
 }
 
-static void
+void
 conn_on_bytes(conn_t *cn, const uint8_t *p, size_t n)
 {
     atomic_fetch_add_explicit(&cn->net->bytes_in, n, memory_order_relaxed);
@@ -985,6 +996,10 @@ conn_on_bytes(conn_t *cn, const uint8_t *p, size_t n)
         PUL__LOG(PUL__LOG_DEBUG, "net", "protocol error from peer: %s",
                  nghttp2_strerror((int)rv));
         atomic_fetch_add_explicit(&cn->net->errors, 1, memory_order_relaxed);
+        if (pul__loop_borrowed(&cn->net->sys->loop)) {
+            conn_fail(cn, PUL_EPROTO); /* a pumper (no libuv here): the core thread closes it */
+            return;
+        }
         uv_read_stop((uv_stream_t *)&cn->tcp);
         (void)nghttp2_session_terminate_session(cn->ses, NGHTTP2_PROTOCOL_ERROR);
         conn_flush(cn);

@@ -258,6 +258,7 @@ pul__net_stats(pul__net_t *net, pul__net_stats_t *out)
     out->connections = atomic_load_explicit(&net->connections, memory_order_relaxed);
     out->direct_writes = atomic_load_explicit(&net->direct_writes, memory_order_relaxed);
     out->direct_held = atomic_load_explicit(&net->direct_held, memory_order_relaxed);
+    out->pumped = atomic_load_explicit(&net->pumped, memory_order_relaxed);
 }
 
 /* ---- lifetime ------------------------------------------------------------------------------ */
@@ -451,6 +452,7 @@ pul__net_close(pul__net_t *net)
         return;
     }
     net->closing = 1;
+    pump_net_close(net);
     if (net->listening) {
         net->listening = 0;
         uv_close((uv_handle_t *)&net->listener, listener_close_cb);

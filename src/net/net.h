@@ -104,6 +104,7 @@ typedef struct {
     /* write batches a borrowing thread sent itself, and those of them it handed to the core
      * thread (not written whole at once) */
     uint64_t direct_writes, direct_held;
+    uint64_t pumped; /* socket reads done by a pumper (pul_pump) */
 } pul__net_stats_t;
 void pul__net_stats(pul__net_t *net, pul__net_stats_t *out);
 

@@ -152,6 +152,10 @@ struct conn_s {
      * starts only once the earlier ones to the same actor are out, so nghttp2 never interleaves
      * them and the node receives them in the order they were made. Allocated on first use. */
     struct obucket_s *ob;
+    /* Pump (pump.c): 1 while a thread that made a lone ask reads this connection itself (the
+     * core thread still reading until pump_claim_task stops it), 2 once the core stopped. */
+    int pump;
+    int pumped_ever; /* closed with shutdown(): the pumper's duplicate descriptor sees EOF */
 };
 
 /* The user data of stream sid, through the one-entry cache (hsid, hdata) that stream close and
@@ -189,6 +193,16 @@ int conn_direct_ok(const conn_t *cn);
 void net_direct_flush(pul__net_t *net);
 /* Fail every stream (status for client calls), close the socket, free on close. */
 void conn_fail(conn_t *cn, int status);
+/* Feed n bytes read from cn's socket to its session (core thread or a borrower). */
+void conn_on_bytes(conn_t *cn, const uint8_t *p, size_t n);
+/* Is cn on the plain TCP seam (the pump reads its socket itself)? */
+int conn_is_tcp(const conn_t *cn);
+/* pump.c: cn fails or the transport closes: the pumping of cn (if any) ends. Core thread. */
+void pump_conn_gone(pul__net_t *net, conn_t *cn);
+/* pump.c: a request was written on cn by a borrower: offer cn to a pumper. */
+void pump_offer(pul__net_t *net, conn_t *cn);
+/* pump.c: the transport closes: no pumping from now on. Core thread. */
+void pump_net_close(pul__net_t *net);
 void conn_unref(conn_t *cn);
 
 /* ---- peers and routes ---- */
@@ -245,9 +259,18 @@ struct pul__net_s {
     char path[48];
     uint64_t start_ms;
     conn_t *direct;   /* borrower: the connection to flush before letting go of the loop */
+    /* Pump (pump.c; core-thread state unless said otherwise) */
+    conn_t *pump_offer;          /* the data connection of the last directly written ask */
+    atomic_int pump_offered;     /* pump_offer is set: any thread may read it */
+    conn_t *pump_cn;             /* the connection being pumped (a reference) */
+    atomic_ullong pump_gen;      /* the token of the current pumping; moves when it ends */
+    unsigned long long pump_reads, pump_seen_reads;
+    int pump_seen_pending;
+    unsigned pump_idle_ticks;
+    pul__tmr_t pump_timer; /* the claim (due at once), then the watchdog */
     /* metrics (relaxed atomics) */
     atomic_ullong msgs_in, msgs_out, errors, bytes_in, bytes_out, connections;
-    atomic_ullong direct_writes, direct_held;
+    atomic_ullong direct_writes, direct_held, pumped;
     atomic_ullong hist[NET_HIST_N + 1];
     atomic_ullong hist_sum_us, hist_count;
 };

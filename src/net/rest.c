@@ -145,6 +145,11 @@ metrics(pul__net_t *net)
               (unsigned long long)(s.direct_writes - s.direct_held),
               (unsigned long long)s.direct_held);
     tb_printf(&b,
+              "# HELP pulsing_pumped_reads_total Socket reads done by the thread that made a lone "
+              "call (its event loop reading the reply) instead of the core thread.\n"
+              "# TYPE pulsing_pumped_reads_total counter\npulsing_pumped_reads_total %llu\n",
+              (unsigned long long)s.pumped);
+    tb_printf(&b,
               "# HELP pulsing_connections Open connections.\n"
               "# TYPE pulsing_connections gauge\npulsing_connections %llu\n",
               (unsigned long long)s.connections);

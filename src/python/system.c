@@ -677,6 +677,52 @@ sys_fileno(PyObject *op, PyObject *unused)
     return PyLong_FromLong(self->bridge->efd);
 }
 
+/* Pumping (pul_pump_fd, docs/design/threads.md "Pumping"): None, or (fd, token) for the home
+ * loop to watch; the fd is the caller's to close. */
+static PyObject *
+sys_pump_fd(PyObject *op, PyObject *unused)
+{
+    CoreSystemObject *self = (CoreSystemObject *)op;
+    if (self->closed || self->sys == NULL) {
+        Py_RETURN_NONE;
+    }
+    uint64_t token = 0;
+    int fd = pul_pump_fd(self->sys, &token);
+    if (fd < 0) {
+        Py_RETURN_NONE;
+    }
+    return Py_BuildValue("(iK)", fd, (unsigned long long)token);
+}
+
+/* pul_pump: 1, 0, or a negative PUL_E* code (EAGAIN: stop watching; ECLOSED: over). */
+static PyObject *
+sys_pump(PyObject *op, PyObject *arg)
+{
+    CoreSystemObject *self = (CoreSystemObject *)op;
+    unsigned long long token = PyLong_AsUnsignedLongLong(arg);
+    if (token == (unsigned long long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (self->closed || self->sys == NULL) {
+        return PyLong_FromLong(PUL_ECLOSED);
+    }
+    return PyLong_FromLong(pul_pump(self->sys, token));
+}
+
+static PyObject *
+sys_pump_stop(PyObject *op, PyObject *arg)
+{
+    CoreSystemObject *self = (CoreSystemObject *)op;
+    unsigned long long token = PyLong_AsUnsignedLongLong(arg);
+    if (token == (unsigned long long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (!self->closed && self->sys != NULL) {
+        pul_pump_stop(self->sys, token);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 sys_drain(PyObject *op, PyObject *unused)
 {
@@ -1246,6 +1292,10 @@ sys_ask_stream(PyObject *op, PyObject *args, PyObject *kw)
 
 static PyMethodDef sys_methods[] = {
     {"fileno", sys_fileno, METH_NOARGS, "The bridge's eventfd (for loop.add_reader)."},
+    {"pump_fd", sys_pump_fd, METH_NOARGS,
+     "None, or (fd, token): a connection whose replies this thread may read itself (pul_pump_fd)."},
+    {"pump", sys_pump, METH_O, "Read and process a pumped connection (pul_pump): 1, 0 or -code."},
+    {"pump_stop", sys_pump_stop, METH_O, "Stop pumping (pul_pump_stop)."},
     {"drain", sys_drain, METH_NOARGS, "Run every queued completion (the add_reader callback)."},
     {"close", sys_close, METH_NOARGS,
      "Fail pending calls, shut the core down, release everything. Idempotent."},

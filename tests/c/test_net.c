@@ -2174,6 +2174,170 @@ ask_big(pul_system_t *a, pul_id_t id, const char *type, size_t len, tbig_t *r)
  * another thread of the serving node is written by that thread; requests and replies too large
  * for the socket are finished by the core threads, in order. A borrower never waits for a busy
  * core thread (it posts instead), so each step is retried after a pause until it happened. */
+/* ---- pumping: the calling thread reads the replies of its lone asks ------------------------- */
+
+typedef struct {
+    tans_t a;
+    pthread_t by; /* the thread the completion ran on */
+} pans_t;
+
+static void
+pans_cb(int status, pul_msg_t *reply, const pul_error_t *err, void *arg)
+{
+    pans_t *p = arg;
+    p->by = pthread_self();
+    tans_cb(status, reply, err, &p->a);
+}
+
+/* One ask from this thread; while it is not answered, wait for fd and pump. Returns the number
+ * of pul_pump calls that processed bytes, or -1 when pul_pump said anything but 0/1 (*last). */
+static int
+pumped_ask(pul_system_t *a, pul_id_t id, int fd, uint64_t tok, const char *payload, pans_t *p,
+           int *last)
+{
+    memset(p, 0, sizeof *p);
+    tcount_init(&p->a.done);
+    assert_int_equal(pul_ask(a, id, pul_msg_new("echo", payload, strlen(payload)), 0, pans_cb, p,
+                             NULL),
+                     0);
+    int processed = 0;
+    *last = 0;
+    while (tcount_get(&p->a.done) == 0) {
+        struct pollfd pf = {fd, POLLIN, 0};
+        if (poll(&pf, 1, 10) <= 0) {
+            continue;
+        }
+        int r = pul_pump(a, tok);
+        if (r < 0) {
+            *last = r;
+            processed = -1;
+            break;
+        }
+        processed += r;
+    }
+    tcount_wait(&p->a.done, 1);
+    tcount_destroy(&p->a.done);
+    return processed;
+}
+
+/* The reply of a lone ask written by this thread is read by this thread (pul_pump), its
+ * completion runs here; the core thread takes the connection back when the pumper stops
+ * (pul_pump_stop) or does not read for a while; a connection that closes ends the pumping
+ * (the duplicate descriptor sees it). */
+static void
+test_pump(void **state)
+{
+    (void)state;
+    pul_system_t *a = node_new(), *b = node_new();
+    route(a, b);
+    pul_id_t id = spawn_tact(b, NULL, NULL);
+    tans_t r;
+    assert_int_equal(task_ask(a, id, "echo", "dial", 0, &r), 0);
+    uint64_t tok = 0;
+    int fd = -1;
+    for (int i = 0; i < 200 && fd < 0; i++) {
+        usleep(2000);
+        assert_int_equal(task_ask(a, id, "echo", "lone", 0, &r), 0);
+        fd = pul_pump_fd(a, &tok);
+    }
+    assert_true(fd >= 0);
+    assert_int_equal(pul_pump_fd(a, &tok), -1); /* one at a time */
+    /* Lone asks: their replies come through this thread. */
+    int here = 0;
+    for (int i = 0; i < 100; i++) {
+        char buf[16];
+        snprintf(buf, sizeof buf, "p%d", i);
+        pans_t p;
+        int last;
+        int n = pumped_ask(a, id, fd, tok, buf, &p, &last);
+        assert_true(n >= 0);
+        assert_int_equal(p.a.status, 0);
+        assert_string_equal(p.a.data, buf);
+        here += pthread_equal(p.by, pthread_self()) != 0;
+    }
+    assert_true(here > 50); /* the first may still be the core thread's (the claim runs later) */
+    /* Many at once: all answered, through this thread or the core thread. */
+    pans_t many[32];
+    int gave_back = 0;
+    for (int i = 0; i < 32; i++) {
+        memset(&many[i], 0, sizeof many[i]);
+        tcount_init(&many[i].a.done);
+        assert_int_equal(pul_ask(a, id, pul_msg_new("echo", "m", 1), 0, pans_cb, &many[i], NULL),
+                         0);
+    }
+    for (int i = 0; i < 32;) {
+        if (tcount_get(&many[i].a.done) == 1) {
+            assert_int_equal(many[i].a.status, 0);
+            tcount_destroy(&many[i].a.done);
+            i++;
+            continue;
+        }
+        struct pollfd pf = {fd, POLLIN, 0};
+        if (!gave_back && poll(&pf, 1, 10) > 0) {
+            int rr = pul_pump(a, tok);
+            assert_true(rr == 0 || rr == 1 || rr == PUL_EAGAIN || rr == PUL_ECLOSED);
+            if (rr < 0) {
+                pul_pump_stop(a, tok); /* as above: a pumper stops on EAGAIN */
+                gave_back = 1;
+            }
+        } else if (gave_back) {
+            usleep(1000);
+        }
+    }
+    /* A pumper that stops reading: the core thread takes the connection back (watchdog). */
+    assert_int_equal(task_ask(a, id, "echo", "unpumped", 0, &r), 0);
+    assert_string_equal(r.data, "unpumped");
+    usleep(100000);
+    int rr = pul_pump(a, tok);
+    assert_int_equal(rr, PUL_ECLOSED);
+    close(fd);
+    /* Claimed again after a lone ask, then given back with pul_pump_stop. */
+    fd = -1;
+    for (int i = 0; i < 200 && fd < 0; i++) {
+        usleep(2000);
+        assert_int_equal(task_ask(a, id, "echo", "lone", 0, &r), 0);
+        fd = pul_pump_fd(a, &tok);
+    }
+    assert_true(fd >= 0);
+    pul_pump_stop(a, tok);
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(task_ask(a, id, "echo", "core", 0, &r), 0);
+        assert_string_equal(r.data, "core");
+    }
+    assert_int_equal(pul_pump(a, tok), PUL_ECLOSED);
+    close(fd);
+    /* Claimed once more, then the other node goes: the duplicate descriptor sees the end. */
+    fd = -1;
+    for (int i = 0; i < 200 && fd < 0; i++) {
+        usleep(2000);
+        assert_int_equal(task_ask(a, id, "echo", "lone", 0, &r), 0);
+        fd = pul_pump_fd(a, &tok);
+    }
+    assert_true(fd >= 0);
+    pul_system_shutdown(b);
+    int ended = 0;
+    for (int i = 0; i < 500 && !ended; i++) {
+        struct pollfd pf = {fd, POLLIN, 0};
+        if (poll(&pf, 1, 10) > 0) {
+            int x = pul_pump(a, tok);
+            assert_true(x == 0 || x == 1 || x == PUL_ECLOSED || x == PUL_EAGAIN);
+            if (x == PUL_EAGAIN) {
+                /* The core thread is running: stop, as a pumper must (calling again at once
+                 * would take run_mu from under the waking core thread); it reads the end. */
+                pul_pump_stop(a, tok);
+            }
+            ended = x == PUL_ECLOSED || x == PUL_EAGAIN;
+        }
+    }
+    assert_true(ended);
+    for (int i = 0; i < 100 && pul_pump(a, tok) != PUL_ECLOSED; i++) {
+        usleep(10000);
+    }
+    assert_int_equal(pul_pump(a, tok), PUL_ECLOSED);
+    close(fd);
+    pul_system_shutdown(a);
+}
+
 static void
 test_direct_writes(void **state)
 {
@@ -2378,6 +2542,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_remote_tells_batched, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_remote_tells_refused, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_tells_raw, pul_test_setup, pul_test_teardown),
+        cmocka_unit_test_setup_teardown(test_pump, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_route_drop, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_rest, pul_test_setup, pul_test_teardown),
         cmocka_unit_test_setup_teardown(test_garbage_peer, pul_test_setup, pul_test_teardown),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 
 import pulsing as pul
 import pytest
@@ -140,6 +141,53 @@ async def direct_writes(system, addr) -> int:
         if line.startswith('pulsing_direct_writes_total{finished_by="caller"}'):
             return int(line.split()[-1])
     raise AssertionError("no pulsing_direct_writes_total in /metrics")
+
+
+async def pumped_reads(system) -> int:
+    st, body = await system.http_get(system.addr, "/metrics")
+    assert st == 200
+    for line in body.decode().splitlines():
+        if line.startswith("pulsing_pumped_reads_total "):
+            return int(line.split()[-1])
+    raise AssertionError("no pulsing_pumped_reads_total in /metrics")
+
+
+async def test_lone_remote_asks_replies_are_read_by_the_loop():
+    """The reply of a lone remote ask is read from the socket by the caller's loop itself, the core
+    thread asleep (docs/design/threads.md, "Pumping"); bursts, cancellation, errors, a blocked
+    loop and the other node going away all keep working around it."""
+    async with cluster(2) as (a, b):
+        await Counter.spawn(0, system=b, name="pumped")
+        p = await Counter.resolve("pumped", system=a, timeout=20)
+        assert await p.incr(1) == 1
+        r0 = await pumped_reads(a)
+        n = 1
+        for _ in range(300):
+            await asyncio.sleep(0.002)
+            n += 1
+            assert await p.incr(1) == n
+            if await pumped_reads(a) > r0 + 5:
+                break
+        else:
+            raise AssertionError("no reply was read by the caller's loop")
+        # a burst among lone asks; typed errors; a stream
+        assert await asyncio.gather(*(p.incr(0) for _ in range(100))) == [n] * 100
+        with pytest.raises(PulsingBusinessError):
+            await p.fail("business")
+        assert [x async for x in p.tokens(5)] == [f"tok{i}" for i in range(5)]
+        # the loop blocked while a reply is in flight: the core thread takes the connection back
+        # (its watchdog) and the reply is there when the loop runs again
+        assert await p.incr(0) == n  # lone: pumped
+        t = asyncio.ensure_future(p.incr(1))
+        await asyncio.sleep(0)  # sent
+        time.sleep(0.2)  # noqa: ASYNC251 - blocks the loop on purpose
+        n += 1
+        assert await t == n
+        assert await p.incr(0) == n
+        # the other node goes away: calls fail promptly, nothing hangs
+        await b.shutdown()
+        with pytest.raises(PulsingError):
+            await asyncio.wait_for(p.incr(1), 10)
 
 
 async def test_lone_remote_asks_are_written_by_the_loops():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
 import pickle
 import random
 import time
@@ -1311,6 +1312,8 @@ class ActorSystem:
                 ) from None
             raise _errors.from_core_error(e, "actor system") from None
         loop.add_reader(self._core.fileno(), self._core.drain)
+        self._pump: tuple | None = None  # (fd, token): a connection this loop reads itself
+        self._pumping = os.environ.get("PULSING_PUMP", "1") != "0"
         self._complete_ask = self._complete  # one bound method for every ask
         self._rr: dict = {}  # round-robin counters: resolve per name, placement
         self._mailbox_capacity = mailbox_capacity
@@ -1812,7 +1815,49 @@ class ActorSystem:
                 self._core.ask(actor_id, mt, payload, fut, deadline_ms, True, self._complete_ask)
         except _core.CoreError as e:
             fut.set_exception(_errors.from_core_error(e, "ask"))
+            return fut
+        if self._pump is None and self._pumping:
+            # A lone ask this thread wrote itself: read its reply here too (docs/design/
+            # threads.md, "Pumping"), saving the core thread's wake-up and the hand-over.
+            p = self._core.pump_fd()
+            if p is not None:
+                self._pump_start(p)
         return fut
+
+    # ---- pumping: this loop reads the replies of its lone asks ----
+
+    def _pump_start(self, p: tuple) -> None:
+        try:
+            self._loop.add_reader(p[0], self._pump_ready)
+        except Exception:  # noqa: BLE001 - no pumping then; the core thread reads
+            logger.debug("cannot watch a pumped connection", exc_info=True)
+            self._core.pump_stop(p[1])
+            os.close(p[0])
+            return
+        self._pump = p
+
+    def _pump_ready(self) -> None:
+        p = self._pump
+        if p is None:
+            return
+        r = self._core.pump(p[1])
+        if r > 0:
+            self._core.drain()  # the completions it queued, now (no wake-up through the fd)
+        elif r < 0:
+            # EAGAIN: the core thread runs (it reads the connection again; asking at once
+            # would keep it from running); ECLOSED: over. Either way: stop watching.
+            self._pump_end()
+
+    def _pump_end(self) -> None:
+        p, self._pump = self._pump, None
+        if p is None:
+            return
+        try:
+            self._loop.remove_reader(p[0])
+        except Exception:  # noqa: BLE001
+            logger.debug("remove_reader of a pumped connection failed", exc_info=True)
+        self._core.pump_stop(p[1])  # a no-op once the core is closed
+        os.close(p[0])
 
     def _complete(self, fut: asyncio.Future, ok: bool, value: Any) -> None:
         """Resolve an ask's future from the core's completion: (type, bytes, segments) or a
@@ -1872,6 +1917,7 @@ class ActorSystem:
             except Exception:
                 logger.exception("stopping actor %s failed", cell.name or cell.aid)
         self._closed = True
+        self._pump_end()
         try:
             self._loop.remove_reader(self._core.fileno())
         except Exception:
@@ -1890,6 +1936,9 @@ class ActorSystem:
             cell.overflow.clear()
         self._cells.clear()
         self._names.clear()
+        p, self._pump = self._pump, None
+        if p is not None:
+            os.close(p[0])  # the loop is gone: nothing to unregister from
         try:
             self._core.close()
         except Exception:
