@@ -494,6 +494,18 @@ pul__loop_unborrow(pul__loop_t *l)
     }
 }
 
+void
+pul__loop_borrow_dispatch(pul__loop_t *l)
+{
+    assert(loop_borrowed == l);
+    int more = l->on_turn != NULL && !l->stopping ? l->on_turn(l->owner) : 0;
+    int timer = l->heap_len > 0 &&
+                (l->timer_armed_due == 0 || l->heap[0]->due < l->timer_armed_due);
+    /* What set borrow_wake so far: kicks (the dispatcher, just run), deferred tasks (local)
+     * and timers due before the armed one; recomputed from what is left. */
+    l->borrow_wake = more || l->local_head != NULL || timer;
+}
+
 int
 pul__loop_borrowed(const pul__loop_t *l)
 {

@@ -95,6 +95,10 @@ void pul__loop_release(pul__loop_t *l);
  * earlier than the armed one are noted and the loop is woken at pul__loop_unborrow. */
 int pul__loop_borrow(pul__loop_t *l);
 void pul__loop_unborrow(pul__loop_t *l);
+/* A borrower that made actors ready (a request it read for them) runs the dispatcher itself, so
+ * the core thread need not wake for it; the loop is still woken at the unborrow when anything is
+ * left (tasks, actors, an earlier timer). Borrower only. */
+void pul__loop_borrow_dispatch(pul__loop_t *l);
 /* Nonzero while the calling thread borrows l (it may not call libuv on l's loop). */
 int pul__loop_borrowed(const pul__loop_t *l);
 /* First call of every libuv I/O callback that runs core-thread code (read, write, connect,

@@ -202,6 +202,11 @@ pul_pump(pul_system_t *sys, uint64_t token)
             atomic_fetch_add_explicit(&net->pumped, 1, memory_order_relaxed);
             cn->refs++; /* conn_on_bytes may fail it */
             conn_on_bytes(cn, (const uint8_t *)net->rbuf, (size_t)n);
+            if (cn->kind == CONN_SERVER) {
+                /* Requests it read went to actors' mailboxes: run them here (a Python actor's
+                 * delivery goes to the bridge this thread drains next), not on a woken core. */
+                pul__loop_borrow_dispatch(&sys->loop);
+            }
             conn_unref(cn);
             rc = 1;
         } else if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK)) {

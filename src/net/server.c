@@ -327,6 +327,9 @@ sst_call_cb(int status, pul_msg_t *reply, const pul_error_t *err, void *arg)
             if (rc == 0) {
                 (void)sst_respond(st, 200, "ok", pul_msg_type(reply),
                                   "application/x-pulsing-msg");
+                if (cn != NULL && pul__loop_borrowed(&st->net->sys->loop)) {
+                    pump_offer(st->net, cn); /* replied by the actor's thread: it may read too */
+                }
             } else {
                 outq_free(&st->out);
                 sst_respond_status(st, rc, NULL);

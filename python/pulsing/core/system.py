@@ -1024,6 +1024,12 @@ def _reply_from_future(fut: asyncio.Future, reply: Any, system: Any = None) -> N
                 if type(res) is Message and res.is_stream and system is not None:
                     res = system._export_stream(res)
                 reply.send(*(res.enc if type(res) is _WireResult else _encode(res)))
+                if system is not None and system._pump is None and system._pumping:
+                    # Replied by this loop itself: it may read that connection's next requests
+                    # too (docs/design/threads.md, "Pumping").
+                    p = system._core.pump_fd()
+                    if p is not None:
+                        system._pump_start(p)
                 return
             except PulsingError as e:
                 exc = e
@@ -1827,6 +1833,11 @@ class ActorSystem:
     # ---- pumping: this loop reads the replies of its lone asks ----
 
     def _pump_start(self, p: tuple) -> None:
+        if _get_running_loop() is not self._loop:
+            # made from another thread (a loop's reader is for the loop's own thread): no pump
+            self._core.pump_stop(p[1])
+            os.close(p[0])
+            return
         try:
             self._loop.add_reader(p[0], self._pump_ready)
         except Exception:  # noqa: BLE001 - no pumping then; the core thread reads
