@@ -135,7 +135,7 @@ pul_pump_fd(pul_system_t *sys, uint64_t *token)
     if (sys == NULL || token == NULL) {
         return -1;
     }
-    pul__net_t *net = sys->net;
+    pul__net_t *net = atomic_load_explicit(&sys->closing, memory_order_relaxed) ? NULL : sys->net;
     if (net == NULL || !atomic_load_explicit(&net->pump_offered, memory_order_relaxed) ||
         !pul__loop_borrow(&sys->loop)) {
         return -1;
@@ -172,7 +172,9 @@ pul_pump_fd(pul_system_t *sys, uint64_t *token)
 int
 pul_pump(pul_system_t *sys, uint64_t token)
 {
-    pul__net_t *net = sys != NULL ? sys->net : NULL;
+    pul__net_t *net = sys != NULL && !atomic_load_explicit(&sys->closing, memory_order_relaxed)
+                          ? sys->net
+                          : NULL;
     if (net == NULL || atomic_load_explicit(&net->pump_gen, memory_order_relaxed) != token) {
         return PUL_ECLOSED;
     }
@@ -244,9 +246,11 @@ pump_stop_task(void *arg)
 void
 pul_pump_stop(pul_system_t *sys, uint64_t token)
 {
-    pul__net_t *net = sys != NULL ? sys->net : NULL;
+    pul__net_t *net = sys != NULL && !atomic_load_explicit(&sys->closing, memory_order_relaxed)
+                          ? sys->net
+                          : NULL;
     if (net == NULL || atomic_load_explicit(&net->pump_gen, memory_order_relaxed) != token) {
-        return; /* already over */
+        return; /* already over (or the system is shutting down: so is the pumping) */
     }
     pump_stop_t *op = pul__malloc(sizeof *op);
     if (op == NULL) {
