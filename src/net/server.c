@@ -561,30 +561,20 @@ sst_deliver(sst_t *st, pul_id_t target)
         sst_respond_status(st, PUL_ENOMEM, NULL);
         return;
     }
-    if (st->mode == MODE_TELL) {
-        if (tq_push(st, msg) != 0) {
-            pul_msg_unref(msg);
-            sst_respond_status(st, PUL_ENOMEM, NULL);
-            return;
-        }
-        st->target = target;
-        st->target_ok = 1;
-        tell_deliver(st);
+    /* A tell goes into the mailbox in order; a call to an actor whose tells wait for room waits
+     * behind them (it does not overtake them); tell_try starts it when its turn comes. */
+    if (st->mode != MODE_TELL && !held_for(st->net, target, NULL)) {
+        sst_call(st, target, msg);
         return;
     }
-    if (held_for(st->net, target, NULL)) {
-        /* Tells to that actor wait for room: the call does not overtake them. */
-        if (tq_push(st, msg) != 0) {
-            pul_msg_unref(msg);
-            sst_respond_status(st, PUL_ENOMEM, NULL);
-            return;
-        }
-        st->target = target;
-        st->target_ok = 1;
-        tell_deliver(st);
+    if (tq_push(st, msg) != 0) {
+        pul_msg_unref(msg);
+        sst_respond_status(st, PUL_ENOMEM, NULL);
         return;
     }
-    sst_call(st, target, msg);
+    st->target = target;
+    st->target_ok = 1;
+    tell_deliver(st);
 }
 
 /* Start the local call of an ask or stream request. */

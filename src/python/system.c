@@ -694,30 +694,41 @@ sys_pump_fd(PyObject *op, PyObject *unused)
     return Py_BuildValue("(iK)", fd, (unsigned long long)token);
 }
 
+/* The system a pump token is for: 1 (go on), 0 (closed: nothing to do), -1 (bad token). */
+static int
+pump_args(CoreSystemObject *self, PyObject *arg, uint64_t *token)
+{
+    unsigned long long t = PyLong_AsUnsignedLongLong(arg);
+    if (t == (unsigned long long)-1 && PyErr_Occurred()) {
+        return -1;
+    }
+    *token = t;
+    return !self->closed && self->sys != NULL;
+}
+
 /* pul_pump: 1, 0, or a negative PUL_E* code (EAGAIN: stop watching; ECLOSED: over). */
 static PyObject *
 sys_pump(PyObject *op, PyObject *arg)
 {
     CoreSystemObject *self = (CoreSystemObject *)op;
-    unsigned long long token = PyLong_AsUnsignedLongLong(arg);
-    if (token == (unsigned long long)-1 && PyErr_Occurred()) {
+    uint64_t token;
+    int ok = pump_args(self, arg, &token);
+    if (ok < 0) {
         return NULL;
     }
-    if (self->closed || self->sys == NULL) {
-        return PyLong_FromLong(PUL_ECLOSED);
-    }
-    return PyLong_FromLong(pul_pump(self->sys, token));
+    return PyLong_FromLong(ok ? pul_pump(self->sys, token) : PUL_ECLOSED);
 }
 
 static PyObject *
 sys_pump_stop(PyObject *op, PyObject *arg)
 {
     CoreSystemObject *self = (CoreSystemObject *)op;
-    unsigned long long token = PyLong_AsUnsignedLongLong(arg);
-    if (token == (unsigned long long)-1 && PyErr_Occurred()) {
+    uint64_t token;
+    int ok = pump_args(self, arg, &token);
+    if (ok < 0) {
         return NULL;
     }
-    if (!self->closed && self->sys != NULL) {
+    if (ok) {
         pul_pump_stop(self->sys, token);
     }
     Py_RETURN_NONE;
