@@ -11,7 +11,6 @@
 
 enum { RC_CALL, RC_TELL, RC_POST };
 enum { PST_NONE, PST_OK, PST_STREAM, PST_ERROR };
-enum { FS_HDR, FS_TLEN, FS_TYPE, FS_MSG, FS_BODY, FS_DONE };
 
 struct rcall_s {
     rcall_t *prev;
@@ -32,13 +31,8 @@ struct rcall_s {
     pul__env_rx_t env;
     uint8_t *buf; /* error map or POST answer */
     size_t blen, bcap;
-    /* stream frames */
-    int fs;
-    uint8_t fh[PUL__SFRAME_HDR];
-    size_t fhlen;
-    unsigned fkind;
-    uint32_t flen, fgot;
-    size_t tlen, tgot;
+    /* stream frames (initialized on the first bytes of a stream response) */
+    pul__sframe_rx_t sfr;
     char ftype[256];
     size_t unconsumed;
     int ended;
@@ -380,165 +374,56 @@ stream_deliver(rcall_t *rc, pul_msg_t *item)
     pul_msg_unref(item);
 }
 
-/* The end of one frame. Returns 0 or an error code. */
-static int
-frame_done(rcall_t *rc)
-{
-    if (rc->fkind == PUL__SFRAME_ITEM) {
-        pul_msg_t *m = pul__env_rx_take(&rc->env, rc->ftype);
-        if (m == NULL) {
-            return PUL_ENOMEM;
-        }
-        stream_deliver(rc, m);
-    } else if (rc->fkind == PUL__SFRAME_END) {
-        rc->ended = 1;
-        if (rc->c != NULL && !rc->c->stream_mode) {
-            pul_msg_t *empty = pul_msg_new("", NULL, 0);
-            rcall_complete(rc, empty != NULL ? 0 : PUL_ENOMEM, empty, NULL);
-        } else {
-            rcall_complete(rc, PUL_EOF, NULL, NULL);
-        }
-    } else {
-        rc->ended = 1;
-        pul_error_t e;
-        int rc2 = pul__errmap_decode(rc->buf, rc->blen, &e);
-        if (rc2 != 0) {
-            return PUL_EPROTO;
-        }
-        rcall_complete(rc, map_remote(200, &e), NULL, &e);
-        pul__errmap_clear(&e);
-    }
-    rc->blen = 0;
-    rc->fs = FS_HDR;
-    rc->fhlen = 0;
-    return 0;
-}
-
+/* The frames of a stream response, as they arrive. Returns 0 or an error code. */
 static int
 frames_feed(rcall_t *rc, const uint8_t *p, size_t n)
 {
-    size_t max = rc->net->sys->cfg.max_message_size;
+    if (rc->sfr.env == NULL) {
+        pul__sframe_rx_init(&rc->sfr, rc->net->sys->cfg.max_message_size,
+                            1u << PUL__SFRAME_ITEM | 1u << PUL__SFRAME_END |
+                                1u << PUL__SFRAME_ERROR,
+                            0, &rc->env, rc->ftype);
+    }
     size_t used = 0;
     while (used < n) {
         if (rc->ended || rc->done) {
             return 0; /* trailing bytes after the end, or a caller that left: ignored */
         }
-        switch (rc->fs) {
-        case FS_HDR: {
-            size_t k = PUL__SFRAME_HDR - rc->fhlen;
-            if (k > n - used) {
-                k = n - used;
+        pul__sfr_ev_t ev;
+        long k = pul__sframe_rx_feed(&rc->sfr, p + used, n - used, &ev);
+        if (k < 0) {
+            return (int)k;
+        }
+        used += (size_t)k;
+        if (ev == PUL__SFR_ITEM) {
+            pul_msg_t *m = pul__env_rx_take(&rc->env, rc->ftype);
+            if (m == NULL) {
+                return PUL_ENOMEM;
             }
-            memcpy(rc->fh + rc->fhlen, p + used, k);
-            rc->fhlen += k;
-            used += k;
-            if (rc->fhlen < PUL__SFRAME_HDR) {
-                return 0;
-            }
-            rc->fkind = rc->fh[0];
-            rc->flen = ((uint32_t)rc->fh[1] << 24) | ((uint32_t)rc->fh[2] << 16) |
-                       ((uint32_t)rc->fh[3] << 8) | rc->fh[4];
-            rc->fgot = 0;
-            if (rc->flen > max) {
-                return PUL_ETOOBIG;
-            }
-            if (rc->fkind == PUL__SFRAME_ITEM) {
-                if (rc->flen < 1) {
-                    return PUL_EPROTO;
-                }
-                rc->fs = FS_TLEN;
-            } else if (rc->fkind == PUL__SFRAME_END) {
-                if (rc->flen != 0) {
-                    return PUL_EPROTO;
-                }
-                int r = frame_done(rc);
-                if (r != 0) {
-                    return r;
-                }
-            } else if (rc->fkind == PUL__SFRAME_ERROR) {
-                rc->blen = 0;
-                rc->fs = FS_BODY;
-                if (rc->flen == 0) {
-                    return PUL_EPROTO;
-                }
+            stream_deliver(rc, m);
+        } else if (ev == PUL__SFR_END) {
+            rc->ended = 1;
+            if (rc->c != NULL && !rc->c->stream_mode) {
+                pul_msg_t *empty = pul_msg_new("", NULL, 0);
+                rcall_complete(rc, empty != NULL ? 0 : PUL_ENOMEM, empty, NULL);
             } else {
-                return PUL_EPROTO;
+                rcall_complete(rc, PUL_EOF, NULL, NULL);
             }
-            break;
-        }
-        case FS_TLEN:
-            rc->tlen = p[used++];
-            rc->tgot = 0;
-            rc->fgot = 1;
-            if (rc->fgot + rc->tlen > rc->flen) {
-                return PUL_EPROTO;
-            }
-            rc->fs = rc->tlen > 0 ? FS_TYPE : FS_MSG;
-            rc->ftype[0] = '\0';
-            pul__env_rx_free(&rc->env);
-            pul__env_rx_init(&rc->env, max);
-            break;
-        case FS_TYPE: {
-            size_t k = rc->tlen - rc->tgot;
-            if (k > n - used) {
-                k = n - used;
-            }
-            memcpy(rc->ftype + rc->tgot, p + used, k);
-            rc->tgot += k;
-            rc->fgot += (uint32_t)k;
-            used += k;
-            if (rc->tgot == rc->tlen) {
-                rc->ftype[rc->tlen] = '\0';
-                rc->fs = FS_MSG;
-            }
-            break;
-        }
-        case FS_MSG: {
-            size_t k = rc->flen - rc->fgot;
-            if (k > n - used) {
-                k = n - used;
-            }
-            long r = pul__env_rx_feed(&rc->env, p + used, k);
-            if (r < 0) {
-                return (int)r;
-            }
-            if ((size_t)r != k) {
-                return PUL_EPROTO; /* bytes past the encoding inside the frame */
-            }
-            used += k;
-            rc->fgot += (uint32_t)k;
-            if (rc->fgot == rc->flen) {
-                if (!pul__env_rx_done(&rc->env)) {
-                    return PUL_EPROTO;
-                }
-                int r2 = frame_done(rc);
-                if (r2 != 0) {
-                    return r2;
-                }
-            }
-            break;
-        }
-        case FS_BODY: {
-            size_t k = rc->flen - rc->fgot;
-            if (k > n - used) {
-                k = n - used;
-            }
-            int r = buf_append(rc, p + used, k);
+        } else if (ev == PUL__SFR_ERROR) {
+            int r = buf_append(rc, rc->sfr.chunk, rc->sfr.chunk_len);
             if (r != 0) {
                 return r;
             }
-            used += k;
-            rc->fgot += (uint32_t)k;
-            if (rc->fgot == rc->flen) {
-                int r2 = frame_done(rc);
-                if (r2 != 0) {
-                    return r2;
+            if (rc->sfr.last) {
+                rc->ended = 1;
+                pul_error_t e;
+                if (pul__errmap_decode(rc->buf, rc->blen, &e) != 0) {
+                    return PUL_EPROTO;
                 }
+                rcall_complete(rc, map_remote(200, &e), NULL, &e);
+                pul__errmap_clear(&e);
+                rc->blen = 0;
             }
-            break;
-        }
-        default:
-            return 0;
         }
     }
     return 0;
@@ -631,7 +516,7 @@ cl_on_data_chunk(nghttp2_session *ses, uint8_t flags, int32_t sid, const uint8_t
              * the server's window fills and it holds the producer. */
             rc->unconsumed += len;
         } else {
-            rcall_consume(rc, cn, sid, len, rc->fs == FS_HDR || rc->done);
+            rcall_consume(rc, cn, sid, len, pul__sframe_rx_idle(&rc->sfr) || rc->done);
         }
     } else if (rc->kind == RC_TELL) {
         rcall_consume(rc, cn, sid, len, 1);

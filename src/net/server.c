@@ -12,7 +12,6 @@
 
 enum { M_OTHER, M_POST, M_GET };
 enum { MODE_ASK, MODE_TELL, MODE_STREAM, MODE_TELLS };
-enum { TF_HDR, TF_TLEN, TF_TYPE, TF_MSG }; /* the frames of a "tells" body */
 
 /* A tell received and not yet in its mailbox (the mailbox is full). */
 typedef struct tq_s {
@@ -57,12 +56,8 @@ struct sst_s {
     sst_t *held_next;
     pul_id_t target;
     int target_ok;
-    /* "tells": the frame being read (its type goes into st->type) */
-    int fs;
-    uint8_t fh[PUL__SFRAME_HDR];
-    size_t fhlen;
-    uint32_t flen, fgot;
-    size_t tlen, tgot;
+    /* "tells": the frames being read (each item's type goes into st->type) */
+    pul__sframe_rx_t sfr;
 };
 
 /* ---- lifetime ------------------------------------------------------------------------------- */
@@ -677,104 +672,33 @@ tells_one(sst_t *st, pul_msg_t *msg)
 static int
 tells_feed(sst_t *st, const uint8_t *p, size_t n)
 {
-    size_t max = st->net->sys->cfg.max_message_size;
+    if (st->sfr.env == NULL) {
+        pul__sframe_rx_init(&st->sfr, st->net->sys->cfg.max_message_size,
+                            1u << PUL__SFRAME_ITEM, 1, &st->env, st->type);
+    }
     size_t used = 0;
     while (used < n) {
         if (st->responded) {
             return 1;
         }
-        switch (st->fs) {
-        case TF_HDR: {
-            size_t k = PUL__SFRAME_HDR - st->fhlen;
-            if (k > n - used) {
-                k = n - used;
-            }
-            memcpy(st->fh + st->fhlen, p + used, k);
-            st->fhlen += k;
-            used += k;
-            if (st->fhlen < PUL__SFRAME_HDR) {
-                return 0;
-            }
-            st->flen = ((uint32_t)st->fh[1] << 24) | ((uint32_t)st->fh[2] << 16) |
-                       ((uint32_t)st->fh[3] << 8) | st->fh[4];
-            if (st->fh[0] != PUL__SFRAME_ITEM || st->flen < 1) {
-                return PUL_EPROTO;
-            }
-            if (st->flen > max) {
-                return PUL_ETOOBIG;
-            }
-            if (!st->target_ok && tells_target(st) != 0) {
-                return 1;
-            }
-            st->fgot = 0;
-            st->fs = TF_TLEN;
-            break;
+        if (!st->target_ok && tells_target(st) != 0) {
+            return 1; /* checked before the first frame is read */
         }
-        case TF_TLEN:
-            st->tlen = p[used++];
-            st->tgot = 0;
-            st->fgot = 1;
-            if (1 + st->tlen > st->flen) {
-                return PUL_EPROTO;
-            }
-            st->type[0] = '\0';
-            pul__env_rx_free(&st->env);
-            pul__env_rx_init(&st->env, max);
-            st->fs = st->tlen > 0 ? TF_TYPE : TF_MSG;
-            break;
-        case TF_TYPE: {
-            size_t k = st->tlen - st->tgot;
-            if (k > n - used) {
-                k = n - used;
-            }
-            for (size_t i = 0; i < k; i++) {
-                if (p[used + i] < 0x20 || p[used + i] > 0x7e) {
-                    return PUL_EPROTO;
-                }
-            }
-            memcpy(st->type + st->tgot, p + used, k);
-            st->tgot += k;
-            st->fgot += (uint32_t)k;
-            used += k;
-            if (st->tgot == st->tlen) {
-                st->type[st->tlen] = '\0';
-                st->fs = TF_MSG;
-            }
-            break;
+        pul__sfr_ev_t ev;
+        long k = pul__sframe_rx_feed(&st->sfr, p + used, n - used, &ev);
+        if (k < 0) {
+            return (int)k;
         }
-        case TF_MSG: {
-            size_t k = st->flen - st->fgot;
-            if (k > n - used) {
-                k = n - used;
+        used += (size_t)k;
+        if (ev == PUL__SFR_ITEM) {
+            pul_msg_t *m = pul__env_rx_take(&st->env, st->type);
+            if (m == NULL) {
+                return PUL_ENOMEM;
             }
-            long r = pul__env_rx_feed(&st->env, p + used, k);
-            if (r < 0) {
-                return (int)r;
+            int r = tells_one(st, m);
+            if (r != 0) {
+                return r;
             }
-            if ((size_t)r != k) {
-                return PUL_EPROTO; /* bytes past the encoding inside the frame */
-            }
-            used += k;
-            st->fgot += (uint32_t)k;
-            if (st->fgot == st->flen) {
-                if (!pul__env_rx_done(&st->env)) {
-                    return PUL_EPROTO;
-                }
-                pul_msg_t *m = pul__env_rx_take(&st->env, st->type);
-                if (m == NULL) {
-                    return PUL_ENOMEM;
-                }
-                st->fs = TF_HDR;
-                st->fhlen = 0;
-                int r2 = tells_one(st, m);
-                if (r2 != 0) {
-                    return r2;
-                }
-            }
-            break;
-        }
-        default:
-            return PUL_EPROTO;
         }
     }
     return 0;
@@ -784,7 +708,7 @@ tells_feed(sst_t *st, const uint8_t *p, size_t n)
 static void
 tells_end(sst_t *st)
 {
-    if (st->fs != TF_HDR || st->fhlen != 0) {
+    if (!pul__sframe_rx_idle(&st->sfr)) {
         sst_respond_status(st, PUL_EPROTO, "body ends inside a tell");
         sst_observe(st);
         return;

@@ -404,6 +404,163 @@ pul__sframe_hdr(uint8_t out[PUL__SFRAME_HDR], unsigned kind, uint32_t len)
     put_u32(out + 1, len);
 }
 
+/* ---- stream frames, incrementally ---------------------------------------------------------- */
+
+enum { SFR_HDR, SFR_TLEN, SFR_TYPE, SFR_MSG, SFR_BODY };
+
+void
+pul__sframe_rx_init(pul__sframe_rx_t *rx, size_t max, unsigned kinds, int ascii,
+                    pul__env_rx_t *env, char type[256])
+{
+    memset(rx, 0, sizeof *rx);
+    rx->state = SFR_HDR;
+    rx->kinds = kinds;
+    rx->ascii = ascii;
+    rx->max = max;
+    rx->env = env;
+    rx->type = type;
+}
+
+int
+pul__sframe_rx_idle(const pul__sframe_rx_t *rx)
+{
+    return rx->state == SFR_HDR && rx->fhlen == 0;
+}
+
+static void
+sfr_next(pul__sframe_rx_t *rx)
+{
+    rx->state = SFR_HDR;
+    rx->fhlen = 0;
+}
+
+long
+pul__sframe_rx_feed(pul__sframe_rx_t *rx, const uint8_t *p, size_t n, pul__sfr_ev_t *ev)
+{
+    size_t used = 0;
+    *ev = PUL__SFR_NEED;
+    while (used < n) {
+        size_t left = n - used;
+        switch (rx->state) {
+        case SFR_HDR: {
+            size_t k = PUL__SFRAME_HDR - rx->fhlen;
+            k = k < left ? k : left;
+            memcpy(rx->fh + rx->fhlen, p + used, k);
+            rx->fhlen += k;
+            used += k;
+            if (rx->fhlen < PUL__SFRAME_HDR) {
+                return (long)used;
+            }
+            rx->kind = rx->fh[0];
+            rx->len = (uint32_t)get_be(rx->fh + 1, 4);
+            rx->got = 0;
+            if (rx->kind > 31 || !(rx->kinds & (1u << rx->kind))) {
+                return PUL_EPROTO;
+            }
+            if (rx->len > rx->max) {
+                return PUL_ETOOBIG;
+            }
+            if (rx->kind == PUL__SFRAME_ITEM) {
+                if (rx->len < 1) {
+                    return PUL_EPROTO;
+                }
+                rx->state = SFR_TLEN;
+            } else if (rx->kind == PUL__SFRAME_END) {
+                if (rx->len != 0) {
+                    return PUL_EPROTO;
+                }
+                sfr_next(rx);
+                *ev = PUL__SFR_END;
+                return (long)used;
+            } else if (rx->kind == PUL__SFRAME_ERROR) {
+                if (rx->len == 0) {
+                    return PUL_EPROTO;
+                }
+                rx->state = SFR_BODY;
+            } else {
+                return PUL_EPROTO;
+            }
+            break;
+        }
+        case SFR_TLEN:
+            rx->tlen = p[used++];
+            rx->tgot = 0;
+            rx->got = 1;
+            if (1 + rx->tlen > rx->len) {
+                return PUL_EPROTO;
+            }
+            rx->type[0] = '\0';
+            pul__env_rx_free(rx->env);
+            pul__env_rx_init(rx->env, rx->max);
+            rx->state = rx->tlen > 0 ? SFR_TYPE : SFR_MSG;
+            if (rx->got == rx->len) {
+                return PUL_EPROTO; /* no room left for the message encoding */
+            }
+            break;
+        case SFR_TYPE: {
+            size_t k = rx->tlen - rx->tgot;
+            k = k < left ? k : left;
+            for (size_t i = 0; rx->ascii && i < k; i++) {
+                if (p[used + i] < 0x20 || p[used + i] > 0x7e) {
+                    return PUL_EPROTO;
+                }
+            }
+            memcpy(rx->type + rx->tgot, p + used, k);
+            rx->tgot += k;
+            rx->got += (uint32_t)k;
+            used += k;
+            if (rx->tgot == rx->tlen) {
+                rx->type[rx->tlen] = '\0';
+                rx->state = SFR_MSG;
+                if (rx->got == rx->len) {
+                    return PUL_EPROTO;
+                }
+            }
+            break;
+        }
+        case SFR_MSG: {
+            size_t k = rx->len - rx->got;
+            k = k < left ? k : left;
+            long r = pul__env_rx_feed(rx->env, p + used, k);
+            if (r < 0) {
+                return r;
+            }
+            if ((size_t)r != k) {
+                return PUL_EPROTO; /* bytes past the encoding inside the frame */
+            }
+            used += k;
+            rx->got += (uint32_t)k;
+            if (rx->got < rx->len) {
+                return (long)used; /* k == left: all consumed */
+            }
+            if (!pul__env_rx_done(rx->env)) {
+                return PUL_EPROTO;
+            }
+            sfr_next(rx);
+            *ev = PUL__SFR_ITEM;
+            return (long)used;
+        }
+        case SFR_BODY: {
+            size_t k = rx->len - rx->got;
+            k = k < left ? k : left;
+            rx->chunk = p + used;
+            rx->chunk_len = k;
+            used += k;
+            rx->got += (uint32_t)k;
+            rx->last = rx->got == rx->len;
+            if (rx->last) {
+                sfr_next(rx);
+            }
+            *ev = PUL__SFR_ERROR;
+            return (long)used;
+        }
+        default:
+            return PUL_EPROTO;
+        }
+    }
+    return (long)used;
+}
+
 /* ---- error map ---------------------------------------------------------------------------- */
 
 static void

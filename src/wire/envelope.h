@@ -62,6 +62,44 @@ void pul__env_cache_use(int on);
 /* Stream frame header: kind then a big-endian u32 length. */
 void pul__sframe_hdr(uint8_t out[PUL__SFRAME_HDR], unsigned kind, uint32_t len);
 
+/* Incremental reader of stream frames (stream responses, "tells" request bodies): fed bytes as
+ * they arrive, it stops at each event. An item's message goes into the caller's decoder `env`,
+ * its type into the caller's `type` (256 bytes): both belong to the structure the reader is part
+ * of, so calls that need no frames do not pay for them. Every length is checked against `max`
+ * before anything is committed. */
+typedef enum {
+    PUL__SFR_NEED,  /* all given bytes consumed, no frame completed */
+    PUL__SFR_ITEM,  /* an item is whole: pul__env_rx_take(env, type) gives its message */
+    PUL__SFR_END,   /* an end frame */
+    PUL__SFR_ERROR, /* bytes of an error frame's body in (chunk, chunk_len); `last` on its last */
+} pul__sfr_ev_t;
+
+typedef struct {
+    int state;
+    unsigned kinds; /* accepted kinds: bit 1 << kind */
+    int ascii;      /* types must be visible ASCII */
+    size_t max;
+    pul__env_rx_t *env;
+    char *type;
+    uint8_t fh[PUL__SFRAME_HDR];
+    size_t fhlen;
+    unsigned kind;
+    uint32_t len, got;
+    size_t tlen, tgot;
+    const uint8_t *chunk; /* PUL__SFR_ERROR */
+    size_t chunk_len;
+    int last;
+} pul__sframe_rx_t;
+
+void pul__sframe_rx_init(pul__sframe_rx_t *rx, size_t max, unsigned kinds, int ascii,
+                         pul__env_rx_t *env, char type[256]);
+/* Consume bytes of p[0..n) up to the next event (*ev). Returns the bytes consumed (>= 0), or
+ * PUL_EPROTO (a kind not accepted, an empty item, a type too long or not ASCII, a non-empty end,
+ * an empty error, bytes past an item's encoding), PUL_ETOOBIG (a frame over max), PUL_ENOMEM. */
+long pul__sframe_rx_feed(pul__sframe_rx_t *rx, const uint8_t *p, size_t n, pul__sfr_ev_t *ev);
+/* Nonzero between frames (none begun). */
+int pul__sframe_rx_idle(const pul__sframe_rx_t *rx);
+
 /* Encode an error map (msgpack). *out is allocated with pul__malloc (caller frees). Returns 0 or
  * PUL_ENOMEM. */
 int pul__errmap_encode(const pul_error_t *e, uint8_t **out, size_t *outlen);

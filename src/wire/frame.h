@@ -1,8 +1,8 @@
 /* frame.h — length-prefixed frames for stream items: a codec over buffers, no I/O.
  *
  * A frame is: u8 kind | u32 big-endian body length | body (the stream frames of
- * docs/design/wire-protocol.md; the transport decodes them incrementally in net/client.c, since a
- * frame may be 64 MiB). The length is checked against the caller's maximum before anything is
+ * docs/design/wire-protocol.md; the transport decodes them incrementally with the reader of
+ * wire/envelope.h, pul__sframe_rx_t, since a frame may be 64 MiB). The length is checked against the caller's maximum before anything is
  * committed, so a peer cannot make us allocate what it only claims to send. */
 #ifndef PUL_WIRE_FRAME_H
 #define PUL_WIRE_FRAME_H

@@ -1,5 +1,7 @@
 /* test_wire.c — name rules (valid/invalid table) and the frame codec. */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "pul_test.h"
 #include "core/alloc.h"
@@ -186,6 +188,139 @@ decode_big(size_t n, int fill)
 /* A large part's mapping, freed while a system runs, is reused whole by the next large part
  * (no growing, no fresh pages); a larger part than the cached mapping gets its own; the last
  * user gone, nothing stays mapped. */
+/* One item frame of type t and payload pl (no segments) at out; returns its length. */
+static size_t
+sfr_item(uint8_t *out, const char *t, const char *pl)
+{
+    size_t tl = strlen(t), n = strlen(pl);
+    pul__sframe_hdr(out, PUL__SFRAME_ITEM, (uint32_t)(1 + tl + 12 + n));
+    out[5] = (uint8_t)tl;
+    memcpy(out + 6, t, tl);
+    memset(out + 6 + tl, 0, 12);
+    out[6 + tl + 11] = (uint8_t)n;
+    memcpy(out + 6 + tl + 12, pl, n);
+    return 6 + tl + 12 + n;
+}
+
+typedef struct {
+    int items, ends, errors;
+    char last_type[256], last_payload[64], err[64];
+    size_t errlen;
+} sfr_seen_t;
+
+/* Feed buf in pieces of `step` bytes; record the events. Returns 0 or the first error. */
+static int
+sfr_run(const uint8_t *buf, size_t n, size_t step, unsigned kinds, int ascii, sfr_seen_t *seen)
+{
+    pul__env_rx_t env;
+    char type[256];
+    pul__sframe_rx_t rx;
+    pul__env_rx_init(&env, 1024);
+    pul__sframe_rx_init(&rx, 1024, kinds, ascii, &env, type);
+    memset(seen, 0, sizeof *seen);
+    int rc = 0;
+    for (size_t off = 0; off < n && rc == 0;) {
+        size_t k = n - off < step ? n - off : step;
+        size_t used = 0;
+        while (used < k) {
+            pul__sfr_ev_t ev;
+            long r = pul__sframe_rx_feed(&rx, buf + off + used, k - used, &ev);
+            if (r < 0) {
+                rc = (int)r;
+                break;
+            }
+            assert_true(r > 0 || ev != PUL__SFR_NEED);
+            used += (size_t)r;
+            if (ev == PUL__SFR_ITEM) {
+                pul_msg_t *m = pul__env_rx_take(&env, type);
+                assert_non_null(m);
+                size_t len;
+                const void *d = pul_msg_data(m, &len);
+                snprintf(seen->last_type, sizeof seen->last_type, "%s", pul_msg_type(m));
+                snprintf(seen->last_payload, sizeof seen->last_payload, "%.*s", (int)len,
+                         (const char *)d);
+                pul_msg_unref(m);
+                seen->items++;
+            } else if (ev == PUL__SFR_END) {
+                seen->ends++;
+            } else if (ev == PUL__SFR_ERROR) {
+                memcpy(seen->err + seen->errlen, rx.chunk, rx.chunk_len);
+                seen->errlen += rx.chunk_len;
+                seen->errors += rx.last;
+            }
+        }
+        off += k;
+    }
+    if (rc == 0 && !pul__sframe_rx_idle(&rx)) {
+        rc = 1; /* ended inside a frame */
+    }
+    pul__env_rx_free(&env);
+    return rc;
+}
+
+/* The incremental stream-frame reader: the same events whatever the pieces the bytes come in;
+ * kinds not accepted, bad lengths and types refused before anything is committed. */
+static void
+test_sframe_reader(void **state)
+{
+    (void)state;
+    long base = pul_mem_live();
+    const unsigned all = 1u << PUL__SFRAME_ITEM | 1u << PUL__SFRAME_END | 1u << PUL__SFRAME_ERROR;
+    uint8_t buf[512];
+    size_t n = 0;
+    n += sfr_item(buf + n, "a", "one");
+    n += sfr_item(buf + n, "", "two");
+    n += sfr_item(buf + n, "type-c", "");
+    pul__sframe_hdr(buf + n, PUL__SFRAME_ERROR, 5);
+    memcpy(buf + n + 5, "oops!", 5);
+    n += 10;
+    pul__sframe_hdr(buf + n, PUL__SFRAME_END, 0);
+    n += 5;
+    for (size_t step = 1; step <= n; step++) {
+        sfr_seen_t seen;
+        assert_int_equal(sfr_run(buf, n, step, all, 1, &seen), 0);
+        assert_int_equal(seen.items, 3);
+        assert_string_equal(seen.last_type, "type-c");
+        assert_int_equal(seen.errors, 1);
+        assert_int_equal(seen.errlen, 5);
+        assert_memory_equal(seen.err, "oops!", 5);
+        assert_int_equal(seen.ends, 1);
+    }
+    sfr_seen_t seen;
+    /* Items only: an end frame is refused. */
+    assert_int_equal(sfr_run(buf, n, 7, 1u << PUL__SFRAME_ITEM, 1, &seen), PUL_EPROTO);
+    assert_int_equal(seen.items, 3);
+    /* Cut inside a frame: not idle. */
+    assert_int_equal(sfr_run(buf, 9, 4, all, 1, &seen), 1);
+    /* A type with a control character: refused when types must be ASCII, else taken. */
+    size_t k = sfr_item(buf, "x\x01y", "p");
+    assert_int_equal(sfr_run(buf, k, 3, all, 1, &seen), PUL_EPROTO);
+    assert_int_equal(sfr_run(buf, k, 3, all, 0, &seen), 0);
+    assert_int_equal(seen.items, 1);
+    /* A frame over the maximum: refused from its header. */
+    pul__sframe_hdr(buf, PUL__SFRAME_ITEM, 4096);
+    assert_int_equal(sfr_run(buf, 5, 5, all, 1, &seen), PUL_ETOOBIG);
+    /* An empty item, a non-empty end, an empty error, an unknown kind, an item whose type
+     * leaves no room for its message, bytes past an item's encoding. */
+    pul__sframe_hdr(buf, PUL__SFRAME_ITEM, 0);
+    assert_int_equal(sfr_run(buf, 5, 5, all, 1, &seen), PUL_EPROTO);
+    pul__sframe_hdr(buf, PUL__SFRAME_END, 1);
+    assert_int_equal(sfr_run(buf, 6, 6, all, 1, &seen), PUL_EPROTO);
+    pul__sframe_hdr(buf, PUL__SFRAME_ERROR, 0);
+    assert_int_equal(sfr_run(buf, 5, 5, all, 1, &seen), PUL_EPROTO);
+    pul__sframe_hdr(buf, 9, 0);
+    assert_int_equal(sfr_run(buf, 5, 5, all, 1, &seen), PUL_EPROTO);
+    pul__sframe_hdr(buf, PUL__SFRAME_ITEM, 3);
+    buf[5] = 2;
+    memcpy(buf + 6, "ab", 2);
+    assert_int_equal(sfr_run(buf, 8, 8, all, 1, &seen), PUL_EPROTO);
+    k = sfr_item(buf, "t", "xy");
+    pul__sframe_hdr(buf, PUL__SFRAME_ITEM, (uint32_t)(k - 5 + 1)); /* one byte too long */
+    buf[k] = 0;
+    assert_int_equal(sfr_run(buf, k + 1, 4, all, 1, &seen), PUL_EPROTO);
+    assert_int_equal(pul_mem_live(), base);
+}
+
 static void
 test_large_part_mappings_reused(void **state)
 {
@@ -225,6 +360,7 @@ main(void)
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_frames),
         cmocka_unit_test(test_envelope),
+        cmocka_unit_test(test_sframe_reader),
         cmocka_unit_test(test_large_part_mappings_reused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
