@@ -81,6 +81,22 @@ conn_fd(conn_t *cn)
     return uv_fileno((uv_handle_t *)&cn->tcp, &fd) == 0 ? fd : -1;
 }
 
+/* The transport of a system that is not shutting down, and whose pumping (if any) has token
+ * `token` (0: any); NULL otherwise. Any thread. */
+static pul__net_t *
+pump_net(pul_system_t *sys, uint64_t token)
+{
+    if (sys == NULL || atomic_load_explicit(&sys->closing, memory_order_relaxed)) {
+        return NULL;
+    }
+    pul__net_t *net = sys->net;
+    if (net == NULL ||
+        (token != 0 && atomic_load_explicit(&net->pump_gen, memory_order_relaxed) != token)) {
+        return NULL;
+    }
+    return net;
+}
+
 static void
 pump_tick(pul__tmr_t *t)
 {
@@ -135,7 +151,7 @@ pul_pump_fd(pul_system_t *sys, uint64_t *token)
     if (sys == NULL || token == NULL) {
         return -1;
     }
-    pul__net_t *net = atomic_load_explicit(&sys->closing, memory_order_relaxed) ? NULL : sys->net;
+    pul__net_t *net = pump_net(sys, 0);
     if (net == NULL || !atomic_load_explicit(&net->pump_offered, memory_order_relaxed) ||
         !pul__loop_borrow(&sys->loop)) {
         return -1;
@@ -172,10 +188,8 @@ pul_pump_fd(pul_system_t *sys, uint64_t *token)
 int
 pul_pump(pul_system_t *sys, uint64_t token)
 {
-    pul__net_t *net = sys != NULL && !atomic_load_explicit(&sys->closing, memory_order_relaxed)
-                          ? sys->net
-                          : NULL;
-    if (net == NULL || atomic_load_explicit(&net->pump_gen, memory_order_relaxed) != token) {
+    pul__net_t *net = pump_net(sys, token);
+    if (net == NULL) {
         return PUL_ECLOSED;
     }
     if (!pul__loop_borrow(&sys->loop)) {
@@ -246,10 +260,7 @@ pump_stop_task(void *arg)
 void
 pul_pump_stop(pul_system_t *sys, uint64_t token)
 {
-    pul__net_t *net = sys != NULL && !atomic_load_explicit(&sys->closing, memory_order_relaxed)
-                          ? sys->net
-                          : NULL;
-    if (net == NULL || atomic_load_explicit(&net->pump_gen, memory_order_relaxed) != token) {
+    if (pump_net(sys, token) == NULL) {
         return; /* already over (or the system is shutting down: so is the pumping) */
     }
     pump_stop_t *op = pul__malloc(sizeof *op);

@@ -538,15 +538,7 @@ server_net_close(pul__net_t *net)
 static void
 sst_deliver(sst_t *st, pul_id_t target)
 {
-    pul_system_t *sys = st->net->sys;
     atomic_fetch_add_explicit(&st->net->msgs_in, 1, memory_order_relaxed);
-    /* An actor of another node: forwarded there when we have a route (a gateway serving an
-     * out-of-cluster client, pul_gateway_route), through the same pul_ask/pul_tell as a local
-     * caller. A node without a default route never sends it further than its owner. */
-    if (pul__net_is_remote(sys, target) && !pul__net_has_route(st->net, target)) {
-        sst_respond_status(st, PUL_ENOTFOUND, "actor not on this node");
-        return;
-    }
     if (st->env.max == 0 || !pul__env_rx_done(&st->env)) {
         sst_respond_status(st, PUL_EPROTO, "body is not a whole message encoding");
         return;
@@ -604,43 +596,75 @@ parse_id32(const char *s, pul_id_t *out)
 
 /* ---- "tells": a batch of tells to one actor, delivered frame by frame as they arrive ---- */
 
-/* The actor of a "tells" request, checked as sst_dispatch checks any request. 0, or the request
- * was answered with an error (returns it). */
+static int
+is_actor_path(const sst_t *st)
+{
+    return strncmp(st->path, "/actors/", 8) == 0 || strncmp(st->path, "/named/", 7) == 0;
+}
+
+/* Requests refused whatever they ask: the node is closing, malformed headers, a body refused
+ * while reading (400/413). Nonzero when answered. */
+static int
+sst_refused(sst_t *st)
+{
+    if (st->net->closing) {
+        sst_respond_status(st, PUL_ECLOSED, "node shutting down");
+    } else if (st->bad || st->path_bad) {
+        sst_respond_status(st, PUL_EPROTO, "malformed request");
+    } else if (st->reject) {
+        sst_respond_status(st, st->reject_code, NULL);
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+/* The actor of a POST to /actors/<id> or /named/<name>. 0 with *id, or the request was
+ * answered with an error (returned nonzero). An actor of another node is forwarded there when
+ * we have a route (a gateway serving an out-of-cluster client, pul_gateway_route), through the
+ * same pul_ask/pul_tell as a local caller; a node without a default route never sends it
+ * further than its owner. */
+static int
+sst_target(sst_t *st, pul_id_t *id)
+{
+    pul__net_t *net = st->net;
+    if (sst_refused(st)) {
+        return 1;
+    }
+    if (st->method != M_POST) {
+        sst_respond_status(st, PUL_EPROTO, "method not allowed");
+        return 1;
+    }
+    if (strncmp(st->path, "/actors/", 8) == 0) {
+        if (parse_id32(st->path + 8, id) != 0) {
+            sst_respond_status(st, PUL_EPROTO, "bad actor id");
+            return 1;
+        }
+    } else {
+        int rc = pul_lookup(net->sys, st->path + 7, id);
+        if (rc != 0) {
+            sst_respond_status(st, rc == PUL_ENAME ? PUL_EPROTO : PUL_ENOTFOUND, NULL);
+            return 1;
+        }
+    }
+    if (pul__net_is_remote(net->sys, *id) && !pul__net_has_route(net, *id)) {
+        sst_respond_status(st, PUL_ENOTFOUND, "actor not on this node");
+        return 1;
+    }
+    return 0;
+}
+
+/* A "tells" request's actor, resolved once (at its first bytes, or at its end if empty).
+ * Nonzero when the request was answered with an error. */
 static int
 tells_target(sst_t *st)
 {
-    pul__net_t *net = st->net;
-    int rc = 0;
-    const char *why = NULL;
-    pul_id_t id;
-    if (net->closing) {
-        rc = PUL_ECLOSED;
-        why = "node shutting down";
-    } else if (st->bad || st->path_bad || st->method != M_POST) {
-        rc = PUL_EPROTO;
-        why = "malformed request";
-    } else if (strncmp(st->path, "/actors/", 8) == 0) {
-        if (parse_id32(st->path + 8, &id) != 0) {
-            rc = PUL_EPROTO;
-            why = "bad actor id";
+    if (!st->target_ok) {
+        if (sst_target(st, &st->target) != 0) {
+            return 1;
         }
-    } else {
-        rc = pul_lookup(net->sys, st->path + 7, &id);
-        if (rc != 0) {
-            rc = rc == PUL_ENAME ? PUL_EPROTO : PUL_ENOTFOUND;
-        }
+        st->target_ok = 1;
     }
-    if (rc == 0 && pul__net_is_remote(net->sys, id) && !pul__net_has_route(net, id)) {
-        rc = PUL_ENOTFOUND;
-        why = "actor not on this node";
-    }
-    if (rc != 0) {
-        sst_respond_status(st, rc, why);
-        sst_observe(st);
-        return rc;
-    }
-    st->target = id;
-    st->target_ok = 1;
     return 0;
 }
 
@@ -681,7 +705,7 @@ tells_feed(sst_t *st, const uint8_t *p, size_t n)
         if (st->responded) {
             return 1;
         }
-        if (!st->target_ok && tells_target(st) != 0) {
+        if (tells_target(st) != 0) {
             return 1; /* checked before the first frame is read */
         }
         pul__sfr_ev_t ev;
@@ -713,7 +737,7 @@ tells_end(sst_t *st)
         sst_observe(st);
         return;
     }
-    if (!st->target_ok && tells_target(st) != 0) {
+    if (tells_target(st) != 0) {
         return; /* an empty batch is checked as well */
     }
     if (st->tq_head == NULL && !st->held) {
@@ -725,21 +749,16 @@ static void
 sst_dispatch(sst_t *st)
 {
     pul__net_t *net = st->net;
-    if (net->closing) {
-        sst_respond_status(st, PUL_ECLOSED, "node shutting down");
+    if (sst_refused(st)) {
         return;
     }
-    if (st->bad || st->path_bad) {
-        sst_respond_status(st, PUL_EPROTO, "malformed request");
-        return;
-    }
-    if (st->reject) {
-        sst_respond_status(st, st->reject_code, NULL);
-        return;
-    }
-    if (st->mode == MODE_TELLS &&
-        (strncmp(st->path, "/actors/", 8) == 0 || strncmp(st->path, "/named/", 7) == 0)) {
-        tells_end(st);
+    if (is_actor_path(st) && (st->method == M_POST || st->mode == MODE_TELLS)) {
+        pul_id_t id;
+        if (st->mode == MODE_TELLS) {
+            tells_end(st);
+        } else if (sst_target(st, &id) == 0) {
+            sst_deliver(st, id);
+        }
         return;
     }
     if (st->method == M_GET) {
@@ -758,25 +777,6 @@ sst_dispatch(sst_t *st)
     }
     if (st->method != M_POST) {
         sst_respond_status(st, PUL_EPROTO, "method not allowed");
-        return;
-    }
-    if (strncmp(st->path, "/actors/", 8) == 0) {
-        pul_id_t id;
-        if (parse_id32(st->path + 8, &id) != 0) {
-            sst_respond_status(st, PUL_EPROTO, "bad actor id");
-            return;
-        }
-        sst_deliver(st, id);
-        return;
-    }
-    if (strncmp(st->path, "/named/", 7) == 0) {
-        pul_id_t id;
-        int rc = pul_lookup(net->sys, st->path + 7, &id);
-        if (rc != 0) {
-            sst_respond_status(st, rc == PUL_ENAME ? PUL_EPROTO : PUL_ENOTFOUND, NULL);
-            return;
-        }
-        sst_deliver(st, id);
         return;
     }
     for (handler_t *h = net->handlers; h != NULL; h = h->next) {
@@ -921,9 +921,9 @@ sv_on_data_chunk(nghttp2_session *ses, uint8_t flags, int32_t sid, const uint8_t
     }
     size_t max = cn->net->sys->cfg.max_message_size;
     int rc = 0;
-    int actor_path = strncmp(st->path, "/actors/", 8) == 0 || strncmp(st->path, "/named/", 7) == 0;
+    int actor_path = is_actor_path(st);
+    st->unconsumed += len;
     if (actor_path && st->mode == MODE_TELLS) {
-        st->unconsumed += len;
         rc = tells_feed(st, data, len);
         if (rc == 1) {
             st->reject = 1; /* answered: the rest of the body is not read */
@@ -937,7 +937,6 @@ sv_on_data_chunk(nghttp2_session *ses, uint8_t flags, int32_t sid, const uint8_t
             }
             return 0;
         }
-        st->unconsumed -= len; /* counted again below */
     } else if (actor_path) {
         if (st->env.max == 0) {
             pul__env_rx_init(&st->env, max);
@@ -967,7 +966,6 @@ sv_on_data_chunk(nghttp2_session *ses, uint8_t flags, int32_t sid, const uint8_t
     }
     /* Window goes back once the message reached the mailbox; a large body returns it as it
      * arrives (in 1 MiB steps), or it could never complete. */
-    st->unconsumed += len;
     if (st->unconsumed >= NET_OUT_HIGH) {
         sst_consume(st);
     }

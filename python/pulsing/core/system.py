@@ -1025,11 +1025,7 @@ def _reply_from_future(fut: asyncio.Future, reply: Any, system: Any = None) -> N
                     res = system._export_stream(res)
                 reply.send(*(res.enc if type(res) is _WireResult else _encode(res)))
                 if system is not None and system._pump is None and system._pumping:
-                    # Replied by this loop itself: it may read that connection's next requests
-                    # too (docs/design/threads.md, "Pumping").
-                    p = system._core.pump_fd()
-                    if p is not None:
-                        system._pump_start(p)
+                    system._pump_take()  # replied by this loop: it may read the next requests
                 return
             except PulsingError as e:
                 exc = e
@@ -1823,14 +1819,18 @@ class ActorSystem:
             fut.set_exception(_errors.from_core_error(e, "ask"))
             return fut
         if self._pump is None and self._pumping:
-            # A lone ask this thread wrote itself: read its reply here too (docs/design/
-            # threads.md, "Pumping"), saving the core thread's wake-up and the hand-over.
-            p = self._core.pump_fd()
-            if p is not None:
-                self._pump_start(p)
+            self._pump_take()  # a lone ask this loop wrote itself: it may read the reply too
         return fut
 
     # ---- pumping: this loop reads the replies of its lone asks ----
+
+    def _pump_take(self) -> None:
+        """After a call or reply this loop wrote itself: watch the connection it went out on, if
+        the core offers it (docs/design/threads.md, "Pumping"), so that this loop reads what
+        comes back instead of the core thread, which would then have to wake it."""
+        p = self._core.pump_fd()
+        if p is not None:
+            self._pump_start(p)
 
     def _pump_start(self, p: tuple) -> None:
         if _get_running_loop() is not self._loop:
